@@ -1,0 +1,107 @@
+//! The one I/O seam: every file operation of the engine goes through [`FileSystem`].
+//!
+//! No other module touches `std::fs`. That keeps one place where a fault can be injected into
+//! any call (a failing write, a lost fsync, a torn rename) and where an in-memory file system
+//! can stand in for the disk. [`RealFs`] is the implementation on the host's file system.
+//!
+//! Thread safety: a `FileSystem` and its `ReadableFile`s are shared between threads; a
+//! `WritableFile` has one owner at a time.
+
+mod real;
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use real::RealFs;
+
+use crate::error::Result;
+
+/// A file system the engine can run on.
+pub trait FileSystem: Send + Sync + Debug {
+    /// Creates `path` and its missing parents.
+    fn create_dir_all(&self, path: &Path) -> Result<()>;
+    /// Creates (or truncates) `path` for writing from the start.
+    fn create(&self, path: &Path) -> Result<Box<dyn WritableFile>>;
+    /// Opens an existing file for random-access reads.
+    fn open(&self, path: &Path) -> Result<Arc<dyn ReadableFile>>;
+    /// Atomically renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> Result<()>;
+    /// Deletes a file.
+    fn remove_file(&self, path: &Path) -> Result<()>;
+    /// Makes `to` a new name of `from`, or a full copy where links are not supported.
+    fn link_or_copy(&self, from: &Path, to: &Path) -> Result<()>;
+    /// The names of the entries of a directory, in no particular order.
+    fn list_dir(&self, path: &Path) -> Result<Vec<String>>;
+    /// Makes the directory's entries (creations, renames, deletions) durable.
+    fn sync_dir(&self, path: &Path) -> Result<()>;
+    /// True if `path` exists.
+    fn exists(&self, path: &Path) -> Result<bool>;
+    /// Takes an exclusive advisory lock on `path` (creating it), held until the returned guard
+    /// is dropped or the process dies.
+    ///
+    /// # Errors
+    /// `Error::Locked` if anyone else holds it.
+    fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>>;
+
+    /// Reads a whole file.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    fn read_all(&self, path: &Path) -> Result<Vec<u8>> {
+        let file = self.open(path)?;
+        let len = usize::try_from(file.len()).map_err(|_| {
+            crate::Error::invalid(format!("{} is too large to read", path.display()))
+        })?;
+        let mut buf = vec![0; len];
+        file.read_exact_at(0, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// A file being written from its start to its end.
+///
+/// `append` may buffer; `flush` hands buffered bytes to the operating system (they then survive
+/// a process crash); `sync` also makes them durable against power loss.
+pub trait WritableFile: Send + Debug {
+    /// Appends bytes.
+    fn append(&mut self, data: &[u8]) -> Result<()>;
+    /// Hands buffered bytes to the operating system.
+    fn flush(&mut self) -> Result<()>;
+    /// Flushes and makes the contents durable (`fdatasync`).
+    fn sync(&mut self) -> Result<()>;
+    /// Bytes appended so far.
+    fn len(&self) -> u64;
+    /// True if nothing has been appended.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The path the file was created at.
+    fn path(&self) -> &Path;
+}
+
+/// A file read at arbitrary offsets, shared between threads.
+pub trait ReadableFile: Send + Sync + Debug {
+    /// Fills `buf` from `offset`.
+    ///
+    /// # Errors
+    /// An I/O error, or `UnexpectedEof` (as `Error::Io`) if the file ends first.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// The file's length in bytes when it was opened.
+    fn len(&self) -> u64;
+    /// True if the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The path the file was opened at.
+    fn path(&self) -> &Path;
+}
+
+/// A held directory lock; dropping it releases the lock.
+pub trait FileLock: Send + Sync + Debug {}
+
+/// `dir/name`.
+#[must_use]
+pub fn join(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
