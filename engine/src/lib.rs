@@ -1,9 +1,57 @@
 //! extentdb: an embedded, ordered key-value storage engine.
-#![warn(missing_docs)]
+//!
+//! Keys live in a log-structured merge tree: a write-ahead log, a lock-free memtable, sorted
+//! tables in levels, a manifest and background compaction. See `ARCHITECTURE.md` for the code
+//! map and `docs/` for the formats, durability and locking.
+//!
+//! ```
+//! # fn main() -> extentdb::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! use extentdb::{Durability, Options, WriteBatch};
+//!
+//! let db = Options::new().cache_bytes(16 << 20).open(dir.path())?;
+//! let mut batch = WriteBatch::new();
+//! batch.put("user:1", "ada").put("user:2", "grace").delete("user:0");
+//! db.write_with(batch, Durability::Sync)?;
+//!
+//! let snapshot = db.snapshot();
+//! db.delete_range("user:".."user;")?;
+//! assert!(db.get("user:1")?.is_none());
+//! assert_eq!(snapshot.get("user:1")?.as_deref(), Some(&b"ada"[..]));
+//! for pair in snapshot.range("user:1".."user:9").rev() {
+//!     let (key, value) = pair?;
+//!     println!("{key:?} = {value:?}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Limits: keys up to [`MAX_KEY_BYTES`] (64 KiB; the empty key is allowed), values up to
+//! [`MAX_VALUE_BYTES`] (128 MiB), one batch up to [`MAX_BATCH_BYTES`]. Larger writes are
+//! refused with [`Error::InvalidArgument`].
 
+mod batch;
 pub(crate) mod coding;
+mod db;
 mod error;
+pub(crate) mod filename;
 pub(crate) mod fs;
+pub(crate) mod index;
+mod iter;
 pub(crate) mod key;
+mod options;
+mod snapshot;
+mod stats;
+mod types;
+pub(crate) mod wal;
+mod worker;
+mod write;
 
+pub use batch::WriteBatch;
+pub use db::{Db, VerifyReport};
 pub use error::{Error, Result};
+pub use iter::Iter;
+pub use options::{Durability, MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Options};
+pub use snapshot::Snapshot;
+pub use stats::{LevelStats, Stats};
+pub use types::{Key, Value};

@@ -1,0 +1,351 @@
+//! [`WriteBatch`]: writes applied atomically, and their encoding in the write-ahead log.
+//!
+//! A batch is kept encoded from the start, so committing it writes its bytes to the log
+//! without another copy. Layout (`docs/format/wal.md`, "batch payload"):
+//!
+//! ```text
+//! batch := seq:u64 count:u32 op{count}
+//! op    := 0x00 key                      delete
+//!        | 0x01 key value                put
+//!        | 0x02 start 0x00               delete_range start..
+//!        | 0x02 start 0x01 end           delete_range start..end
+//! key, value, start, end := varint length, bytes
+//! ```
+//!
+//! Operation `i` gets sequence number `seq + i`, so later operations in a batch win.
+
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+
+use bytes::Bytes;
+
+use crate::coding::{Decoder, put_bytes};
+use crate::error::{Error, Result};
+use crate::key::{RangeTombstone, SeqNo};
+use crate::options::{MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+
+const HEADER_BYTES: usize = 12;
+const OP_DELETE: u8 = 0;
+const OP_PUT: u8 = 1;
+const OP_DELETE_RANGE: u8 = 2;
+
+/// A group of writes applied atomically by [`Db::write`](crate::Db::write): after a crash
+/// either all of them are present or none.
+#[derive(Clone)]
+pub struct WriteBatch {
+    rep: Vec<u8>,
+    count: u32,
+    invalid: Option<String>,
+}
+
+impl std::fmt::Debug for WriteBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBatch")
+            .field("operations", &self.count)
+            .field("encoded_bytes", &self.rep.len())
+            .finish()
+    }
+}
+
+impl Default for WriteBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            rep: vec![0; HEADER_BYTES],
+            count: 0,
+            invalid: None,
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> &mut Self {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        if self.check_key(key) && self.check(value.len() <= MAX_VALUE_BYTES, "value too large") {
+            self.rep.push(OP_PUT);
+            put_bytes(&mut self.rep, key);
+            put_bytes(&mut self.rep, value);
+            self.count += 1;
+        }
+        self
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
+        let key = key.as_ref();
+        if self.check_key(key) {
+            self.rep.push(OP_DELETE);
+            put_bytes(&mut self.rep, key);
+            self.count += 1;
+        }
+        self
+    }
+
+    /// Deletes every key in `range`. An empty range is no operation.
+    pub fn delete_range<K: AsRef<[u8]>, R: RangeBounds<K>>(&mut self, range: R) -> &mut Self {
+        let start = as_slice_bound(range.start_bound());
+        let end = as_slice_bound(range.end_bound());
+        // The sequence number is assigned at commit; only the bounds matter here.
+        let Some(t) = RangeTombstone::from_bounds(start, end, SeqNo(0)) else {
+            return self;
+        };
+        let end_len = t.end.as_ref().map_or(0, Bytes::len);
+        if !self.check(
+            t.start.len() <= MAX_KEY_BYTES + 1 && end_len <= MAX_KEY_BYTES + 1,
+            "key too long",
+        ) {
+            return self;
+        }
+        self.rep.push(OP_DELETE_RANGE);
+        put_bytes(&mut self.rep, &t.start);
+        match &t.end {
+            None => self.rep.push(0),
+            Some(end) => {
+                self.rep.push(1);
+                put_bytes(&mut self.rep, end);
+            }
+        }
+        self.count += 1;
+        self
+    }
+
+    /// Number of operations.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// True if the batch holds no operation.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Removes every operation.
+    pub fn clear(&mut self) {
+        self.rep.truncate(HEADER_BYTES);
+        self.count = 0;
+        self.invalid = None;
+    }
+
+    /// Size of the encoded batch in bytes.
+    #[must_use]
+    pub fn encoded_bytes(&self) -> usize {
+        self.rep.len()
+    }
+
+    fn check_key(&mut self, key: &[u8]) -> bool {
+        self.check(key.len() <= MAX_KEY_BYTES, "key too long")
+    }
+
+    fn check(&mut self, ok: bool, what: &str) -> bool {
+        if !ok && self.invalid.is_none() {
+            self.invalid = Some(format!(
+                "{what} (limits: keys {MAX_KEY_BYTES} bytes, values {MAX_VALUE_BYTES} bytes)"
+            ));
+        }
+        ok
+    }
+
+    /// Refuses a batch that broke a limit while it was built.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(what) = &self.invalid {
+            return Err(Error::invalid(what.clone()));
+        }
+        if self.rep.len() > MAX_BATCH_BYTES {
+            return Err(Error::invalid(format!(
+                "batch of {} bytes exceeds the limit of {MAX_BATCH_BYTES} bytes",
+                self.rep.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stamps the first sequence number into the header and returns the encoded batch.
+    pub(crate) fn seal(&mut self, first: SeqNo) -> &[u8] {
+        let mut header = Vec::with_capacity(HEADER_BYTES);
+        crate::coding::put_u64(&mut header, first.0);
+        crate::coding::put_u32(&mut header, self.count);
+        for (dst, src) in self.rep.iter_mut().zip(header) {
+            *dst = src;
+        }
+        &self.rep
+    }
+}
+
+impl WriteBatch {
+    /// Takes the encoded batch (sealed by [`Self::seal`]), leaving the batch empty.
+    pub(crate) fn take_encoded(&mut self) -> Bytes {
+        let rep = std::mem::replace(&mut self.rep, vec![0; HEADER_BYTES]);
+        self.count = 0;
+        Bytes::from(rep)
+    }
+}
+
+fn as_slice_bound<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_ref()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// One decoded operation of a batch, with its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BatchOp {
+    Put {
+        key: Bytes,
+        value: Bytes,
+        seq: SeqNo,
+    },
+    Delete {
+        key: Bytes,
+        seq: SeqNo,
+    },
+    DeleteRange(RangeTombstone),
+}
+
+/// A decoded batch: its first sequence number and its operations.
+#[derive(Debug)]
+pub(crate) struct DecodedBatch {
+    pub first: SeqNo,
+    pub ops: Vec<BatchOp>,
+}
+
+impl DecodedBatch {
+    /// The sequence number of the last operation (`first - 1` for an empty batch).
+    pub fn last(&self) -> SeqNo {
+        SeqNo((self.first.0 + self.ops.len() as u64).saturating_sub(1))
+    }
+}
+
+/// Decodes a batch read from the log at `offset` of `file`. Key and value bytes are slices of
+/// `payload`, not copies.
+pub(crate) fn decode(payload: Bytes, file: &Path, offset: u64) -> Result<DecodedBatch> {
+    let mut d = Decoder::new(&payload, file, offset, "write batch");
+    let first = SeqNo(d.u64()?);
+    let count = d.u32()?;
+    if first > SeqNo::MAX
+        || first
+            .0
+            .checked_add(u64::from(count))
+            .is_none_or(|end| end > SeqNo::MAX.0)
+    {
+        return Err(d.error("sequence number out of range"));
+    }
+    // Each operation takes at least two bytes: never trust `count` for the allocation.
+    let mut ops = Vec::with_capacity((count as usize).min(d.remaining() / 2));
+    let slice = |s: &[u8]| payload.slice_ref(s);
+    for i in 0..u64::from(count) {
+        let seq = SeqNo(first.0 + i);
+        let op = match d.u8()? {
+            OP_PUT => {
+                let key = slice(d.length_prefixed(MAX_KEY_BYTES)?);
+                let value = slice(d.length_prefixed(MAX_VALUE_BYTES)?);
+                BatchOp::Put { key, value, seq }
+            }
+            OP_DELETE => BatchOp::Delete {
+                key: slice(d.length_prefixed(MAX_KEY_BYTES)?),
+                seq,
+            },
+            OP_DELETE_RANGE => {
+                let start = slice(d.length_prefixed(MAX_KEY_BYTES + 1)?);
+                let end = match d.u8()? {
+                    0 => None,
+                    1 => Some(slice(d.length_prefixed(MAX_KEY_BYTES + 1)?)),
+                    _ => return Err(d.error("bad range end flag")),
+                };
+                BatchOp::DeleteRange(RangeTombstone { start, end, seq })
+            }
+            _ => return Err(d.error("unknown operation")),
+        };
+        ops.push(op);
+    }
+    if !d.is_empty() {
+        return Err(d.error("trailing bytes after the last operation"));
+    }
+    Ok(DecodedBatch { first, ops })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_decode_in_order_with_consecutive_sequence_numbers() {
+        let mut b = WriteBatch::new();
+        b.put("a", "1")
+            .delete("b")
+            .delete_range("c".."f")
+            .delete_range::<&str, _>(..);
+        let payload = Bytes::copy_from_slice(b.seal(SeqNo(10)));
+        let d = decode(payload, Path::new("wal"), 0).unwrap();
+        assert_eq!(d.first, SeqNo(10));
+        assert_eq!(d.last(), SeqNo(13));
+        assert_eq!(
+            d.ops[0],
+            BatchOp::Put {
+                key: Bytes::from("a"),
+                value: Bytes::from("1"),
+                seq: SeqNo(10)
+            }
+        );
+        assert_eq!(
+            d.ops[1],
+            BatchOp::Delete {
+                key: Bytes::from("b"),
+                seq: SeqNo(11)
+            }
+        );
+        assert_eq!(
+            d.ops[2],
+            BatchOp::DeleteRange(RangeTombstone {
+                start: Bytes::from("c"),
+                end: Some(Bytes::from("f")),
+                seq: SeqNo(12)
+            })
+        );
+        assert_eq!(
+            d.ops[3],
+            BatchOp::DeleteRange(RangeTombstone {
+                start: Bytes::new(),
+                end: None,
+                seq: SeqNo(13)
+            })
+        );
+    }
+
+    #[test]
+    fn empty_ranges_add_no_operation() {
+        let mut b = WriteBatch::new();
+        b.delete_range("b".."a").delete_range("b".."b");
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn oversized_key_is_refused_at_commit() {
+        let mut b = WriteBatch::new();
+        b.put(vec![0u8; MAX_KEY_BYTES + 1], "v");
+        assert!(matches!(b.validate(), Err(Error::InvalidArgument(_))));
+        b.clear();
+        b.put(vec![0u8; MAX_KEY_BYTES], "v");
+        assert!(b.validate().is_ok());
+    }
+
+    #[test]
+    fn every_truncation_of_a_batch_is_corruption() {
+        let mut b = WriteBatch::new();
+        b.put("key", "value").delete("k2").delete_range("a".."z");
+        let full = b.seal(SeqNo(1)).to_vec();
+        for len in 0..full.len() {
+            let r = decode(Bytes::copy_from_slice(&full[..len]), Path::new("wal"), 0);
+            assert!(r.unwrap_err().is_corruption(), "length {len}");
+        }
+    }
+}

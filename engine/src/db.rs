@@ -1,0 +1,670 @@
+//! [`Db`]: the database handle, opening and recovery, reads, and maintenance.
+//!
+//! The write path (group commit, memtable rotation, back-pressure) is in `write.rs`; flushes
+//! and compactions in `index/flush.rs` and `index/compaction.rs`; their background threads in
+//! `worker.rs`.
+//!
+//! State that readers need is published as one [`SuperVersion`] (active memtable, frozen
+//! memtables, table version) behind a read-write lock held only to clone an `Arc`: a read
+//! pins what it reads and never blocks a writer for longer than that clone.
+//!
+//! Lock order (`docs/locking.md`): commit queue, then the WAL, then the flush or compaction
+//! job lock, then the version set, then the super version.
+
+use std::collections::BTreeMap;
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::batch::{self, BatchOp, WriteBatch};
+use crate::error::{Error, Result};
+use crate::filename::{self, FileKind};
+use crate::fs::{FileLock, FileSystem, RealFs};
+use crate::index::edit::{NUM_LEVELS, VersionEdit};
+use crate::index::flush;
+use crate::index::memtable::Memtable;
+use crate::index::table::{BlockCache, ReadMode, TableOptions};
+use crate::index::version::{Version, VersionSet};
+use crate::iter::{Iter, owned_bounds, prefix_bounds};
+use crate::key::{SeqNo, ValueKind};
+use crate::options::{Durability, Options};
+use crate::snapshot::Snapshot;
+use crate::stats::{Counters, LevelStats, Stats};
+use crate::types::Value;
+use crate::wal::{LogReader, LogWriter};
+use crate::worker::Workers;
+use crate::write::{CommitQueue, WalState};
+
+/// What a read sees: the memtables and the table version, pinned together.
+#[derive(Debug)]
+pub(crate) struct SuperVersion {
+    pub mem: Arc<Memtable>,
+    /// Frozen memtables, newest first.
+    pub imm: Vec<Arc<Memtable>>,
+    pub version: Arc<Version>,
+}
+
+/// Signals between writers and the background jobs.
+#[derive(Debug, Default)]
+pub(crate) struct JobState {
+    pub shutdown: bool,
+    pub flush_requested: bool,
+    pub compaction_requested: bool,
+}
+
+/// Everything shared by handles, snapshots, iterators and background threads.
+#[derive(Debug)]
+pub(crate) struct DbInner {
+    pub dir: PathBuf,
+    pub fs: Arc<dyn FileSystem>,
+    pub options: Options,
+    pub table_options: TableOptions,
+    pub cache: Arc<BlockCache>,
+    pub super_version: RwLock<Arc<SuperVersion>>,
+    pub versions: Mutex<VersionSet>,
+    pub commit: CommitQueue,
+    pub wal: Mutex<WalState>,
+    /// The highest sequence number whose write is visible to reads.
+    pub visible_seq: AtomicU64,
+    /// Live snapshots: sequence number -> how many.
+    snapshots: Mutex<BTreeMap<SeqNo, usize>>,
+    poisoned: AtomicBool,
+    pub flush_lock: Mutex<()>,
+    pub compaction_lock: Mutex<crate::index::compaction::CompactionState>,
+    pub jobs: Mutex<JobState>,
+    pub jobs_changed: Condvar,
+    pub counters: Counters,
+    _lock: Box<dyn FileLock>,
+}
+
+/// An open database. Cheap to clone; all clones share one database, which closes when the
+/// last clone is dropped. `Db` is `Send + Sync`.
+///
+/// ```
+/// # fn main() -> extentdb::Result<()> {
+/// # let dir = tempfile::tempdir()?;
+/// let db = extentdb::Db::open(dir.path())?;
+/// db.put("fruit:apple", "red")?;
+/// db.put("fruit:banana", "yellow")?;
+/// assert_eq!(db.get("fruit:apple")?.as_deref(), Some(&b"red"[..]));
+/// let fruits: Vec<_> = db.prefix("fruit:").collect::<extentdb::Result<_>>()?;
+/// assert_eq!(fruits.len(), 2);
+/// db.delete_range("fruit:a".."fruit:b")?;
+/// assert!(db.get("fruit:apple")?.is_none());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+    workers: Arc<Workers>,
+}
+
+impl Db {
+    /// Opens the database in `path` with default [`Options`], creating it if needed.
+    ///
+    /// # Errors
+    /// `Locked` if another handle or process has it open, `Corruption` if its files are
+    /// damaged, `Io` for I/O errors.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Options::new().open(path)
+    }
+
+    pub(crate) fn open_with(dir: &Path, options: Options) -> Result<Self> {
+        let fs: Arc<dyn FileSystem> = Arc::new(RealFs);
+        if !fs.exists(dir)? {
+            if !options.create_if_missing {
+                return Err(Error::invalid(format!("{} does not exist", dir.display())));
+            }
+            fs.create_dir_all(dir)?;
+        }
+        let lock = fs.lock(&dir.join(filename::LOCK))?;
+        let cache = Arc::new(BlockCache::new(options.cache_bytes));
+        let versions = if fs.exists(&dir.join(filename::CURRENT))? {
+            VersionSet::recover(dir, Arc::clone(&fs), Arc::clone(&cache))?
+        } else if options.create_if_missing {
+            VersionSet::create(dir, Arc::clone(&fs), Arc::clone(&cache))?
+        } else {
+            return Err(Error::invalid(format!(
+                "{} holds no database",
+                dir.display()
+            )));
+        };
+        let table_options = TableOptions {
+            block_size_bytes: options.block_size_bytes,
+            bloom_bits_per_key: options.bloom_bits_per_key,
+            ..TableOptions::default()
+        };
+        let (inner, last_seq) =
+            recover_wals(dir, fs, options, table_options, cache, versions, lock)?;
+        inner.visible_seq.store(last_seq.0, Ordering::Release);
+        inner.delete_obsolete_files()?;
+        let inner = Arc::new(inner);
+        let workers = Arc::new(Workers::start(&inner));
+        Ok(Self { inner, workers })
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if a size limit is broken, `Poisoned` after an earlier write
+    /// failure, `Io` if the write-ahead log cannot be written.
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.write(b)
+    }
+
+    /// Deletes `key` (no error if it is absent).
+    ///
+    /// # Errors
+    /// As [`Db::put`].
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.write(b)
+    }
+
+    /// Deletes every key in `range`, in time independent of how many keys it holds.
+    ///
+    /// # Errors
+    /// As [`Db::put`].
+    pub fn delete_range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete_range(range);
+        self.write(b)
+    }
+
+    /// Applies `batch` atomically with the default durability ([`Options::durability`]).
+    ///
+    /// # Errors
+    /// As [`Db::put`].
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.inner.write(batch, self.inner.options.durability)
+    }
+
+    /// Applies `batch` atomically with the given durability.
+    ///
+    /// # Errors
+    /// As [`Db::put`].
+    pub fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        self.inner.write(batch, durability)
+    }
+
+    /// The value of `key`, if any.
+    ///
+    /// # Errors
+    /// `Corruption` or `Io` if a table cannot be read.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
+        let seq = self.inner.visible();
+        self.inner.get_at(key.as_ref(), seq)
+    }
+
+    /// Like [`Db::get`], but never waits for a lock and never starts I/O: if the answer is not
+    /// in memory it returns `Err(Error::WouldBlock)`.
+    ///
+    /// Meant for async runtimes: call it on the executor thread, and on `WouldBlock` move the
+    /// blocking `get` to a blocking pool (`spawn_blocking`), so executor threads never stall
+    /// on disk reads or on writers.
+    ///
+    /// # Errors
+    /// `WouldBlock`, or `Corruption` if a cached block is damaged.
+    pub fn try_get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
+        let seq = self.inner.visible();
+        let sv = self
+            .inner
+            .super_version
+            .try_read()
+            .map(|g| Arc::clone(&g))
+            .ok_or(Error::WouldBlock)?;
+        self.inner
+            .get_in(&sv, key.as_ref(), seq, ReadMode::CacheOnly)
+    }
+
+    /// The pairs in `range`, in key order, from either end, as of now.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        let (lower, upper) = owned_bounds(&range);
+        let seq = self.inner.visible();
+        Iter::new(self.inner.super_version(), seq, lower, upper)
+    }
+
+    /// The pairs whose keys start with `prefix`.
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
+        let (lower, upper) = prefix_bounds(prefix.as_ref());
+        let seq = self.inner.visible();
+        Iter::new(self.inner.super_version(), seq, lower, upper)
+    }
+
+    /// A consistent view of the database as of now.
+    #[must_use]
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(Arc::clone(&self.inner))
+    }
+
+    /// Writes the memtable to a table and waits until every frozen memtable is flushed.
+    ///
+    /// # Errors
+    /// `Io` or `Poisoned`.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.freeze_memtable()?;
+        self.inner.flush_frozen()
+    }
+
+    /// Makes every acknowledged write durable (`fdatasync` of the write-ahead log).
+    ///
+    /// # Errors
+    /// `Io` (the database is then poisoned) or `Poisoned`.
+    pub fn sync(&self) -> Result<()> {
+        self.inner.sync_wal()
+    }
+
+    /// Flushes, then compacts every level down into the last non-empty one, dropping
+    /// overwritten and deleted versions no snapshot needs.
+    ///
+    /// # Errors
+    /// `Io`, `Corruption` or `Poisoned`.
+    pub fn compact(&self) -> Result<()> {
+        self.flush()?;
+        self.inner.compact_all()
+    }
+
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.inner.verify()
+    }
+
+    /// Counters and sizes.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// Writes a consistent copy of the database into the new directory `dir` (tables are
+    /// hard-linked where possible). The copy holds every write acknowledged before the call.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `dir` exists, `Io`, or `Poisoned`.
+    pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
+        self.flush()?;
+        self.inner.checkpoint(dir.as_ref())
+    }
+
+    /// The directory of the database.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+/// What [`Db::verify`] checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// Tables read.
+    pub tables: usize,
+    /// Versions (entries) read.
+    pub entries: u64,
+    /// Bytes of tables read.
+    pub bytes: u64,
+}
+
+/// Replays the write-ahead logs newer than the manifest's log number into a memtable, flushes
+/// it, and starts a new log. Returns the database and the last recovered sequence number.
+fn recover_wals(
+    dir: &Path,
+    fs: Arc<dyn FileSystem>,
+    options: Options,
+    table_options: TableOptions,
+    cache: Arc<BlockCache>,
+    mut versions: VersionSet,
+    lock: Box<dyn FileLock>,
+) -> Result<(DbInner, SeqNo)> {
+    let mut wals: Vec<u64> = fs
+        .list_dir(dir)?
+        .iter()
+        .filter_map(|name| match filename::parse(name) {
+            Some(FileKind::Wal(n)) if n >= versions.log_number => Some(n),
+            _ => None,
+        })
+        .collect();
+    wals.sort_unstable();
+    let mem = Memtable::new(0);
+    let mut last = versions.flushed_seq;
+    for (i, &number) in wals.iter().enumerate() {
+        let path = dir.join(filename::wal(number));
+        let mut reader = LogReader::new(fs.open(&path)?);
+        while let Some((offset, payload)) = reader.next_record()? {
+            let decoded = batch::decode(Bytes::from(payload), &path, offset)?;
+            if decoded.first != last.next() {
+                return Err(Error::corruption(
+                    &path,
+                    offset,
+                    format!(
+                        "write batch starts at sequence {}, expected {}",
+                        decoded.first,
+                        last.next()
+                    ),
+                ));
+            }
+            last = decoded.last();
+            apply(&mem, decoded.ops);
+        }
+        // Logs are synced before the next one is started: only the newest may be torn.
+        if reader.torn_tail_bytes() > 0 && i + 1 < wals.len() {
+            return Err(Error::corruption(
+                &path,
+                reader.valid_len(),
+                "damaged record at the end of a log that is not the newest",
+            ));
+        }
+    }
+    let wal_number = versions.new_file_number();
+    if !mem.is_empty() {
+        let number = versions.new_file_number();
+        let meta = flush::write_table(&fs, dir, &table_options, number, &mem)?;
+        fs.sync_dir(dir)?;
+        let opened = vec![versions.open_table(meta.clone())?];
+        let edit = VersionEdit {
+            log_number: Some(wal_number),
+            last_seq: Some(last),
+            added: vec![(0, meta)],
+            ..VersionEdit::default()
+        };
+        versions.log_and_apply(edit, opened)?;
+    } else {
+        let edit = VersionEdit {
+            log_number: Some(wal_number),
+            last_seq: Some(last),
+            ..VersionEdit::default()
+        };
+        versions.log_and_apply(edit, Vec::new())?;
+    }
+    let writer = LogWriter::new(fs.create(&dir.join(filename::wal(wal_number)))?);
+    fs.sync_dir(dir)?;
+    let sv = SuperVersion {
+        mem: Arc::new(Memtable::new(wal_number)),
+        imm: Vec::new(),
+        version: versions.current(),
+    };
+    let inner = DbInner {
+        dir: dir.to_path_buf(),
+        fs,
+        options,
+        table_options,
+        cache,
+        super_version: RwLock::new(Arc::new(sv)),
+        versions: Mutex::new(versions),
+        commit: CommitQueue::default(),
+        wal: Mutex::new(WalState {
+            writer,
+            number: wal_number,
+            last_seq: last,
+        }),
+        visible_seq: AtomicU64::new(last.0),
+        snapshots: Mutex::new(BTreeMap::new()),
+        poisoned: AtomicBool::new(false),
+        flush_lock: Mutex::new(()),
+        compaction_lock: Mutex::new(Default::default()),
+        jobs: Mutex::new(JobState::default()),
+        jobs_changed: Condvar::new(),
+        counters: Counters::default(),
+        _lock: lock,
+    };
+    Ok((inner, last))
+}
+
+/// Inserts a decoded batch into a memtable.
+pub(crate) fn apply(mem: &Memtable, ops: Vec<BatchOp>) {
+    for op in ops {
+        match op {
+            BatchOp::Put { key, value, seq } => mem.insert(key, seq, ValueKind::Put, value),
+            BatchOp::Delete { key, seq } => mem.insert(key, seq, ValueKind::Delete, Bytes::new()),
+            BatchOp::DeleteRange(t) => mem.insert_range_tombstone(t),
+        }
+    }
+}
+
+impl DbInner {
+    pub fn visible(&self) -> SeqNo {
+        SeqNo(self.visible_seq.load(Ordering::Acquire))
+    }
+
+    /// The current super version. Take the sequence number to read at *before* calling this:
+    /// every write at or below it is then in what this returns.
+    pub fn super_version(&self) -> Arc<SuperVersion> {
+        Arc::clone(&self.super_version.read())
+    }
+
+    pub fn get_at(&self, key: &[u8], seq: SeqNo) -> Result<Option<Value>> {
+        let sv = self.super_version();
+        self.get_in(&sv, key, seq, ReadMode::Blocking)
+    }
+
+    /// The newest live value of `key` at `snapshot` in `sv`.
+    pub fn get_in(
+        &self,
+        sv: &SuperVersion,
+        key: &[u8],
+        snapshot: SeqNo,
+        mode: ReadMode,
+    ) -> Result<Option<Value>> {
+        let mut tombstone: Option<SeqNo> = None;
+        let mut found = None;
+        // Memtables are newer than tables, and newer memtables than older ones: the first
+        // version found is the newest.
+        for mem in std::iter::once(&sv.mem).chain(&sv.imm) {
+            tombstone = tombstone.max(mem.max_covering_tombstone(key, snapshot));
+            if found.is_none() {
+                found = mem.get(key, snapshot);
+            }
+        }
+        tombstone = tombstone.max(sv.version.tombstones.max_covering(key, snapshot));
+        if found.is_none() {
+            found = sv.version.get(key, snapshot, mode)?;
+        }
+        Ok(found.and_then(|e| {
+            let live = e.key.kind == ValueKind::Put && tombstone.is_none_or(|t| t < e.key.seq);
+            live.then(|| Value::from_bytes(e.value))
+        }))
+    }
+
+    pub fn register_snapshot(&self) -> SeqNo {
+        let mut snapshots = self.snapshots.lock();
+        let seq = self.visible();
+        *snapshots.entry(seq).or_default() += 1;
+        seq
+    }
+
+    pub fn release_snapshot(&self, seq: SeqNo) {
+        let mut snapshots = self.snapshots.lock();
+        if let Some(n) = snapshots.get_mut(&seq) {
+            *n -= 1;
+            if *n == 0 {
+                snapshots.remove(&seq);
+            }
+        }
+    }
+
+    /// The oldest sequence number any reader may still read at.
+    pub fn oldest_snapshot(&self) -> SeqNo {
+        let snapshots = self.snapshots.lock();
+        snapshots
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or_else(|| self.visible())
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Marks the database unwritable after a failure that left files in an unknown state.
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+        self.jobs_changed.notify_all();
+    }
+
+    /// Runs `f`; an error poisons the database.
+    pub fn poison_on_error<T>(&self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.poison();
+        }
+        r
+    }
+
+    pub fn check_not_poisoned(&self) -> Result<()> {
+        if self.is_poisoned() {
+            Err(Error::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Wakes the background jobs.
+    pub fn request_jobs(&self, flush: bool, compaction: bool) {
+        let mut jobs = self.jobs.lock();
+        jobs.flush_requested |= flush;
+        jobs.compaction_requested |= compaction;
+        self.jobs_changed.notify_all();
+    }
+
+    pub fn sync_wal(&self) -> Result<()> {
+        self.check_not_poisoned()?;
+        let mut wal = self.wal.lock();
+        let r = wal.writer.sync();
+        Counters::add(&self.counters.wal_syncs, 1);
+        self.poison_on_error(r)
+    }
+
+    /// Deletes files that no live state refers to: logs below the log number, tables not in
+    /// the current version, old manifests and temporary files.
+    ///
+    /// Only at open, before any reader exists: afterwards a table is deleted by the last
+    /// version that holds it (`TableFile`'s drop) and logs by [`Self::delete_obsolete_wals`].
+    fn delete_obsolete_files(&self) -> Result<()> {
+        let versions = self.versions.lock();
+        let live: std::collections::HashSet<u64> = versions
+            .current()
+            .files()
+            .map(|(_, f)| f.number())
+            .collect();
+        for name in self.fs.list_dir(&self.dir)? {
+            let obsolete = match filename::parse(&name) {
+                Some(FileKind::Wal(n)) => n < versions.log_number,
+                Some(FileKind::Table(n)) => !live.contains(&n),
+                Some(FileKind::Manifest(n)) => n != versions.manifest_number(),
+                Some(FileKind::Temp) => true,
+                _ => false,
+            };
+            if obsolete {
+                self.fs.remove_file(&self.dir.join(&name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the logs whose writes are all in tables.
+    pub fn delete_obsolete_wals(&self, log_number: u64) -> Result<()> {
+        for name in self.fs.list_dir(&self.dir)? {
+            if matches!(filename::parse(&name), Some(FileKind::Wal(n)) if n < log_number) {
+                self.fs.remove_file(&self.dir.join(&name))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let version = Arc::clone(&self.super_version().version);
+        let mut report = VerifyReport::default();
+        for (_, file) in version.files() {
+            report.entries += file.table.verify()?;
+            report.tables += 1;
+            report.bytes += file.meta.size_bytes;
+        }
+        for (level, files) in version.levels.iter().enumerate().skip(1) {
+            for pair in files.windows(2) {
+                if let [a, b] = pair {
+                    if !a.ends_before(&b.meta.smallest) {
+                        let what = format!(
+                            "tables {} and {} of level {level} overlap",
+                            a.number(),
+                            b.number()
+                        );
+                        return Err(Error::corruption(b.table.path(), 0, what));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let sv = self.super_version();
+        let c = &self.counters;
+        let levels: Vec<LevelStats> = (0..NUM_LEVELS)
+            .map(|l| LevelStats {
+                tables: sv.version.levels[l].len(),
+                size_bytes: sv.version.level_bytes(l),
+            })
+            .collect();
+        Stats {
+            last_sequence: self.visible().0,
+            memtable_bytes: sv.mem.approximate_bytes() as u64,
+            immutable_memtables: sv.imm.len(),
+            table_bytes: levels.iter().map(|l| l.size_bytes).sum(),
+            levels,
+            snapshots: self.snapshots.lock().values().sum(),
+            writes: Counters::get(&c.writes),
+            write_groups: Counters::get(&c.write_groups),
+            wal_bytes: Counters::get(&c.wal_bytes),
+            wal_syncs: Counters::get(&c.wal_syncs),
+            write_stalls: Counters::get(&c.write_stalls),
+            flushes: Counters::get(&c.flushes),
+            flush_bytes: Counters::get(&c.flush_bytes),
+            compactions: Counters::get(&c.compactions),
+            trivial_moves: Counters::get(&c.trivial_moves),
+            compaction_read_bytes: Counters::get(&c.compaction_read_bytes),
+            compaction_write_bytes: Counters::get(&c.compaction_write_bytes),
+            block_cache_hits: self.cache.hits(),
+            block_cache_misses: self.cache.misses(),
+        }
+    }
+
+    fn checkpoint(&self, dest: &Path) -> Result<()> {
+        if self.fs.exists(dest)? {
+            return Err(Error::invalid(format!(
+                "checkpoint directory {} already exists",
+                dest.display()
+            )));
+        }
+        self.fs.create_dir_all(dest)?;
+        // Holding the version set keeps the tables of the current version from being removed.
+        let versions = self.versions.lock();
+        let version = versions.current();
+        for (_, file) in version.files() {
+            let name = filename::table(file.number());
+            self.fs
+                .link_or_copy(&self.dir.join(&name), &dest.join(&name))?;
+        }
+        let edit = VersionEdit {
+            log_number: Some(versions.next_file()),
+            next_file: Some(versions.next_file() + 1),
+            last_seq: Some(versions.flushed_seq),
+            added: version.files().map(|(l, f)| (l, f.meta.clone())).collect(),
+            removed: Vec::new(),
+        };
+        let manifest_number = versions.next_file();
+        drop(versions);
+        let mut edit = edit;
+        edit.log_number = Some(manifest_number + 1);
+        edit.next_file = Some(manifest_number + 2);
+        let mut manifest =
+            crate::index::version::create_manifest(self.fs.as_ref(), dest, manifest_number, &edit)?;
+        manifest.sync()?;
+        crate::index::version::install_current(self.fs.as_ref(), dest, manifest_number)
+    }
+}

@@ -1,0 +1,18 @@
+//! The key index: a log-structured merge tree.
+//!
+//! - `memtable`: recent writes in a lock-free skip list;
+//! - `table/`: the sorted table format (`docs/format/table.md`);
+//! - `edit`, `version`: the manifest and the set of live tables (`docs/format/manifest.md`);
+//! - `merge`, `tombstones`: merging sorted streams, range-tombstone lookups;
+//! - `flush`, `compaction`: moving data from memory to level 0 and down the levels.
+//!
+//! The index knows keys and versions; it knows nothing of value files.
+
+pub(crate) mod compaction;
+pub(crate) mod edit;
+pub(crate) mod flush;
+pub(crate) mod memtable;
+pub(crate) mod merge;
+pub(crate) mod table;
+pub(crate) mod tombstones;
+pub(crate) mod version;

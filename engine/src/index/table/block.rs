@@ -1,0 +1,516 @@
+//! Blocks of sorted key/value entries with prefix-compressed keys and restart points: the
+//! form of data blocks and of the index block.
+//!
+//! Layout (`docs/format/table.md`):
+//! `entry* restart:u32* num_restarts:u32`, each
+//! `entry = shared:varint unshared:varint value_len:varint key_delta[unshared] value[value_len]`.
+//! A key is `shared` bytes of the previous key followed by `key_delta`; at a restart point
+//! `shared` is 0, so a reader can start decoding there. Keys are on-disk internal keys
+//! (user key ++ 8-byte trailer) in strictly increasing internal order.
+//!
+//! Invariants checked by [`Block::new`] (once, before a block enters the cache): at least one
+//! restart, the first at offset 0, offsets strictly increasing and inside the entry region.
+//! Entry decoding checks every length against the bytes left, so a damaged block is a
+//! `Corruption`, never a panic or an over-read.
+//!
+//! Thread safety: a [`Block`] is immutable and cheap to clone (it shares its `Bytes`);
+//! a [`BlockBuilder`] has one owner.
+//!
+//! Read next: `bloom.rs`, then `reader.rs`.
+
+use std::cmp::Ordering;
+use std::ops::Range;
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::format::{self, MAX_BLOCK_SIZE_BYTES};
+use crate::coding::{self, Decoder};
+use crate::error::{Error, Result};
+use crate::key::{self, Entry, InternalKey, SeqNo, ValueKind};
+
+/// Bytes of the restart array entry and of the restart count.
+const RESTART_BYTES: usize = 4;
+
+/// Builds one block's contents from keys added in increasing order.
+#[derive(Debug)]
+pub(crate) struct BlockBuilder {
+    buf: Vec<u8>,
+    restarts: Vec<u32>,
+    restart_interval: usize,
+    since_restart: usize,
+    last_key: Vec<u8>,
+    entries: usize,
+}
+
+impl BlockBuilder {
+    /// A builder that starts a restart point every `restart_interval` entries (at least 1).
+    #[must_use]
+    pub fn new(restart_interval: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            restarts: vec![0],
+            restart_interval: restart_interval.max(1),
+            since_restart: 0,
+            last_key: Vec::new(),
+            entries: 0,
+        }
+    }
+
+    /// Appends an entry. REQUIRES: `key` sorts after every key added since the last
+    /// `finish`, and the block stays under [`MAX_BLOCK_SIZE_BYTES`] (the table builder checks
+    /// both).
+    pub fn add(&mut self, key: &[u8], value: &[u8]) {
+        let shared = if self.since_restart >= self.restart_interval {
+            self.restarts.push(self.offset_u32());
+            self.since_restart = 0;
+            0
+        } else {
+            common_prefix_len(&self.last_key, key)
+        };
+        let delta = key.get(shared..).unwrap_or_default();
+        coding::put_varint(&mut self.buf, shared as u64);
+        coding::put_varint(&mut self.buf, delta.len() as u64);
+        coding::put_varint(&mut self.buf, value.len() as u64);
+        self.buf.extend_from_slice(delta);
+        self.buf.extend_from_slice(value);
+        self.last_key.truncate(shared);
+        self.last_key.extend_from_slice(delta);
+        self.since_restart += 1;
+        self.entries += 1;
+    }
+
+    fn offset_u32(&self) -> u32 {
+        debug_assert!(self.buf.len() <= MAX_BLOCK_SIZE_BYTES);
+        // The table builder keeps blocks under MAX_BLOCK_SIZE_BYTES, far below u32::MAX.
+        u32::try_from(self.buf.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The size of the contents if the block were finished now.
+    #[must_use]
+    pub fn size_estimate_bytes(&self) -> usize {
+        self.buf.len() + RESTART_BYTES * (self.restarts.len() + 1)
+    }
+
+    /// An upper bound on the bytes one more entry adds to the block.
+    #[must_use]
+    pub fn entry_size_bound_bytes(key: &[u8], value: &[u8]) -> usize {
+        const VARINTS_MAX_BYTES: usize = 3 * 10;
+        key.len() + value.len() + VARINTS_MAX_BYTES + RESTART_BYTES
+    }
+
+    /// True if no entry was added since the last `finish`.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// The last key added.
+    #[must_use]
+    pub fn last_key(&self) -> &[u8] {
+        &self.last_key
+    }
+
+    /// Returns the finished contents and resets the builder for the next block.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.buf);
+        for &restart in &self.restarts {
+            coding::put_u32(&mut out, restart);
+        }
+        coding::put_u32(
+            &mut out,
+            u32::try_from(self.restarts.len()).unwrap_or(u32::MAX),
+        );
+        self.restarts.clear();
+        self.restarts.push(0);
+        self.since_restart = 0;
+        self.last_key.clear();
+        self.entries = 0;
+        out
+    }
+}
+
+fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// A checked, immutable block: the unit the block cache holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Block {
+    data: Bytes,
+    /// Where the entries end and the restart array begins.
+    restarts_offset: usize,
+    num_restarts: usize,
+    /// The block's offset in its file, for error messages.
+    file_offset: u64,
+}
+
+/// One decoded entry header: where its value lies and where the next entry starts.
+struct RawEntry {
+    shared: usize,
+    value: Range<usize>,
+    next: usize,
+}
+
+/// The first entry at or after a seek target.
+#[derive(Debug)]
+pub(crate) struct SeekHit {
+    /// True if the entry's user key equals the target's.
+    pub user_key_matches: bool,
+    /// The entry's sequence number.
+    pub seq: SeqNo,
+    /// The entry's kind.
+    pub kind: ValueKind,
+    /// The entry's value, sharing the block's bytes.
+    pub value: Bytes,
+}
+
+impl Block {
+    /// Checks the restart array of `data`, the contents of the block at `file_offset`.
+    ///
+    /// # Errors
+    /// `Corruption` if the restart array is damaged.
+    pub fn new(data: Bytes, path: &Path, file_offset: u64) -> Result<Self> {
+        let corrupt = |what: String| Error::corruption(path, file_offset, what);
+        let Some(count_at) = data.len().checked_sub(RESTART_BYTES) else {
+            return Err(corrupt(format!(
+                "block of {} bytes is too short",
+                data.len()
+            )));
+        };
+        let mut d = Decoder::new(&data, path, file_offset, "block restart array");
+        d.bytes(count_at)?;
+        let num_restarts = usize::try_from(d.u32()?).unwrap_or(usize::MAX);
+        let restarts_offset = num_restarts
+            .checked_mul(RESTART_BYTES)
+            .and_then(|n| count_at.checked_sub(n))
+            .filter(|_| num_restarts > 0);
+        let Some(restarts_offset) = restarts_offset else {
+            return Err(corrupt(format!("bad restart count {num_restarts}")));
+        };
+        let block = Self {
+            data,
+            restarts_offset,
+            num_restarts,
+            file_offset,
+        };
+        block.check_restarts(path)?;
+        Ok(block)
+    }
+
+    fn check_restarts(&self, path: &Path) -> Result<()> {
+        let mut previous = None;
+        for i in 0..self.num_restarts {
+            let restart = self.restart(path, i)?;
+            let ordered = previous.is_none_or(|p| restart > p);
+            let first_ok = i > 0 || restart == 0;
+            let inside = restart < self.restarts_offset || self.restarts_offset == 0;
+            if !(ordered && first_ok && inside) {
+                let at = self.file_offset + (self.restarts_offset + i * RESTART_BYTES) as u64;
+                return Err(Error::corruption(
+                    path,
+                    at,
+                    format!("bad restart {restart}"),
+                ));
+            }
+            previous = Some(restart);
+        }
+        Ok(())
+    }
+
+    /// The size of the block's contents.
+    #[must_use]
+    pub fn size_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    fn restart(&self, path: &Path, i: usize) -> Result<usize> {
+        let at = self.restarts_offset + i * RESTART_BYTES;
+        let bytes = self.data.get(at..).unwrap_or_default();
+        let mut d = Decoder::new(bytes, path, self.file_offset + at as u64, "block restart");
+        Ok(usize::try_from(d.u32()?).unwrap_or(usize::MAX))
+    }
+
+    /// Decodes the entry at `pos`, rebuilding its key in `key` (which holds the previous key).
+    fn entry_at(&self, path: &Path, pos: usize, key: &mut Vec<u8>) -> Result<RawEntry> {
+        let region = self.data.get(pos..self.restarts_offset).unwrap_or_default();
+        let mut d = Decoder::new(region, path, self.file_offset + pos as u64, "block entry");
+        let shared = d.varint_len(key.len())?;
+        let unshared = d.varint_len(MAX_BLOCK_SIZE_BYTES)?;
+        let value_len = d.varint_len(MAX_BLOCK_SIZE_BYTES)?;
+        let delta = d.bytes(unshared)?;
+        let value_start = pos + d.position();
+        d.bytes(value_len)?;
+        key.truncate(shared);
+        key.extend_from_slice(delta);
+        Ok(RawEntry {
+            shared,
+            value: value_start..value_start + value_len,
+            next: pos + d.position(),
+        })
+    }
+
+    fn corrupt_key(&self, path: &Path, pos: usize) -> Error {
+        Error::corruption(
+            path,
+            self.file_offset + pos as u64,
+            "block entry: bad internal key",
+        )
+    }
+
+    /// Compares the on-disk internal key `encoded` with `user_key@seq`.
+    fn compare_key(
+        &self,
+        path: &Path,
+        pos: usize,
+        encoded: &[u8],
+        user_key: &[u8],
+        seq: SeqNo,
+    ) -> Result<Ordering> {
+        let (k, s, _) =
+            format::decode_internal_key(encoded).ok_or_else(|| self.corrupt_key(path, pos))?;
+        Ok(key::compare_internal(k, s, user_key, seq))
+    }
+
+    /// The first entry whose internal key is at or after `user_key@seq`, if any.
+    /// Binary-searches the restart points, then scans at most one restart interval onward, so
+    /// the only allocation is the buffer the scanned keys are rebuilt in.
+    ///
+    /// # Errors
+    /// `Corruption` if a decoded entry is damaged.
+    pub fn seek(&self, path: &Path, user_key: &[u8], seq: SeqNo) -> Result<Option<SeekHit>> {
+        let mut key = Vec::new();
+        // `new` guarantees at least one restart.
+        let (mut left, mut right) = (0, self.num_restarts.saturating_sub(1));
+        while left < right {
+            let mid = left + (right - left).div_ceil(2);
+            let pos = self.restart(path, mid)?;
+            key.clear();
+            self.entry_at(path, pos, &mut key)?;
+            if self.compare_key(path, pos, &key, user_key, seq)? == Ordering::Less {
+                left = mid;
+            } else {
+                right = mid - 1;
+            }
+        }
+        let mut pos = self.restart(path, left)?;
+        key.clear();
+        while pos < self.restarts_offset {
+            let raw = self.entry_at(path, pos, &mut key)?;
+            let (k, s, kind) =
+                format::decode_internal_key(&key).ok_or_else(|| self.corrupt_key(path, pos))?;
+            if key::compare_internal(k, s, user_key, seq) != Ordering::Less {
+                let value = self.value(path, pos, raw.value)?;
+                return Ok(Some(SeekHit {
+                    user_key_matches: k == user_key,
+                    seq: s,
+                    kind,
+                    value,
+                }));
+            }
+            pos = raw.next;
+        }
+        Ok(None)
+    }
+
+    fn value(&self, path: &Path, pos: usize, range: Range<usize>) -> Result<Bytes> {
+        slice_checked(&self.data, range).ok_or_else(|| {
+            Error::corruption(
+                path,
+                self.file_offset + pos as u64,
+                "block entry: bad value",
+            )
+        })
+    }
+
+    /// Decodes every entry, checking that keys strictly increase and that restart points fall
+    /// on entries with no shared prefix. All keys of
+    /// the block share one buffer; values share the block's bytes.
+    ///
+    /// # Errors
+    /// `Corruption` if the block is damaged.
+    pub fn entries(&self, path: &Path) -> Result<Vec<Entry>> {
+        let mut key = Vec::new();
+        let mut keys = Vec::with_capacity(self.restarts_offset);
+        let mut spans = Vec::new();
+        let (mut pos, mut next_restart) = (0, 0);
+        while pos < self.restarts_offset {
+            let restart = self.restart_or_end(path, next_restart)?;
+            let at_restart = restart == pos;
+            if at_restart {
+                next_restart += 1;
+            } else if restart < pos {
+                return Err(self.entry_error(path, pos, "restart point inside an entry"));
+            }
+            let raw = self.entry_at(path, pos, &mut key)?;
+            if at_restart && raw.shared != 0 {
+                return Err(self.entry_error(path, pos, "shared prefix at a restart point"));
+            }
+            let (user_key, seq, kind) =
+                format::decode_internal_key(&key).ok_or_else(|| self.corrupt_key(path, pos))?;
+            if let Some((prev, prev_seq, _, _)) = spans.last().cloned() {
+                let prev_key = keys.get(prev).unwrap_or_default();
+                if key::compare_internal(prev_key, prev_seq, user_key, seq) != Ordering::Less {
+                    return Err(self.entry_error(path, pos, "keys out of order"));
+                }
+            }
+            let start = keys.len();
+            keys.extend_from_slice(user_key);
+            spans.push((
+                start..keys.len(),
+                seq,
+                kind,
+                self.value(path, pos, raw.value)?,
+            ));
+            pos = raw.next;
+        }
+        let keys = Bytes::from(keys);
+        spans
+            .into_iter()
+            .map(|(range, seq, kind, value)| {
+                let user_key = slice_checked(&keys, range)
+                    .ok_or_else(|| self.entry_error(path, 0, "key buffer"))?;
+                Ok(Entry {
+                    key: InternalKey::new(user_key, seq, kind),
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    fn restart_or_end(&self, path: &Path, i: usize) -> Result<usize> {
+        if i < self.num_restarts {
+            self.restart(path, i)
+        } else {
+            Ok(usize::MAX)
+        }
+    }
+
+    fn entry_error(&self, path: &Path, pos: usize, what: &str) -> Error {
+        Error::corruption(
+            path,
+            self.file_offset + pos as u64,
+            format!("block entry: {what}"),
+        )
+    }
+}
+
+/// `bytes[range]`, or `None` if the range is out of bounds (instead of `Bytes::slice`'s panic).
+fn slice_checked(bytes: &Bytes, range: Range<usize>) -> Option<Bytes> {
+    (range.start <= range.end && range.end <= bytes.len()).then(|| bytes.slice(range))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ikey(user_key: &str, seq: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        format::encode_internal_key(&mut buf, user_key.as_bytes(), SeqNo(seq), ValueKind::Put);
+        buf
+    }
+
+    fn build(keys: &[(&str, u64)], restart_interval: usize) -> Block {
+        let mut b = BlockBuilder::new(restart_interval);
+        for (i, (k, s)) in keys.iter().enumerate() {
+            b.add(&ikey(k, *s), format!("v{i}").as_bytes());
+        }
+        Block::new(Bytes::from(b.finish()), Path::new("t"), 0).unwrap()
+    }
+
+    #[test]
+    fn entries_round_trip_with_every_restart_interval() {
+        let keys = [
+            ("a", 1),
+            ("ab", 9),
+            ("ab", 3),
+            ("abc", 2),
+            ("b", 5),
+            ("bcd", 1),
+        ];
+        for interval in 1..=7 {
+            let block = build(&keys, interval);
+            let entries = block.entries(Path::new("t")).unwrap();
+            assert_eq!(entries.len(), keys.len());
+            for (i, (e, (k, s))) in entries.iter().zip(keys).enumerate() {
+                assert_eq!(&e.key.user_key[..], k.as_bytes());
+                assert_eq!(e.key.seq, SeqNo(s));
+                assert_eq!(e.value, format!("v{i}").as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn seek_finds_the_first_entry_at_or_after_the_target() {
+        let keys = [
+            ("a", 1),
+            ("ab", 9),
+            ("ab", 3),
+            ("abc", 2),
+            ("b", 5),
+            ("bcd", 1),
+        ];
+        for interval in 1..=4 {
+            let block = build(&keys, interval);
+            let p = Path::new("t");
+            let hit = block.seek(p, b"ab", SeqNo(5)).unwrap().unwrap();
+            assert!(hit.user_key_matches && hit.seq == SeqNo(3) && hit.value == "v2");
+            let hit = block.seek(p, b"ab", SeqNo(2)).unwrap().unwrap();
+            assert!(!hit.user_key_matches && hit.value == "v3");
+            let hit = block.seek(p, b"", SeqNo(0)).unwrap().unwrap();
+            assert_eq!(hit.value, "v0");
+            assert!(block.seek(p, b"bcd", SeqNo(0)).unwrap().is_none());
+            assert!(block.seek(p, b"z", SeqNo::MAX).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn empty_block_has_no_entries() {
+        let block = build(&[], 16);
+        assert!(block.entries(Path::new("t")).unwrap().is_empty());
+        assert!(
+            block
+                .seek(Path::new("t"), b"a", SeqNo::MAX)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn damaged_restart_arrays_are_corruption() {
+        let mut good = BlockBuilder::new(1);
+        good.add(&ikey("a", 1), b"x");
+        good.add(&ikey("b", 1), b"y");
+        let good = good.finish();
+        for bad in [
+            vec![],
+            vec![0, 0, 0],
+            vec![0, 0, 0, 0],
+            vec![0xff, 0xff, 0xff, 0xff],
+        ] {
+            assert!(
+                Block::new(Bytes::from(bad), Path::new("t"), 0)
+                    .unwrap_err()
+                    .is_corruption()
+            );
+        }
+        // Restart 1 pointing past the entries.
+        let mut bad = good.clone();
+        let at = bad.len() - 8;
+        bad[at] = 200;
+        assert!(
+            Block::new(Bytes::from(bad), Path::new("t"), 0)
+                .unwrap_err()
+                .is_corruption()
+        );
+    }
+
+    #[test]
+    fn out_of_order_keys_are_corruption() {
+        let mut b = BlockBuilder::new(16);
+        b.add(&ikey("b", 1), b"");
+        b.add(&ikey("a", 1), b"");
+        let block = Block::new(Bytes::from(b.finish()), Path::new("t"), 0).unwrap();
+        assert!(block.entries(Path::new("t")).unwrap_err().is_corruption());
+    }
+}

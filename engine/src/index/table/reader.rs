@@ -1,0 +1,1053 @@
+//! [`Table`]: an open table file, and [`TableIter`], a double-ended iterator over it.
+//!
+//! Opening reads the footer, then the filter, range-tombstone and index blocks, and keeps
+//! them in memory; data blocks are read on demand through the shared [`BlockCache`]. Open
+//! checks the whole layout: the footer's magic, CRC and version; that the metadata blocks lie
+//! back to back before the footer; and that the index's data blocks tile the file from
+//! offset 0 up to the filter block. After that every data block handle is known to be in
+//! bounds, so a damaged data block can only fail its CRC or decoding (`Corruption`).
+//!
+//! Thread safety: a `Table` is immutable after open and `Send + Sync` (shared as
+//! `Arc<Table>`); concurrent readers of one block may both read it, and the cache keeps one.
+//! A `TableIter` has one owner and holds the table alive through its `Arc`.
+//!
+//! Read next: `docs/format/table.md`.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::block::Block;
+use super::bloom::BloomFilter;
+use super::cache::BlockCache;
+use super::format::{self, BlockHandle, BlockType, FOOTER_BYTES, Footer};
+use crate::coding::Decoder;
+use crate::error::{Error, Result};
+use crate::fs::ReadableFile;
+use crate::key::{self, Entry, InternalKey, RangeTombstone, SeqNo, ValueKind};
+
+/// Whether a read may do I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadMode {
+    /// Read missing blocks from the file.
+    Blocking,
+    /// Never do I/O: if a needed block is not cached, fail with `Error::WouldBlock`.
+    CacheOnly,
+}
+
+/// One index entry: a data block and the last internal key in it.
+#[derive(Debug)]
+struct IndexEntry {
+    last_key: InternalKey,
+    handle: BlockHandle,
+}
+
+/// An open table file.
+pub(crate) struct Table {
+    file: Arc<dyn ReadableFile>,
+    id: u64,
+    path: PathBuf,
+    size_bytes: u64,
+    cache: Arc<BlockCache>,
+    /// Data blocks in file (and key) order.
+    index: Vec<IndexEntry>,
+    filter: BloomFilter,
+    range_tombstones: Vec<RangeTombstone>,
+}
+
+impl fmt::Debug for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table")
+            .field("id", &self.id)
+            .field("path", &self.path)
+            .field("size_bytes", &self.size_bytes)
+            .field("data_blocks", &self.index.len())
+            .field("range_tombstones", &self.range_tombstones.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Table {
+    /// Reads and checks the footer, index, filter and range-tombstone blocks (kept in
+    /// memory). `id` names the table in `cache` and must be unique among open tables.
+    ///
+    /// # Errors
+    /// `Corruption` if any of them is damaged or the layout is inconsistent; `Io` if a read
+    /// fails.
+    pub fn open(
+        file: Arc<dyn ReadableFile>,
+        id: u64,
+        cache: Arc<BlockCache>,
+    ) -> Result<Arc<Table>> {
+        let path = file.path().to_path_buf();
+        let size_bytes = file.len();
+        let Some(footer_offset) = size_bytes.checked_sub(FOOTER_BYTES as u64) else {
+            let what = format!("table of {size_bytes} bytes is shorter than its footer");
+            return Err(Error::corruption(&path, 0, what));
+        };
+        let mut buf = vec![0; FOOTER_BYTES];
+        file.read_exact_at(footer_offset, &mut buf)?;
+        let footer = Footer::decode(&buf, &path, footer_offset)?;
+        check_metadata_layout(&path, &footer, footer_offset)?;
+        let read = |handle, block_type| {
+            format::read_block(file.as_ref(), &path, handle, block_type, footer_offset)
+        };
+        let filter = read(footer.filter, BlockType::Filter)?;
+        let filter = BloomFilter::decode(filter, &path, footer.filter.offset)?;
+        let range_del = read(footer.range_del, BlockType::RangeDel)?;
+        let range_tombstones =
+            format::decode_range_tombstones(&range_del, &path, footer.range_del.offset)?;
+        let index = read(footer.index, BlockType::Index)?;
+        let index = Block::new(index, &path, footer.index.offset)?;
+        let index = decode_index(&index, &path, footer.index.offset, footer.filter.offset)?;
+        Ok(Arc::new(Table {
+            file,
+            id,
+            path,
+            size_bytes,
+            cache,
+            index,
+            filter,
+            range_tombstones,
+        }))
+    }
+
+    /// The newest version of `user_key` with `seq <= snapshot` (a put or a point tombstone),
+    /// consulting the bloom filter first. Range tombstones are not applied here: the caller
+    /// gets them from [`Table::range_tombstones`].
+    ///
+    /// # Errors
+    /// `WouldBlock` in `CacheOnly` mode if the data block is not cached; `Corruption` if it
+    /// is damaged or disagrees with the index; `Io` if the read fails.
+    pub fn get(&self, user_key: &[u8], snapshot: SeqNo, mode: ReadMode) -> Result<Option<Entry>> {
+        if !self.filter.may_contain(user_key) {
+            return Ok(None);
+        }
+        let i = self.block_for(user_key, snapshot);
+        let Some(index_entry) = self.index.get(i) else {
+            return Ok(None);
+        };
+        let block = self.data_block(index_entry.handle, mode)?;
+        match block.seek(&self.path, user_key, snapshot)? {
+            Some(hit) if hit.user_key_matches => Ok(Some(Entry {
+                key: InternalKey::new(Bytes::copy_from_slice(user_key), hit.seq, hit.kind),
+                value: hit.value,
+            })),
+            Some(_) => Ok(None),
+            // The index promised a key at or after the target in this block.
+            None => Err(Error::corruption(
+                &self.path,
+                index_entry.handle.offset,
+                "data block ends before its index key",
+            )),
+        }
+    }
+
+    /// The table's range tombstones, in the order they were added.
+    #[must_use]
+    pub fn range_tombstones(&self) -> &[RangeTombstone] {
+        &self.range_tombstones
+    }
+
+    /// All versions whose user key lies within the bounds, in internal order; data blocks are
+    /// read lazily, through the cache, as the iterator reaches them.
+    #[must_use]
+    pub fn iter(self: &Arc<Self>, lower: Bound<Bytes>, upper: Bound<Bytes>) -> TableIter {
+        TableIter::new(Arc::clone(self), lower, upper)
+    }
+
+    /// Reads every data block from the file (bypassing the cache), checking CRCs, key order
+    /// within and across blocks, that each block ends with its index key, and that the filter
+    /// matches every key.
+    ///
+    /// # Errors
+    /// `Corruption` naming the first damage found; `Io` if a read fails.
+    pub fn verify(&self) -> Result<u64> {
+        let mut entries = 0;
+        for (i, index_entry) in self.index.iter().enumerate() {
+            let block = self.read_data_block(index_entry.handle)?;
+            for entry in self.checked_entries(i, &block)? {
+                if !self.filter.may_contain(&entry.key.user_key) {
+                    let what = format!("bloom filter misses key {:?}", entry.key);
+                    return Err(Error::corruption(
+                        &self.path,
+                        index_entry.handle.offset,
+                        what,
+                    ));
+                }
+                entries += 1;
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The id the table was opened with.
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The path of the table's file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The size of the table's file.
+    #[must_use]
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// The first data block whose last key is at or after `user_key@seq`: the only block
+    /// that can hold the first entry at or after it. `index.len()` if there is none.
+    fn block_for(&self, user_key: &[u8], seq: SeqNo) -> usize {
+        self.index.partition_point(|e| {
+            key::compare_internal(&e.last_key.user_key, e.last_key.seq, user_key, seq)
+                == Ordering::Less
+        })
+    }
+
+    fn data_block(&self, handle: BlockHandle, mode: ReadMode) -> Result<Block> {
+        if let Some(block) = self.cache.get(self.id, handle.offset) {
+            return Ok(block);
+        }
+        if mode == ReadMode::CacheOnly {
+            return Err(Error::WouldBlock);
+        }
+        let block = self.read_data_block(handle)?;
+        self.cache.insert(self.id, handle.offset, block.clone());
+        Ok(block)
+    }
+
+    fn read_data_block(&self, handle: BlockHandle) -> Result<Block> {
+        let limit = self.size_bytes.saturating_sub(FOOTER_BYTES as u64);
+        let data = format::read_block(
+            self.file.as_ref(),
+            &self.path,
+            handle,
+            BlockType::Data,
+            limit,
+        )?;
+        Block::new(data, &self.path, handle.offset)
+    }
+
+    /// Decodes data block `i` whole and checks it against the index: not empty, its last
+    /// key equal to the index key, its first key after the previous block's last key, and
+    /// no tombstone carrying a value.
+    fn checked_entries(&self, i: usize, block: &Block) -> Result<Vec<Entry>> {
+        let entries = block.entries(&self.path)?;
+        let index_entry = self.index.get(i);
+        let valued_tombstone = entries
+            .iter()
+            .any(|e| e.key.kind == ValueKind::Delete && !e.value.is_empty());
+        let agrees = match (entries.first(), entries.last(), index_entry) {
+            (Some(first), Some(last), Some(index_entry)) => {
+                let after_previous = i
+                    .checked_sub(1)
+                    .and_then(|p| self.index.get(p))
+                    .is_none_or(|prev| first.key > prev.last_key);
+                last.key == index_entry.last_key && after_previous && !valued_tombstone
+            }
+            _ => false,
+        };
+        if !agrees {
+            let offset = index_entry.map_or(0, |e| e.handle.offset);
+            let what = "data block disagrees with its index entry or holds a valued tombstone";
+            return Err(Error::corruption(&self.path, offset, what));
+        }
+        Ok(entries)
+    }
+}
+
+/// The filter, range-tombstone and index blocks must lie back to back, ending at the footer.
+fn check_metadata_layout(path: &Path, footer: &Footer, footer_offset: u64) -> Result<()> {
+    let order = [footer.filter, footer.range_del, footer.index];
+    let mut ends = order.iter().map(BlockHandle::end_with_trailer);
+    let next_starts = [footer.range_del.offset, footer.index.offset, footer_offset];
+    for (handle, next_start) in order.iter().zip(next_starts) {
+        if ends.next().flatten() != Some(next_start) {
+            let what = "table footer: metadata blocks are not back to back before the footer";
+            return Err(Error::corruption(path, handle.offset, what));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the index block: each value is a data block handle; the blocks must tile the file
+/// from 0 to `data_end` in order (key order within the index is checked by `entries`).
+fn decode_index(
+    block: &Block,
+    path: &Path,
+    index_offset: u64,
+    data_end: u64,
+) -> Result<Vec<IndexEntry>> {
+    let mut index = Vec::new();
+    let mut expected_offset = 0;
+    for entry in block.entries(path)? {
+        let mut d = Decoder::new(&entry.value, path, index_offset, "index entry");
+        let handle = BlockHandle::decode_varint(&mut d)?;
+        if !d.is_empty() || handle.offset != expected_offset {
+            return Err(d.error("data block handle out of place"));
+        }
+        format::check_handle(path, handle, data_end, BlockType::Data)?;
+        expected_offset = handle.end_with_trailer().unwrap_or(u64::MAX);
+        index.push(IndexEntry {
+            last_key: entry.key,
+            handle,
+        });
+    }
+    if expected_offset != data_end {
+        let what = "index: data blocks do not reach the filter block";
+        return Err(Error::corruption(path, index_offset, what));
+    }
+    Ok(index)
+}
+
+/// A position of one end of a [`TableIter`]: a data block and, once loaded, its entries.
+#[derive(Debug)]
+struct Cursor {
+    block: usize,
+    entries: Option<Arc<Vec<Entry>>>,
+    /// Front: the next entry to yield. Back: one past the next entry to yield.
+    pos: usize,
+}
+
+/// An iterator over the versions of a table within bounds, in internal order, from either
+/// end. The two ends never cross: every entry is yielded once. After an error it yields
+/// `None`.
+#[derive(Debug)]
+pub(crate) struct TableIter {
+    table: Arc<Table>,
+    lower: Bound<Bytes>,
+    upper: Bound<Bytes>,
+    front: Cursor,
+    back: Cursor,
+    done: bool,
+}
+
+impl TableIter {
+    fn new(table: Arc<Table>, lower: Bound<Bytes>, upper: Bound<Bytes>) -> Self {
+        let blocks = table.index.len();
+        let front_block = match &lower {
+            Bound::Unbounded => 0,
+            Bound::Included(k) => table.block_for(k, SeqNo::MAX),
+            Bound::Excluded(k) => table.block_for(k, SeqNo(0)),
+        };
+        // The block holding the last entry within the upper bound, or the last block.
+        let back_block = match &upper {
+            Bound::Unbounded => blocks,
+            Bound::Included(k) => table.block_for(k, SeqNo(0)),
+            Bound::Excluded(k) => table.block_for(k, SeqNo::MAX),
+        };
+        let back_block = back_block.min(blocks.saturating_sub(1));
+        Self {
+            done: front_block >= blocks,
+            table,
+            lower,
+            upper,
+            front: Cursor {
+                block: front_block,
+                entries: None,
+                pos: 0,
+            },
+            back: Cursor {
+                block: back_block,
+                entries: None,
+                pos: 0,
+            },
+        }
+    }
+
+    fn above_lower(&self, user_key: &[u8]) -> bool {
+        match &self.lower {
+            Bound::Unbounded => true,
+            Bound::Included(k) => user_key >= &k[..],
+            Bound::Excluded(k) => user_key > &k[..],
+        }
+    }
+
+    fn below_upper(&self, user_key: &[u8]) -> bool {
+        match &self.upper {
+            Bound::Unbounded => true,
+            Bound::Included(k) => user_key <= &k[..],
+            Bound::Excluded(k) => user_key < &k[..],
+        }
+    }
+
+    /// The entries of `block`, shared with the other end if it holds the same block.
+    fn load(&self, block: usize, other: &Cursor) -> Result<Arc<Vec<Entry>>> {
+        if other.block == block
+            && let Some(entries) = &other.entries
+        {
+            return Ok(Arc::clone(entries));
+        }
+        let Some(index_entry) = self.table.index.get(block) else {
+            // Cursors stay within the index (see `new` and the crossing checks).
+            debug_assert!(false, "block {block} outside the index");
+            return Ok(Arc::new(Vec::new()));
+        };
+        let data = self
+            .table
+            .data_block(index_entry.handle, ReadMode::Blocking)?;
+        Ok(Arc::new(self.table.checked_entries(block, &data)?))
+    }
+
+    fn fail(&mut self, e: Error) -> Option<Result<Entry>> {
+        self.done = true;
+        Some(Err(e))
+    }
+
+    fn finish(&mut self) -> Option<Result<Entry>> {
+        self.done = true;
+        None
+    }
+}
+
+impl Iterator for TableIter {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            if self.done || self.front.block > self.back.block {
+                return self.finish();
+            }
+            let entries = match &self.front.entries {
+                Some(entries) => Arc::clone(entries),
+                None => match self.load(self.front.block, &self.back) {
+                    Ok(entries) => {
+                        self.front.entries = Some(Arc::clone(&entries));
+                        self.front.pos = 0;
+                        entries
+                    }
+                    Err(e) => return self.fail(e),
+                },
+            };
+            let end = match &self.back.entries {
+                Some(_) if self.back.block == self.front.block => self.back.pos,
+                _ => entries.len(),
+            };
+            let Some(entry) = entries.get(self.front.pos).filter(|_| self.front.pos < end) else {
+                if self.front.block >= self.back.block {
+                    return self.finish();
+                }
+                self.front.block += 1;
+                self.front.entries = None;
+                continue;
+            };
+            self.front.pos += 1;
+            if !self.above_lower(&entry.key.user_key) {
+                continue;
+            }
+            if !self.below_upper(&entry.key.user_key) {
+                return self.finish();
+            }
+            return Some(Ok(entry.clone()));
+        }
+    }
+}
+
+impl DoubleEndedIterator for TableIter {
+    fn next_back(&mut self) -> Option<Result<Entry>> {
+        loop {
+            if self.done || self.front.block > self.back.block {
+                return self.finish();
+            }
+            let entries = match &self.back.entries {
+                Some(entries) => Arc::clone(entries),
+                None => match self.load(self.back.block, &self.front) {
+                    Ok(entries) => {
+                        self.back.entries = Some(Arc::clone(&entries));
+                        self.back.pos = entries.len();
+                        entries
+                    }
+                    Err(e) => return self.fail(e),
+                },
+            };
+            let start = match &self.front.entries {
+                Some(_) if self.front.block == self.back.block => self.front.pos,
+                _ => 0,
+            };
+            if self.back.pos <= start {
+                if self.back.block <= self.front.block {
+                    return self.finish();
+                }
+                self.back.block -= 1;
+                self.back.entries = None;
+                continue;
+            }
+            self.back.pos -= 1;
+            let Some(entry) = entries.get(self.back.pos) else {
+                return self.finish();
+            };
+            if !self.below_upper(&entry.key.user_key) {
+                continue;
+            }
+            if !self.above_lower(&entry.key.user_key) {
+                return self.finish();
+            }
+            return Some(Ok(entry.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::fs::{FileSystem, RealFs};
+    use crate::index::table::{TableBuilder, TableOptions, TableSummary};
+
+    const BIG_CACHE_BYTES: u64 = 64 << 20;
+
+    fn tiny_options() -> TableOptions {
+        TableOptions {
+            block_size_bytes: 64,
+            restart_interval: 2,
+            bloom_bits_per_key: 10,
+        }
+    }
+
+    fn user_key(i: usize) -> Bytes {
+        Bytes::from(format!("key{i:04}"))
+    }
+
+    /// `keys` user keys with 1 to 3 versions each (seqs 3xx, 2xx, 1xx), some of them deletes.
+    fn sample(keys: usize) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        for i in 0..keys {
+            for v in 0..=(i % 3) {
+                let seq = SeqNo((300 - 100 * v + i % 100) as u64);
+                let kind = if (i + v) % 5 == 0 {
+                    ValueKind::Delete
+                } else {
+                    ValueKind::Put
+                };
+                let value = match kind {
+                    ValueKind::Delete => Bytes::new(),
+                    ValueKind::Put => Bytes::from(format!("value-{i}-{seq}")),
+                };
+                entries.push(Entry {
+                    key: InternalKey::new(user_key(i), seq, kind),
+                    value,
+                });
+            }
+        }
+        entries
+    }
+
+    fn tombstones() -> Vec<RangeTombstone> {
+        vec![
+            RangeTombstone {
+                start: Bytes::from_static(b"key0003"),
+                end: Some(Bytes::from_static(b"key0007")),
+                seq: SeqNo(250),
+            },
+            RangeTombstone {
+                start: Bytes::from_static(b"zz"),
+                end: None,
+                seq: SeqNo(400),
+            },
+        ]
+    }
+
+    fn write_table(
+        path: &Path,
+        entries: &[Entry],
+        tombstones: &[RangeTombstone],
+        options: &TableOptions,
+    ) -> TableSummary {
+        let mut builder = TableBuilder::new(RealFs.create(path).unwrap(), options);
+        for e in entries {
+            builder.add(&e.key, &e.value).unwrap();
+        }
+        for t in tombstones {
+            builder.add_range_tombstone(t);
+        }
+        builder.finish().unwrap()
+    }
+
+    fn open(path: &Path, cache: &Arc<BlockCache>) -> Result<Arc<Table>> {
+        Table::open(RealFs.open(path).unwrap(), 1, Arc::clone(cache))
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        entries: Vec<Entry>,
+        table: Arc<Table>,
+    }
+
+    fn fixture(keys: usize, options: &TableOptions) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.sst");
+        let entries = sample(keys);
+        write_table(&path, &entries, &tombstones(), options);
+        let table = open(&path, &Arc::new(BlockCache::new(BIG_CACHE_BYTES))).unwrap();
+        Fixture {
+            _dir: dir,
+            path,
+            entries,
+            table,
+        }
+    }
+
+    /// What `get` must return: the newest version of `key` with `seq <= snapshot`.
+    fn model_get(entries: &[Entry], key: &[u8], snapshot: SeqNo) -> Option<Entry> {
+        entries
+            .iter()
+            .find(|e| &e.key.user_key[..] == key && e.key.seq <= snapshot)
+            .cloned()
+    }
+
+    fn in_bounds(key: &[u8], lower: &Bound<Bytes>, upper: &Bound<Bytes>) -> bool {
+        let above = match lower {
+            Bound::Unbounded => true,
+            Bound::Included(k) => key >= &k[..],
+            Bound::Excluded(k) => key > &k[..],
+        };
+        let below = match upper {
+            Bound::Unbounded => true,
+            Bound::Included(k) => key <= &k[..],
+            Bound::Excluded(k) => key < &k[..],
+        };
+        above && below
+    }
+
+    fn bounds() -> Vec<(Bound<Bytes>, Bound<Bytes>)> {
+        let points = [
+            Bytes::new(),
+            user_key(0),
+            user_key(17),
+            Bytes::from_static(b"key0017x"),
+            user_key(42),
+            user_key(59),
+            Bytes::from_static(b"zzz"),
+        ];
+        let mut all = Vec::new();
+        let bound_kinds = |k: &Bytes| {
+            [
+                Bound::Included(k.clone()),
+                Bound::Excluded(k.clone()),
+                Bound::Unbounded,
+            ]
+        };
+        for lo in &points {
+            for hi in &points {
+                for lower in bound_kinds(lo) {
+                    for upper in bound_kinds(hi) {
+                        all.push((lower.clone(), upper));
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn many_entries_round_trip_over_many_blocks() {
+        let f = fixture(500, &tiny_options());
+        assert!(f.table.index.len() > 100, "{} blocks", f.table.index.len());
+        let read: Vec<Entry> = f
+            .table
+            .iter(Bound::Unbounded, Bound::Unbounded)
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(read, f.entries);
+        assert_eq!(f.table.verify().unwrap(), f.entries.len() as u64);
+        assert_eq!(f.table.range_tombstones(), &tombstones()[..]);
+        assert_eq!(
+            f.table.size_bytes(),
+            std::fs::metadata(&f.path).unwrap().len()
+        );
+        assert_eq!(f.table.path(), f.path);
+        assert_eq!(f.table.id(), 1);
+    }
+
+    #[test]
+    fn get_returns_the_right_version_or_tombstone_at_every_snapshot() {
+        let f = fixture(200, &tiny_options());
+        let snapshots = [0, 99, 100, 101, 150, 199, 200, 250, 299, 300, 350, 399, 400];
+        for i in 0..200 {
+            let key = user_key(i);
+            for s in snapshots.iter().copied().chain([SeqNo::MAX.0, u64::MAX]) {
+                let got = f.table.get(&key, SeqNo(s), ReadMode::Blocking).unwrap();
+                assert_eq!(got, model_get(&f.entries, &key, SeqNo(s)), "{i}@{s}");
+            }
+        }
+        for absent in [&b""[..], b"key", b"key0000x", b"key0199\0", b"zzz"] {
+            assert_eq!(
+                f.table.get(absent, SeqNo::MAX, ReadMode::Blocking).unwrap(),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn values_share_the_cached_block() {
+        let f = fixture(20, &tiny_options());
+        let a = f
+            .table
+            .get(b"key0001", SeqNo::MAX, ReadMode::Blocking)
+            .unwrap()
+            .unwrap();
+        let b = f
+            .table
+            .get(b"key0001", SeqNo::MAX, ReadMode::Blocking)
+            .unwrap()
+            .unwrap();
+        assert!(!a.value.is_empty());
+        assert_eq!(a.value.as_ptr(), b.value.as_ptr());
+    }
+
+    #[test]
+    fn iterator_honours_included_excluded_and_unbounded_bounds_both_ways() {
+        let f = fixture(60, &tiny_options());
+        for (lower, upper) in bounds() {
+            let expected: Vec<Entry> = f
+                .entries
+                .iter()
+                .filter(|e| in_bounds(&e.key.user_key, &lower, &upper))
+                .cloned()
+                .collect();
+            let forward: Vec<Entry> = f
+                .table
+                .iter(lower.clone(), upper.clone())
+                .collect::<Result<_>>()
+                .unwrap();
+            assert_eq!(forward, expected, "{lower:?}..{upper:?}");
+            let mut backward: Vec<Entry> = f
+                .table
+                .iter(lower.clone(), upper.clone())
+                .rev()
+                .collect::<Result<_>>()
+                .unwrap();
+            backward.reverse();
+            assert_eq!(backward, expected, "rev {lower:?}..{upper:?}");
+        }
+    }
+
+    #[test]
+    fn mixed_next_and_next_back_never_cross_and_yield_each_entry_once() {
+        let f = fixture(60, &tiny_options());
+        let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+        for (lower, upper) in bounds() {
+            let expected: Vec<Entry> = f
+                .entries
+                .iter()
+                .filter(|e| in_bounds(&e.key.user_key, &lower, &upper))
+                .cloned()
+                .collect();
+            for _ in 0..3 {
+                let mut it = f.table.iter(lower.clone(), upper.clone());
+                let (mut front, mut back) = (Vec::new(), Vec::new());
+                loop {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let item = if rng.is_multiple_of(2) {
+                        it.next()
+                    } else {
+                        it.next_back()
+                    };
+                    match item {
+                        Some(e) if rng.is_multiple_of(2) => front.push(e.unwrap()),
+                        Some(e) => back.push(e.unwrap()),
+                        None => break,
+                    }
+                }
+                assert!(it.next().is_none() && it.next_back().is_none());
+                back.reverse();
+                front.extend(back);
+                assert_eq!(front, expected, "{lower:?}..{upper:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn range_tombstones_round_trip_through_a_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        let summary = write_table(&path, &[], &tombstones(), &TableOptions::default());
+        assert_eq!((summary.entries, summary.tombstones), (0, 2));
+        assert_eq!(summary.max_seq, SeqNo(400));
+        let table = open(&path, &Arc::new(BlockCache::new(BIG_CACHE_BYTES))).unwrap();
+        assert_eq!(table.range_tombstones(), &tombstones()[..]);
+        assert_eq!(table.iter(Bound::Unbounded, Bound::Unbounded).count(), 0);
+        assert_eq!(
+            table
+                .get(b"key0004", SeqNo::MAX, ReadMode::Blocking)
+                .unwrap(),
+            None
+        );
+        assert_eq!(table.verify().unwrap(), 0);
+    }
+
+    #[test]
+    fn empty_table_opens_and_holds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        write_table(&path, &[], &[], &TableOptions::default());
+        let table = open(&path, &Arc::new(BlockCache::new(BIG_CACHE_BYTES))).unwrap();
+        assert!(table.range_tombstones().is_empty());
+        let mut it = table.iter(Bound::Unbounded, Bound::Unbounded);
+        assert!(it.next().is_none() && it.next_back().is_none());
+        assert_eq!(
+            table.get(b"a", SeqNo::MAX, ReadMode::CacheOnly).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn cache_only_get_would_block_when_cold_and_succeeds_once_warm() {
+        let f = fixture(50, &tiny_options());
+        let cache = Arc::new(BlockCache::new(BIG_CACHE_BYTES));
+        let table = open(&f.path, &cache).unwrap();
+        let err = table
+            .get(b"key0010", SeqNo::MAX, ReadMode::CacheOnly)
+            .unwrap_err();
+        assert!(matches!(err, Error::WouldBlock), "{err}");
+        let warm = table
+            .get(b"key0010", SeqNo::MAX, ReadMode::Blocking)
+            .unwrap();
+        let hits = cache.hits();
+        let cached = table
+            .get(b"key0010", SeqNo::MAX, ReadMode::CacheOnly)
+            .unwrap();
+        assert_eq!(cached, warm);
+        assert_eq!(cached, model_get(&f.entries, b"key0010", SeqNo::MAX));
+        assert_eq!(cache.hits(), hits + 1);
+        // An absent key the filter rejects needs no block at all.
+        assert_eq!(
+            table.get(b"nope", SeqNo::MAX, ReadMode::CacheOnly).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn iterator_blocks_come_from_the_cache_on_a_second_pass() {
+        let f = fixture(50, &tiny_options());
+        let cache = Arc::new(BlockCache::new(BIG_CACHE_BYTES));
+        let table = open(&f.path, &cache).unwrap();
+        assert_eq!(
+            table.iter(Bound::Unbounded, Bound::Unbounded).count(),
+            f.entries.len()
+        );
+        let misses = cache.misses();
+        assert_eq!(
+            table.iter(Bound::Unbounded, Bound::Unbounded).count(),
+            f.entries.len()
+        );
+        assert_eq!(cache.misses(), misses);
+    }
+
+    #[test]
+    fn table_and_iterator_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Table>();
+        send_sync::<BlockCache>();
+        send::<TableIter>();
+    }
+
+    /// Checks every read path of a possibly damaged table: each result must be a
+    /// `Corruption` or exactly the right data.
+    fn check_damaged(path: &Path, entries: &[Entry], what: &str) {
+        let cache = Arc::new(BlockCache::new(BIG_CACHE_BYTES));
+        let table = match open(path, &cache) {
+            Ok(table) => table,
+            Err(e) => {
+                assert!(e.is_corruption(), "{what}: open: {e}");
+                return;
+            }
+        };
+        match table.verify() {
+            Ok(n) => assert_eq!(n, entries.len() as u64, "{what}: verify"),
+            Err(e) => assert!(e.is_corruption(), "{what}: verify: {e}"),
+        }
+        let fresh = Arc::new(BlockCache::new(BIG_CACHE_BYTES));
+        let table = open(path, &fresh).unwrap();
+        for e in entries {
+            match table.get(&e.key.user_key, SeqNo::MAX, ReadMode::Blocking) {
+                Ok(got) => {
+                    let want = model_get(entries, &e.key.user_key, SeqNo::MAX);
+                    assert_eq!(got, want, "{what}: get");
+                }
+                Err(err) => assert!(err.is_corruption(), "{what}: get: {err}"),
+            }
+        }
+        let table = open(path, &Arc::new(BlockCache::new(BIG_CACHE_BYTES))).unwrap();
+        let mut forward = Vec::new();
+        for item in table.iter(Bound::Unbounded, Bound::Unbounded) {
+            match item {
+                Ok(e) => forward.push(e),
+                Err(err) => assert!(err.is_corruption(), "{what}: iter: {err}"),
+            }
+        }
+        assert!(entries.starts_with(&forward), "{what}: iter");
+        let table = open(path, &Arc::new(BlockCache::new(BIG_CACHE_BYTES))).unwrap();
+        let mut backward = Vec::new();
+        for item in table.iter(Bound::Unbounded, Bound::Unbounded).rev() {
+            match item {
+                Ok(e) => backward.push(e),
+                Err(err) => assert!(err.is_corruption(), "{what}: iter back: {err}"),
+            }
+        }
+        backward.reverse();
+        assert!(entries.ends_with(&backward), "{what}: iter back");
+    }
+
+    #[test]
+    fn every_flipped_byte_gives_corruption_or_correct_data() {
+        let f = fixture(12, &tiny_options());
+        let good = RealFs.read_all(&f.path).unwrap();
+        let damaged = f.path.with_extension("damaged");
+        let mut detected = 0;
+        for i in 0..good.len() {
+            for mask in [0x01, 0x80] {
+                let mut bytes = good.clone();
+                bytes[i] ^= mask;
+                let mut file = RealFs.create(&damaged).unwrap();
+                file.append(&bytes).unwrap();
+                file.sync().unwrap();
+                check_damaged(&damaged, &f.entries, &format!("byte {i} ^ {mask:#x}"));
+                let cache = Arc::new(BlockCache::new(BIG_CACHE_BYTES));
+                let table = open(&damaged, &cache);
+                if table.and_then(|t| t.verify()).is_err() {
+                    detected += 1;
+                }
+            }
+        }
+        // Every byte is covered by a CRC or the magic, so open + verify catch every flip.
+        assert_eq!(detected, 2 * good.len());
+    }
+
+    #[test]
+    fn every_truncation_is_corruption() {
+        let f = fixture(12, &tiny_options());
+        let good = RealFs.read_all(&f.path).unwrap();
+        let truncated = f.path.with_extension("truncated");
+        for len in 0..good.len() {
+            let mut file = RealFs.create(&truncated).unwrap();
+            file.append(&good[..len]).unwrap();
+            file.sync().unwrap();
+            let cache = Arc::new(BlockCache::new(BIG_CACHE_BYTES));
+            let err = open(&truncated, &cache).unwrap_err();
+            assert!(err.is_corruption(), "length {len}: {err}");
+        }
+    }
+
+    #[test]
+    fn index_disagreeing_with_a_block_is_corruption() {
+        // Two tables with the same layout but different keys: splicing a data block of one
+        // into the other passes the CRC yet contradicts the index.
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.sst"), dir.path().join("b.sst"));
+        let entries_a = sample(12);
+        let entries_b: Vec<Entry> = entries_a
+            .iter()
+            .map(|e| {
+                let mut key = e.key.user_key.to_vec();
+                key[0] = b'j';
+                Entry {
+                    key: InternalKey::new(Bytes::from(key), e.key.seq, e.key.kind),
+                    value: e.value.clone(),
+                }
+            })
+            .collect();
+        write_table(&a, &entries_a, &[], &tiny_options());
+        write_table(&b, &entries_b, &[], &tiny_options());
+        let table_a = open(&a, &Arc::new(BlockCache::new(BIG_CACHE_BYTES))).unwrap();
+        let first = table_a.index[0].handle;
+        let len = usize::try_from(first.end_with_trailer().unwrap()).unwrap();
+        let mut bytes = RealFs.read_all(&a).unwrap();
+        bytes[..len].copy_from_slice(&RealFs.read_all(&b).unwrap()[..len]);
+        let mut file = RealFs.create(&a).unwrap();
+        file.append(&bytes).unwrap();
+        file.sync().unwrap();
+        let table = open(&a, &Arc::new(BlockCache::new(BIG_CACHE_BYTES))).unwrap();
+        assert!(table.verify().unwrap_err().is_corruption());
+        let first_key = &entries_a[0].key.user_key;
+        let err = table
+            .get(first_key, SeqNo::MAX, ReadMode::Blocking)
+            .unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+        let mut it = table.iter(Bound::Unbounded, Bound::Unbounded);
+        assert!(it.next().unwrap().unwrap_err().is_corruption());
+        assert!(it.next().is_none());
+    }
+}
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+    use crate::fs::{FileSystem, RealFs};
+    use crate::index::table::{TableBuilder, TableOptions};
+    use crate::key::ValueKind;
+
+    /// Writes the worked example of `docs/format/table.md`.
+    fn write_example(path: &Path) {
+        let options = TableOptions::default();
+        let mut b = TableBuilder::new(RealFs.create(path).unwrap(), &options);
+        let key =
+            |k: &'static [u8], seq, kind| InternalKey::new(Bytes::from_static(k), SeqNo(seq), kind);
+        b.add(&key(b"apple", 2, ValueKind::Put), b"red").unwrap();
+        b.add(&key(b"apple", 1, ValueKind::Delete), b"").unwrap();
+        b.add(&key(b"apricot", 3, ValueKind::Put), b"sweet")
+            .unwrap();
+        b.add_range_tombstone(&RangeTombstone {
+            start: Bytes::from_static(b"b"),
+            end: Some(Bytes::from_static(b"c")),
+            seq: SeqNo(4),
+        });
+        b.finish().unwrap();
+    }
+
+    /// The example's bytes, as annotated in `docs/format/table.md`. A change here is a
+    /// format change: it needs a new format version, not an updated constant.
+    const EXAMPLE_HEX: &str = "\
+        00 0d 03 61 70 70 6c 65 01 02 00 00 00 00 00 00 72 65 64 05 08 00 00 01 00 00 00 00 \
+        00 00 02 0d 05 72 69 63 6f 74 01 03 00 00 00 00 00 00 73 77 65 65 74 00 00 00 00 01 \
+        00 00 00 01 6a 23 12 39 \
+        88 88 82 82 80 80 20 80 07 03 21 2d 5b fd \
+        01 01 62 01 01 63 04 00 00 00 00 00 00 00 04 a5 ef f2 a7 \
+        00 0f 02 61 70 72 69 63 6f 74 01 03 00 00 00 00 00 00 00 3b 00 00 00 00 01 00 00 00 \
+        02 bd 47 f0 69 \
+        61 00 00 00 00 00 00 00 1c 00 00 00 00 00 00 00 40 00 00 00 00 00 00 00 09 00 00 00 \
+        00 00 00 00 4e 00 00 00 00 00 00 00 0e 00 00 00 00 00 00 00 01 00 00 00 f4 55 09 f7 \
+        78 64 62 74 61 62 6c 31";
+
+    #[test]
+    fn tiny_table_bytes_match_the_documented_example() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        write_example(&path);
+        let expected: Vec<u8> = EXAMPLE_HEX
+            .split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect();
+        assert_eq!(RealFs.read_all(&path).unwrap(), expected);
+        let table = Table::open(
+            RealFs.open(&path).unwrap(),
+            7,
+            Arc::new(BlockCache::new(1 << 20)),
+        );
+        let table = table.unwrap();
+        let got = table
+            .get(b"apple", SeqNo(1), ReadMode::Blocking)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.key.kind, ValueKind::Delete);
+        let got = table
+            .get(b"apricot", SeqNo(9), ReadMode::Blocking)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.value, "sweet");
+        assert_eq!(table.verify().unwrap(), 3);
+    }
+}

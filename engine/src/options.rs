@@ -1,0 +1,213 @@
+//! [`Options`]: how a database is opened and tuned, and the engine's hard limits.
+//!
+//! Every size has a named default and is checked at open: a bad value is
+//! `Error::InvalidArgument`, never a panic later.
+
+use std::path::Path;
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 64 << 10;
+/// Largest value accepted, in bytes.
+pub const MAX_VALUE_BYTES: usize = 128 << 20;
+/// Largest write batch accepted (its encoded size), in bytes.
+pub const MAX_BATCH_BYTES: usize = 192 << 20;
+
+/// When a write is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The write reaches the operating system before it is acknowledged: it survives a crash of
+    /// the process, and is lost on power loss only if no later sync covered it.
+    #[default]
+    Buffered,
+    /// The write is on stable storage (`fdatasync`) before it is acknowledged.
+    Sync,
+}
+
+/// How to open a database. Build with [`Options::new`], then call [`Options::open`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Options {
+    pub(crate) cache_bytes: u64,
+    pub(crate) memtable_bytes: usize,
+    pub(crate) durability: Durability,
+    pub(crate) block_size_bytes: usize,
+    pub(crate) table_target_bytes: u64,
+    pub(crate) level_base_bytes: u64,
+    pub(crate) level_multiplier: u64,
+    pub(crate) l0_compaction_trigger: usize,
+    pub(crate) l0_stop_writes: usize,
+    pub(crate) max_immutable_memtables: usize,
+    pub(crate) bloom_bits_per_key: u32,
+    pub(crate) create_if_missing: bool,
+    pub(crate) background_compaction: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Options {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self {
+            cache_bytes: 64 << 20,
+            memtable_bytes: 32 << 20,
+            durability: Durability::Buffered,
+            block_size_bytes: 4 << 10,
+            table_target_bytes: 32 << 20,
+            level_base_bytes: 128 << 20,
+            level_multiplier: 10,
+            l0_compaction_trigger: 4,
+            l0_stop_writes: 16,
+            max_immutable_memtables: 2,
+            bloom_bits_per_key: 10,
+            create_if_missing: true,
+            background_compaction: true,
+        }
+    }
+
+    /// Memory for cached table blocks. Default = 64 MiB.
+    pub fn cache_bytes(mut self, size_bytes: u64) -> Self {
+        self.cache_bytes = size_bytes;
+        self
+    }
+
+    /// Size at which the memtable is frozen and flushed to a table. Default = 32 MiB.
+    pub fn memtable_bytes(mut self, size_bytes: usize) -> Self {
+        self.memtable_bytes = size_bytes;
+        self
+    }
+
+    /// Durability of writes that do not name one. Default = [`Durability::Buffered`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Target size of a table data block. Default = 4 KiB.
+    pub fn block_size_bytes(mut self, size_bytes: usize) -> Self {
+        self.block_size_bytes = size_bytes;
+        self
+    }
+
+    /// Size at which compaction starts a new output table. Default = 32 MiB.
+    pub fn table_target_bytes(mut self, size_bytes: u64) -> Self {
+        self.table_target_bytes = size_bytes;
+        self
+    }
+
+    /// Size of level 1; each deeper level is `level_multiplier` times larger. Default = 128 MiB.
+    pub fn level_base_bytes(mut self, size_bytes: u64) -> Self {
+        self.level_base_bytes = size_bytes;
+        self
+    }
+
+    /// Growth factor between levels. Default = 10.
+    pub fn level_multiplier(mut self, factor: u64) -> Self {
+        self.level_multiplier = factor;
+        self
+    }
+
+    /// Number of level-0 tables that starts a compaction. Default = 4.
+    pub fn l0_compaction_trigger(mut self, tables: usize) -> Self {
+        self.l0_compaction_trigger = tables;
+        self
+    }
+
+    /// Number of level-0 tables at which writers wait for compaction. Default = 16.
+    pub fn l0_stop_writes(mut self, tables: usize) -> Self {
+        self.l0_stop_writes = tables;
+        self
+    }
+
+    /// Frozen memtables waiting for flush before writers wait. Default = 2.
+    pub fn max_immutable_memtables(mut self, memtables: usize) -> Self {
+        self.max_immutable_memtables = memtables;
+        self
+    }
+
+    /// Bloom filter bits per key; 0 disables filters. Default = 10 (about 1% false positives).
+    pub fn bloom_bits_per_key(mut self, bits: u32) -> Self {
+        self.bloom_bits_per_key = bits;
+        self
+    }
+
+    /// Create the database if the directory holds none. Default = true.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
+    /// Run flushes and compactions on a background thread. With `false` they run only in
+    /// [`Db::flush`] and [`Db::compact`] and when writers must make room. Default = true.
+    pub fn background_compaction(mut self, enabled: bool) -> Self {
+        self.background_compaction = enabled;
+        self
+    }
+
+    /// Opens (or creates) the database in `path`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for bad options, `Locked` if another handle holds the directory,
+    /// `Corruption` if its files are damaged, `Io` for I/O errors.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
+        self.validate()?;
+        Db::open_with(path.as_ref(), self)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let check = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::invalid(what))
+            }
+        };
+        check(
+            self.memtable_bytes >= 4 << 10,
+            "memtable_bytes must be at least 4 KiB",
+        )?;
+        check(
+            self.memtable_bytes <= 1 << 30,
+            "memtable_bytes must be at most 1 GiB",
+        )?;
+        check(
+            (64..=(4 << 20)).contains(&self.block_size_bytes),
+            "block_size_bytes must be between 64 B and 4 MiB",
+        )?;
+        check(
+            self.table_target_bytes >= 4 << 10,
+            "table_target_bytes must be at least 4 KiB",
+        )?;
+        check(
+            self.level_base_bytes >= 4 << 10,
+            "level_base_bytes must be at least 4 KiB",
+        )?;
+        check(
+            (2..=100).contains(&self.level_multiplier),
+            "level_multiplier must be 2..=100",
+        )?;
+        check(
+            self.l0_compaction_trigger >= 1,
+            "l0_compaction_trigger must be at least 1",
+        )?;
+        check(
+            self.l0_stop_writes > self.l0_compaction_trigger,
+            "l0_stop_writes must exceed l0_compaction_trigger",
+        )?;
+        check(
+            (1..=16).contains(&self.max_immutable_memtables),
+            "max_immutable_memtables must be 1..=16",
+        )?;
+        check(
+            self.bloom_bits_per_key <= 64,
+            "bloom_bits_per_key must be at most 64",
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! [`Stats`]: what [`Db::stats`](crate::Db::stats) reports, and the counters behind it.
+//!
+//! Counters are relaxed atomics: each is exact, but a `Stats` is not one atomic picture.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Event counters kept while the database is open.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub writes: AtomicU64,
+    pub write_groups: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    pub wal_syncs: AtomicU64,
+    pub write_stalls: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_bytes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub trivial_moves: AtomicU64,
+    pub compaction_read_bytes: AtomicU64,
+    pub compaction_write_bytes: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// One level of the tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LevelStats {
+    /// Tables in the level.
+    pub tables: usize,
+    /// Their total size in bytes.
+    pub size_bytes: u64,
+}
+
+/// A report on the database.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The sequence number of the last acknowledged write.
+    pub last_sequence: u64,
+    /// Bytes held by the active memtable.
+    pub memtable_bytes: u64,
+    /// Frozen memtables waiting to be flushed.
+    pub immutable_memtables: usize,
+    /// Per level, from level 0.
+    pub levels: Vec<LevelStats>,
+    /// Total bytes of all live tables.
+    pub table_bytes: u64,
+    /// Snapshots currently held.
+    pub snapshots: usize,
+    /// Write batches committed since open.
+    pub writes: u64,
+    /// Groups the batches were committed in (one WAL write each).
+    pub write_groups: u64,
+    /// Bytes appended to the write-ahead log since open.
+    pub wal_bytes: u64,
+    /// `fdatasync` calls on the write-ahead log since open.
+    pub wal_syncs: u64,
+    /// Times a writer waited for a flush or compaction.
+    pub write_stalls: u64,
+    /// Memtables flushed since open.
+    pub flushes: u64,
+    /// Bytes of tables written by flushes.
+    pub flush_bytes: u64,
+    /// Compactions run (trivial moves excluded).
+    pub compactions: u64,
+    /// Tables moved down a level without rewriting.
+    pub trivial_moves: u64,
+    /// Bytes read by compactions.
+    pub compaction_read_bytes: u64,
+    /// Bytes written by compactions.
+    pub compaction_write_bytes: u64,
+    /// Table block cache hits.
+    pub block_cache_hits: u64,
+    /// Table block cache misses.
+    pub block_cache_misses: u64,
+}

@@ -1,0 +1,253 @@
+//! The write path: group commit, memtable rotation and back-pressure.
+//!
+//! Writers queue their batches in the [`CommitQueue`]. The first writer to find no leader
+//! becomes the leader: it takes every queued batch (up to [`GROUP_MAX_BYTES`]), appends them
+//! to the write-ahead log with one write and at most one `fdatasync`, inserts them into the
+//! memtable, publishes the new sequence number, and wakes the others with their results.
+//! Concurrent writers therefore share one log write and one sync.
+//!
+//! Before writing, the leader makes room: a full memtable is frozen and a new log started;
+//! if too many memtables wait for flush, or level 0 has too many tables, it waits (writers
+//! stall rather than let memory or read cost grow without bound).
+//!
+//! Any failure of a log write or sync poisons the database: the log's tail is then unknown,
+//! and acknowledging later writes could leave a hole after a crash.
+//!
+//! Locking: commit queue mutex (held only to queue and hand over), then the WAL mutex (held
+//! by the leader for the whole group), then the version set and super version.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::batch::{self, WriteBatch};
+use crate::db::{DbInner, SuperVersion, apply};
+use crate::error::{Error, Result};
+use crate::filename;
+use crate::index::memtable::Memtable;
+use crate::key::SeqNo;
+use crate::options::Durability;
+use crate::stats::Counters;
+use crate::wal::LogWriter;
+
+/// A leader stops adding batches to its group past this many bytes, so one huge group does
+/// not delay its first writer for long.
+const GROUP_MAX_BYTES: usize = 4 << 20;
+/// How long a stalled writer sleeps between checks (it is also woken by every flush).
+const STALL_POLL: Duration = Duration::from_millis(100);
+
+/// The open write-ahead log, owned by the commit leader.
+#[derive(Debug)]
+pub(crate) struct WalState {
+    pub writer: LogWriter,
+    pub number: u64,
+    /// The last sequence number written to the log.
+    pub last_seq: SeqNo,
+}
+
+#[derive(Debug)]
+struct Pending {
+    ticket: u64,
+    batch: WriteBatch,
+    sync: bool,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    next_ticket: u64,
+    pending: VecDeque<Pending>,
+    /// Results of finished writes, taken by their writers.
+    done: HashMap<u64, Result<(), String>>,
+    leader_active: bool,
+}
+
+/// Writers waiting to be committed.
+#[derive(Debug, Default)]
+pub(crate) struct CommitQueue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+}
+
+impl DbInner {
+    /// Commits `batch` atomically; returns once it is durable as `durability` asks.
+    pub fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        batch.validate()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.check_not_poisoned()?;
+        let queue = &self.commit;
+        let mut state = queue.state.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.pending.push_back(Pending {
+            ticket,
+            batch,
+            sync: durability == Durability::Sync,
+        });
+        loop {
+            if let Some(result) = state.done.remove(&ticket) {
+                return result.map_err(|msg| Error::Io(std::io::Error::other(msg)));
+            }
+            if !state.leader_active {
+                state.leader_active = true;
+                let mut group = Vec::new();
+                let mut bytes = 0;
+                while let Some(p) = state.pending.pop_front() {
+                    bytes += p.batch.encoded_bytes();
+                    group.push(p);
+                    if bytes >= GROUP_MAX_BYTES {
+                        break;
+                    }
+                }
+                drop(state);
+                let result = self.commit_group(&mut group);
+                state = queue.state.lock();
+                state.leader_active = false;
+                let mine = group.iter().any(|p| p.ticket == ticket);
+                match result {
+                    Ok(()) => {
+                        for p in &group {
+                            state.done.insert(p.ticket, Ok(()));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for p in group.iter().filter(|p| p.ticket != ticket) {
+                            state.done.insert(p.ticket, Err(msg.clone()));
+                        }
+                        if mine {
+                            queue.changed.notify_all();
+                            return Err(e);
+                        }
+                    }
+                }
+                queue.changed.notify_all();
+                continue;
+            }
+            queue.changed.wait(&mut state);
+        }
+    }
+
+    /// Writes a group to the log and the memtable. Runs on the leader, one group at a time.
+    fn commit_group(&self, group: &mut [Pending]) -> Result<()> {
+        let mut wal = self.wal.lock();
+        self.check_not_poisoned()?;
+        self.make_room(&mut wal)?;
+        let mut seq = wal.last_seq;
+        let mut encoded = Vec::with_capacity(group.len());
+        let mut bytes = 0;
+        for p in group.iter_mut() {
+            let first = seq.next();
+            seq = SeqNo(seq.0 + p.batch.len() as u64);
+            let payload = p.batch.seal(first);
+            bytes += payload.len();
+            let r = wal.writer.add_record(payload);
+            self.poison_on_error(r)?;
+            encoded.push(p.batch.take_encoded());
+        }
+        let r = wal.writer.flush();
+        self.poison_on_error(r)?;
+        if group.iter().any(|p| p.sync) {
+            let r = wal.writer.sync();
+            self.poison_on_error(r)?;
+            Counters::add(&self.counters.wal_syncs, 1);
+        }
+        wal.last_seq = seq;
+        let mem = Arc::clone(&self.super_version().mem);
+        for payload in encoded {
+            let decoded = batch::decode(payload, wal.writer.path(), 0)?;
+            apply(&mem, decoded.ops);
+        }
+        mem.note_max_seq(seq);
+        self.visible_seq
+            .store(seq.0, std::sync::atomic::Ordering::Release);
+        Counters::add(&self.counters.writes, group.len() as u64);
+        Counters::add(&self.counters.write_groups, 1);
+        Counters::add(&self.counters.wal_bytes, bytes as u64);
+        Ok(())
+    }
+
+    /// Makes sure the memtable has room, freezing it or stalling as needed.
+    ///
+    /// # Locking
+    /// Called with the WAL locked (`wal`); may wait for the flush and compaction jobs, which
+    /// never take the WAL lock.
+    fn make_room(&self, wal: &mut WalState) -> Result<()> {
+        let mut stalled = false;
+        loop {
+            self.check_not_poisoned()?;
+            let sv = self.super_version();
+            let l0_tables = sv.version.levels[0].len();
+            let full = sv.mem.approximate_bytes() >= self.options.memtable_bytes;
+            let (wait_flush, wait_l0) = (
+                full && sv.imm.len() >= self.options.max_immutable_memtables,
+                l0_tables >= self.options.l0_stop_writes,
+            );
+            if !wait_flush && !wait_l0 {
+                if full {
+                    self.rotate(wal)?;
+                }
+                return Ok(());
+            }
+            if !stalled {
+                stalled = true;
+                Counters::add(&self.counters.write_stalls, 1);
+            }
+            if self.options.background_compaction {
+                self.request_jobs(wait_flush, wait_l0);
+                let mut jobs = self.jobs.lock();
+                self.jobs_changed.wait_for(&mut jobs, STALL_POLL);
+            } else if wait_flush {
+                self.flush_frozen()?;
+            } else {
+                self.compact_step()?;
+            }
+        }
+    }
+
+    /// Freezes the active memtable and starts a new log for its successor.
+    ///
+    /// # Locking
+    /// Called with the WAL locked.
+    fn rotate(&self, wal: &mut WalState) -> Result<()> {
+        // The old log is synced first: after a power loss only the newest log may be torn,
+        // so recovery can tell a torn tail from a hole.
+        let r = wal.writer.sync();
+        self.poison_on_error(r)?;
+        let number = self.versions.lock().new_file_number();
+        let path = self.dir.join(filename::wal(number));
+        let created = self
+            .fs
+            .create(&path)
+            .and_then(|f| self.fs.sync_dir(&self.dir).map(|()| f));
+        let file = self.poison_on_error(created)?;
+        wal.writer = LogWriter::new(file);
+        wal.number = number;
+        {
+            let mut current = self.super_version.write();
+            let mut imm = Vec::with_capacity(current.imm.len() + 1);
+            imm.push(Arc::clone(&current.mem));
+            imm.extend(current.imm.iter().cloned());
+            *current = Arc::new(SuperVersion {
+                mem: Arc::new(Memtable::new(number)),
+                imm,
+                version: Arc::clone(&current.version),
+            });
+        }
+        self.request_jobs(true, false);
+        Ok(())
+    }
+
+    /// Freezes the active memtable if it holds anything (for an explicit flush).
+    pub fn freeze_memtable(&self) -> Result<()> {
+        self.check_not_poisoned()?;
+        let mut wal = self.wal.lock();
+        if self.super_version().mem.is_empty() {
+            return Ok(());
+        }
+        self.rotate(&mut wal)
+    }
+}
