@@ -55,3 +55,7 @@ pub use options::{Durability, MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, O
 pub use snapshot::Snapshot;
 pub use stats::{LevelStats, Stats};
 pub use types::{Key, Value};
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;

@@ -7,12 +7,14 @@
 //! Thread safety: a `FileSystem` and its `ReadableFile`s are shared between threads; a
 //! `WritableFile` has one owner at a time.
 
+mod bytes_file;
 mod real;
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use bytes_file::BytesFile;
 pub use real::RealFs;
 
 use crate::error::Result;
@@ -99,9 +101,3 @@ pub trait ReadableFile: Send + Sync + Debug {
 
 /// A held directory lock; dropping it releases the lock.
 pub trait FileLock: Send + Sync + Debug {}
-
-/// `dir/name`.
-#[must_use]
-pub fn join(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
-}
