@@ -101,7 +101,8 @@ pub(crate) struct DbInner {
 #[derive(Debug, Clone)]
 pub struct Db {
     inner: Arc<DbInner>,
-    workers: Arc<Workers>,
+    /// Stops and joins the background threads when the last handle is dropped.
+    _workers: Arc<Workers>,
 }
 
 impl Db {
@@ -145,7 +146,10 @@ impl Db {
         inner.delete_obsolete_files()?;
         let inner = Arc::new(inner);
         let workers = Arc::new(Workers::start(&inner));
-        Ok(Self { inner, workers })
+        Ok(Self {
+            inner,
+            _workers: workers,
+        })
     }
 
     /// Sets `key` to `value`.
@@ -587,8 +591,10 @@ impl DbInner {
         }
         for (level, files) in version.levels.iter().enumerate().skip(1) {
             for pair in files.windows(2) {
-                if let [a, b] = pair {
-                    if !a.ends_before(&b.meta.smallest) {
+                if let [a, b] = pair
+                    && !a.ends_before(&b.meta.smallest)
+                {
+                    {
                         let what = format!(
                             "tables {} and {} of level {level} overlap",
                             a.number(),
@@ -607,7 +613,7 @@ impl DbInner {
         let c = &self.counters;
         let levels: Vec<LevelStats> = (0..NUM_LEVELS)
             .map(|l| LevelStats {
-                tables: sv.version.levels[l].len(),
+                tables: sv.version.level(l).len(),
                 size_bytes: sv.version.level_bytes(l),
             })
             .collect();

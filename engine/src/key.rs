@@ -178,6 +178,7 @@ impl RangeTombstone {
         key >= &self.start[..] && self.end.as_ref().is_none_or(|end| key < &end[..])
     }
 
+    #[cfg(test)]
     /// True if the range deletes the version `key@seq`.
     #[must_use]
     pub fn covers(&self, key: &[u8], seq: SeqNo) -> bool {

@@ -1,5 +1,10 @@
 //! The public API behaves like an ordered map that survives reopening.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
 use extentdb::{Db, Durability, Error, Options, WriteBatch};
 
 fn tiny() -> Options {

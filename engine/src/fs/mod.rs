@@ -7,13 +7,15 @@
 //! Thread safety: a `FileSystem` and its `ReadableFile`s are shared between threads; a
 //! `WritableFile` has one owner at a time.
 
+#[cfg(feature = "fuzzing")]
 mod bytes_file;
 mod real;
 
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+#[cfg(feature = "fuzzing")]
 pub use bytes_file::BytesFile;
 pub use real::RealFs;
 
@@ -91,10 +93,6 @@ pub trait ReadableFile: Send + Sync + Debug {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
     /// The file's length in bytes when it was opened.
     fn len(&self) -> u64;
-    /// True if the file is empty.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
     /// The path the file was opened at.
     fn path(&self) -> &Path;
 }

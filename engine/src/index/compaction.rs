@@ -119,13 +119,13 @@ fn pick(version: &Version, options: &Options, state: &mut CompactionState) -> Op
     if score < 1.0 {
         return None;
     }
-    let files = &version.levels[level];
-    let cursor = state.cursors[level].take();
+    let files = version.level(level);
+    let cursor = state.cursors.get_mut(level)?;
     let file = files
         .iter()
         .find(|f| cursor.as_ref().is_none_or(|c| f.meta.smallest > *c))
         .or_else(|| files.first())?;
-    state.cursors[level] = Some(file.meta.smallest.clone());
+    *cursor = Some(file.meta.smallest.clone());
     Some(plan_for(version, level, vec![Arc::clone(file)]))
 }
 
@@ -192,14 +192,15 @@ impl DbInner {
         let first = self.super_version().version.clone();
         let target = (1..NUM_LEVELS)
             .rev()
-            .find(|&l| !first.levels[l].is_empty())
+            .find(|&l| !first.level(l).is_empty())
             .unwrap_or(1);
         for level in 0..target {
             let version = Arc::clone(&self.super_version().version);
-            if version.levels[level].is_empty() {
+            let inputs = version.level(level).to_vec();
+            if inputs.is_empty() {
                 continue;
             }
-            let plan = plan_for(&version, level, version.levels[level].clone());
+            let plan = plan_for(&version, level, inputs);
             let r = self.run_compaction(&version, plan);
             self.poison_on_error(r)?;
         }

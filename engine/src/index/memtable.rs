@@ -25,6 +25,9 @@ const ENTRY_OVERHEAD_BYTES: usize = 80;
 /// Entries an iterator copies out of the skip list per refill.
 const ITER_BATCH: usize = 64;
 
+/// A borrowed internal key to search for.
+type Probe<'a> = (&'a [u8], SeqNo);
+
 /// A borrowed view of an internal key, so lookups need not allocate an owned key.
 trait KeyView {
     fn user_key(&self) -> &[u8];
@@ -119,10 +122,6 @@ impl Memtable {
         self.entries.is_empty() && self.tombstones.read().is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     fn charge(&self, bytes: usize) {
         self.approximate_bytes
             .fetch_add(bytes + ENTRY_OVERHEAD_BYTES, AtomicOrdering::Relaxed);
@@ -207,7 +206,7 @@ impl MemtableIter {
     }
 
     /// The internal-key bounds of the remaining range.
-    fn remaining(&self) -> (Bound<(&[u8], SeqNo)>, Bound<(&[u8], SeqNo)>) {
+    fn remaining(&self) -> (Bound<Probe<'_>>, Bound<Probe<'_>>) {
         let lo = match (&self.front, &self.lower) {
             (Bound::Excluded(k), _) | (Bound::Included(k), _) => {
                 Bound::Excluded((&k.user_key[..], k.seq))
@@ -259,7 +258,7 @@ impl MemtableIter {
     }
 }
 
-fn bounds_nonempty(lo: &Bound<(&[u8], SeqNo)>, hi: &Bound<(&[u8], SeqNo)>) -> bool {
+fn bounds_nonempty(lo: &Bound<Probe<'_>>, hi: &Bound<Probe<'_>>) -> bool {
     match (lo, hi) {
         (Bound::Unbounded, _) | (_, Bound::Unbounded) => true,
         (Bound::Included(a), Bound::Included(b)) => compare_internal(a.0, a.1, b.0, b.1).is_le(),

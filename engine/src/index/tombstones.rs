@@ -71,6 +71,7 @@ impl TombstoneIndex {
         Self { fragments }
     }
 
+    #[cfg(test)]
     /// True if there is no tombstone.
     pub fn is_empty(&self) -> bool {
         self.fragments.is_empty()

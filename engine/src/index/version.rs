@@ -129,10 +129,10 @@ impl Version {
             {
                 continue;
             }
-            if let Some(e) = file.table.get(key, snapshot, mode)? {
-                if best.as_ref().is_none_or(|b| e.key.seq > b.key.seq) {
-                    best = Some(e);
-                }
+            if let Some(e) = file.table.get(key, snapshot, mode)?
+                && best.as_ref().is_none_or(|b| e.key.seq > b.key.seq)
+            {
+                best = Some(e);
             }
         }
         if best.is_some() {
@@ -140,13 +140,18 @@ impl Version {
         }
         for level in &self.levels[1..] {
             let i = level.partition_point(|f| !f.contains_key_or_after(key));
-            if let Some(file) = level.get(i).filter(|f| f.contains_key(key)) {
-                if let Some(e) = file.table.get(key, snapshot, mode)? {
-                    return Ok(Some(e));
-                }
+            if let Some(file) = level.get(i).filter(|f| f.contains_key(key))
+                && let Some(e) = file.table.get(key, snapshot, mode)?
+            {
+                return Ok(Some(e));
             }
         }
         Ok(None)
+    }
+
+    /// The tables of `level` (none past the last level).
+    pub fn level(&self, level: usize) -> &[Arc<TableFile>] {
+        self.levels.get(level).map_or(&[], Vec::as_slice)
     }
 
     /// Tables of `level` that may hold keys in `lower..upper`.
@@ -214,13 +219,6 @@ pub(crate) struct VersionSet {
     pub flushed_seq: SeqNo,
 }
 
-/// What recovery learned from the manifest.
-#[derive(Debug)]
-pub(crate) struct Recovered {
-    pub versions: VersionSet,
-    pub old_manifest: Option<u64>,
-}
-
 impl VersionSet {
     pub fn current(&self) -> Arc<Version> {
         Arc::clone(&self.current)
@@ -242,7 +240,7 @@ impl VersionSet {
 
     /// Creates a new database: an empty manifest and `CURRENT`.
     pub fn create(dir: &Path, fs: Arc<dyn FileSystem>, cache: Arc<BlockCache>) -> Result<Self> {
-        let mut set = Self::write_new_manifest(
+        let set = Self::write_new_manifest(
             dir,
             fs,
             cache,
@@ -302,13 +300,16 @@ impl VersionSet {
                         ),
                     ));
                 }
-                files[level].push(open_table(dir, &fs, &cache, meta)?);
+                let file = open_table(dir, &fs, &cache, meta)?;
+                if let Some(l) = files.get_mut(level) {
+                    l.push(file);
+                }
             }
         }
         sort_levels(&mut files);
         let version = Arc::new(Version::new(files));
         let manifest_number = next_file;
-        let mut set = Self::write_new_manifest(
+        let set = Self::write_new_manifest(
             dir,
             fs,
             cache,

@@ -23,7 +23,6 @@ mod format;
 mod reader;
 mod writer;
 
-pub(crate) use format::{HEADER_BYTES, MAX_PAYLOAD_BYTES};
 pub(crate) use reader::LogReader;
 pub(crate) use writer::LogWriter;
 

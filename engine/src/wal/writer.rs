@@ -92,11 +92,13 @@ impl LogWriter {
         self.poison_on_error(synced)
     }
 
+    #[cfg(test)]
     /// Bytes appended so far, including buffered ones: the offset of the next record.
     pub fn len(&self) -> u64 {
         self.file.len()
     }
 
+    #[cfg(test)]
     /// True if no record has been appended.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -105,12 +105,6 @@ impl BlockBuilder {
         self.entries == 0
     }
 
-    /// The last key added.
-    #[must_use]
-    pub fn last_key(&self) -> &[u8] {
-        &self.last_key
-    }
-
     /// Returns the finished contents and resets the builder for the next block.
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = std::mem::take(&mut self.buf);

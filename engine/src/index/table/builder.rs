@@ -202,6 +202,7 @@ impl TableBuilder {
         self.file.len() + pending as u64
     }
 
+    #[cfg(test)]
     /// True if neither an entry nor a tombstone was added.
     #[must_use]
     pub fn is_empty(&self) -> bool {

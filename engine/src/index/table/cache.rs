@@ -110,6 +110,7 @@ impl BlockCache {
         self.misses.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
     /// The bytes currently charged to the cache.
     #[must_use]
     pub fn weight_bytes(&self) -> u64 {

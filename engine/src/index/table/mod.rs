@@ -24,6 +24,6 @@ mod cache;
 mod format;
 mod reader;
 
-pub(crate) use builder::{TableBuilder, TableOptions, TableSummary};
+pub(crate) use builder::{TableBuilder, TableOptions};
 pub(crate) use cache::BlockCache;
 pub(crate) use reader::{ReadMode, Table, TableIter};

@@ -185,6 +185,7 @@ impl Table {
         Ok(entries)
     }
 
+    #[cfg(test)]
     /// The id the table was opened with.
     #[must_use]
     pub fn id(&self) -> u64 {
@@ -197,6 +198,7 @@ impl Table {
         &self.path
     }
 
+    #[cfg(test)]
     /// The size of the table's file.
     #[must_use]
     pub fn size_bytes(&self) -> u64 {
@@ -501,7 +503,8 @@ mod tests {
 
     use super::*;
     use crate::fs::{FileSystem, RealFs};
-    use crate::index::table::{TableBuilder, TableOptions, TableSummary};
+    use crate::index::table::builder::TableSummary;
+    use crate::index::table::{TableBuilder, TableOptions};
 
     const BIG_CACHE_BYTES: u64 = 64 << 20;
 
