@@ -322,6 +322,14 @@ mod tests {
     }
 
     #[test]
+    fn worked_example_in_the_wal_doc_encodes_byte_for_byte() {
+        let mut b = WriteBatch::new();
+        b.put("a", "1");
+        let expected = [7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1, b'a', 1, b'1'];
+        assert_eq!(b.seal(SeqNo(7)), expected);
+    }
+
+    #[test]
     fn empty_ranges_add_no_operation() {
         let mut b = WriteBatch::new();
         b.delete_range("b".."a").delete_range("b".."b");

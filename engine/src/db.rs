@@ -460,7 +460,7 @@ impl DbInner {
         // Memtables are newer than tables, and newer memtables than older ones: the first
         // version found is the newest.
         for mem in std::iter::once(&sv.mem).chain(&sv.imm) {
-            tombstone = tombstone.max(mem.max_covering_tombstone(key, snapshot));
+            tombstone = tombstone.max(mem.max_covering_tombstone(key, snapshot, mode)?);
             if found.is_none() {
                 found = mem.get(key, snapshot);
             }

@@ -198,6 +198,26 @@ mod tests {
     }
 
     #[test]
+    fn worked_example_in_the_manifest_doc_encodes_byte_for_byte() {
+        let edit = VersionEdit {
+            log_number: Some(7),
+            added: vec![(0, TableMeta {
+                number: 9,
+                size_bytes: 4096,
+                entries: 10,
+                max_seq: SeqNo(98),
+                smallest: Bytes::from("a"),
+                largest: Bound::Included(Bytes::from("m")),
+            })],
+            ..VersionEdit::default()
+        };
+        let expected = [
+            0x01, 0x07, 0x04, 0x00, 0x09, 0x80, 0x20, 0x0a, 0x62, 0x01, 0x61, 0x01, 0x01, 0x6d,
+        ];
+        assert_eq!(edit.encode(), expected);
+    }
+
+    #[test]
     fn edits_round_trip() {
         let e = sample();
         assert_eq!(
@@ -209,9 +229,12 @@ mod tests {
     #[test]
     fn every_truncation_or_bad_tag_is_corruption_or_a_shorter_edit() {
         let bytes = sample().encode();
+        let full = sample();
         for len in 0..bytes.len() {
-            // A prefix may happen to end at a field boundary; it must never panic.
-            let _ = VersionEdit::decode(&bytes[..len], Path::new("m"), 0);
+            // A prefix that ends at a field boundary decodes to a different, shorter edit.
+            if let Ok(prefix) = VersionEdit::decode(&bytes[..len], Path::new("m"), 0) {
+                assert_ne!(prefix, full, "prefix of {len} bytes");
+            }
         }
         let mut bad = bytes.clone();
         bad.insert(0, 77);

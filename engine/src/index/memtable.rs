@@ -18,6 +18,8 @@ use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 use parking_lot::RwLock;
 
+use crate::error::{Error, Result};
+use crate::index::table::ReadMode;
 use crate::key::{Entry, InternalKey, RangeTombstone, SeqNo, ValueKind, compare_internal};
 
 /// Bytes charged per entry on top of key and value: skip-list node, tower and `Bytes` headers.
@@ -151,13 +153,24 @@ impl Memtable {
     }
 
     /// The highest sequence number at or below `snapshot` of a range tombstone covering `key`.
-    pub fn max_covering_tombstone(&self, key: &[u8], snapshot: SeqNo) -> Option<SeqNo> {
-        self.tombstones
-            .read()
+    ///
+    /// # Errors
+    /// `WouldBlock` in [`ReadMode::CacheOnly`] if a writer holds the tombstone list.
+    pub fn max_covering_tombstone(
+        &self,
+        key: &[u8],
+        snapshot: SeqNo,
+        mode: ReadMode,
+    ) -> Result<Option<SeqNo>> {
+        let tombstones = match mode {
+            ReadMode::Blocking => self.tombstones.read(),
+            ReadMode::CacheOnly => self.tombstones.try_read().ok_or(Error::WouldBlock)?,
+        };
+        Ok(tombstones
             .iter()
             .filter(|t| t.seq <= snapshot && t.contains(key))
             .map(|t| t.seq)
-            .max()
+            .max())
     }
 
     /// A copy of the range tombstones (they are few: each deletes a whole range).
