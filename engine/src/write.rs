@@ -202,8 +202,10 @@ impl DbInner {
                 self.jobs_changed.wait_for(&mut jobs, STALL_POLL);
             } else if wait_flush {
                 self.flush_frozen()?;
-            } else {
-                self.compact_step()?;
+            } else if !self.compact_step()? {
+                // Nothing to compact (level 0 cannot be above the stop trigger without being
+                // above the compaction trigger); never spin.
+                return Ok(());
             }
         }
     }

@@ -201,14 +201,17 @@ mod tests {
     fn worked_example_in_the_manifest_doc_encodes_byte_for_byte() {
         let edit = VersionEdit {
             log_number: Some(7),
-            added: vec![(0, TableMeta {
-                number: 9,
-                size_bytes: 4096,
-                entries: 10,
-                max_seq: SeqNo(98),
-                smallest: Bytes::from("a"),
-                largest: Bound::Included(Bytes::from("m")),
-            })],
+            added: vec![(
+                0,
+                TableMeta {
+                    number: 9,
+                    size_bytes: 4096,
+                    entries: 10,
+                    max_seq: SeqNo(98),
+                    smallest: Bytes::from("a"),
+                    largest: Bound::Included(Bytes::from("m")),
+                },
+            )],
             ..VersionEdit::default()
         };
         let expected = [
