@@ -116,7 +116,7 @@ impl Db {
     }
 
     pub(crate) fn open_with(dir: &Path, options: Options) -> Result<Self> {
-        let fs: Arc<dyn FileSystem> = Arc::new(RealFs);
+        let fs: Arc<dyn FileSystem> = options.fs.clone().unwrap_or_else(|| Arc::new(RealFs));
         if !fs.exists(dir)? {
             if !options.create_if_missing {
                 return Err(Error::invalid(format!("{} does not exist", dir.display())));
@@ -432,6 +432,11 @@ pub(crate) fn apply(mem: &Memtable, ops: Vec<BatchOp>) {
 }
 
 impl DbInner {
+    #[cfg(test)]
+    pub fn poisoned_for_test(&self) -> bool {
+        self.is_poisoned()
+    }
+
     pub fn visible(&self) -> SeqNo {
         SeqNo(self.visible_seq.load(Ordering::Acquire))
     }
@@ -672,5 +677,66 @@ impl DbInner {
             crate::index::version::create_manifest(self.fs.as_ref(), dest, manifest_number, &edit)?;
         manifest.sync()?;
         crate::index::version::install_current(self.fs.as_ref(), dest, manifest_number)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::FaultFs;
+
+    fn open_on(fs: &FaultFs, dir: &Path) -> Db {
+        let mut options = Options::new().background_compaction(false);
+        options.fs = Some(Arc::new(fs.clone()));
+        options.open(dir).unwrap()
+    }
+
+    #[test]
+    fn failed_wal_sync_poisons_every_later_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::default();
+        let db = open_on(&fs, dir.path());
+        db.put("before", "1").unwrap();
+        fs.fail_syncs(true);
+        let err = db.write_with(WriteBatch::new().put("k", "v").clone(), Durability::Sync);
+        assert!(matches!(err, Err(Error::Io(_))), "{err:?}");
+        fs.fail_syncs(false);
+        // The fault is gone, but the log's tail is unknown: no more writes.
+        assert!(matches!(db.put("after", "2"), Err(Error::Poisoned)));
+        assert!(matches!(db.flush(), Err(Error::Poisoned)));
+        // Reads still work.
+        assert_eq!(db.get("before").unwrap().unwrap(), b"1");
+        drop(db);
+        let db = open_on(&fs, dir.path());
+        assert_eq!(db.get("before").unwrap().unwrap(), b"1");
+        assert!(db.get("after").unwrap().is_none());
+        db.put("after", "3").unwrap();
+    }
+
+    #[test]
+    fn failed_wal_write_poisons_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::default();
+        let db = open_on(&fs, dir.path());
+        fs.fail_writes(true);
+        assert!(matches!(db.put("k", "v"), Err(Error::Io(_))));
+        fs.fail_writes(false);
+        assert!(matches!(db.put("k", "v"), Err(Error::Poisoned)));
+        assert!(db.inner.poisoned_for_test());
+    }
+
+    #[test]
+    fn failed_flush_poisons_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::default();
+        let db = open_on(&fs, dir.path());
+        db.put("k", "v").unwrap();
+        fs.fail_syncs(true);
+        assert!(db.flush().is_err());
+        fs.fail_syncs(false);
+        assert!(matches!(db.put("k2", "v"), Err(Error::Poisoned)));
+        drop(db);
+        let db = open_on(&fs, dir.path());
+        assert_eq!(db.get("k").unwrap().unwrap(), b"v");
     }
 }

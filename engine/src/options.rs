@@ -43,6 +43,8 @@ pub struct Options {
     pub(crate) bloom_bits_per_key: u32,
     pub(crate) create_if_missing: bool,
     pub(crate) background_compaction: bool,
+    /// The file system to run on; the host's unless a test injects another.
+    pub(crate) fs: Option<std::sync::Arc<dyn crate::fs::FileSystem>>,
 }
 
 impl Default for Options {
@@ -68,6 +70,7 @@ impl Options {
             bloom_bits_per_key: 10,
             create_if_missing: true,
             background_compaction: true,
+            fs: None,
         }
     }
 

@@ -9,6 +9,8 @@
 
 #[cfg(feature = "fuzzing")]
 mod bytes_file;
+#[cfg(test)]
+mod fault;
 mod real;
 
 use std::fmt::Debug;
@@ -17,6 +19,8 @@ use std::sync::Arc;
 
 #[cfg(feature = "fuzzing")]
 pub use bytes_file::BytesFile;
+#[cfg(test)]
+pub(crate) use fault::FaultFs;
 pub use real::RealFs;
 
 use crate::error::Result;
