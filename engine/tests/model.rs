@@ -88,27 +88,68 @@ enum Op {
     Reopen,
 }
 
-fn options(background: bool) -> Options {
-    Options::new()
+fn options(background: bool, wide: bool) -> Options {
+    let o = Options::new()
         .memtable_bytes(4096)
         .block_size_bytes(256)
         .table_target_bytes(8192)
         .level_base_bytes(16384)
         .l0_compaction_trigger(2)
         .l0_stop_writes(6)
-        .background_compaction(background)
+        .background_compaction(background);
+    if wide {
+        // The smallest tables and levels allowed, so that a few hundred writes reach level 3.
+        o.table_target_bytes(4096)
+            .level_base_bytes(4096)
+            .level_multiplier(2)
+    } else {
+        o
+    }
 }
 
-fn key_index() -> impl Strategy<Value = usize> {
-    0..KEYS.len()
+/// Keys of the wide key space, where tables split and deeper levels compact.
+const WIDE_KEYS: usize = 400;
+
+fn key_count(wide: bool) -> usize {
+    if wide { WIDE_KEYS } else { KEYS.len() }
 }
 
-fn value_len() -> impl Strategy<Value = usize> {
-    prop_oneof![3 => 0..8usize, 2 => 8..64usize, 1 => 200..900usize]
+fn key_of(i: usize, wide: bool) -> Vec<u8> {
+    if wide {
+        format!("key{i:03}").into_bytes()
+    } else {
+        KEYS[i % KEYS.len()].to_vec()
+    }
 }
 
-fn bound() -> impl Strategy<Value = Bound<Vec<u8>>> {
-    let point = (0..BOUND_POINTS.len()).prop_map(|i| BOUND_POINTS[i].to_vec());
+fn key_index(wide: bool) -> impl Strategy<Value = usize> {
+    0..key_count(wide)
+}
+
+fn value_len(wide: bool) -> impl Strategy<Value = usize> {
+    if wide {
+        prop_oneof![1 => 0..8usize, 4 => 300..1200usize].boxed()
+    } else {
+        prop_oneof![3 => 0..8usize, 2 => 8..64usize, 1 => 200..900usize].boxed()
+    }
+}
+
+fn bound(wide: bool) -> impl Strategy<Value = Bound<Vec<u8>>> {
+    let point = if wide {
+        (0..WIDE_KEYS + 1, any::<bool>())
+            .prop_map(|(i, after)| {
+                let mut k = format!("key{i:03}").into_bytes();
+                if after {
+                    k.push(b'!');
+                }
+                k
+            })
+            .boxed()
+    } else {
+        (0..BOUND_POINTS.len())
+            .prop_map(|i| BOUND_POINTS[i].to_vec())
+            .boxed()
+    };
     prop_oneof![
         2 => point.clone().prop_map(Bound::Included),
         2 => point.prop_map(Bound::Excluded),
@@ -120,27 +161,27 @@ fn directions() -> impl Strategy<Value = Vec<bool>> {
     prop::collection::vec(any::<bool>(), 0..16)
 }
 
-fn batch_op() -> impl Strategy<Value = BatchOp> {
+fn batch_op(wide: bool) -> impl Strategy<Value = BatchOp> {
     prop_oneof![
-        4 => (key_index(), value_len()).prop_map(|(k, v)| BatchOp::Put(k, v)),
-        2 => key_index().prop_map(BatchOp::Delete),
-        1 => (bound(), bound()).prop_map(|(a, b)| BatchOp::DeleteRange(a, b)),
+        4 => (key_index(wide), value_len(wide)).prop_map(|(k, v)| BatchOp::Put(k, v)),
+        2 => key_index(wide).prop_map(BatchOp::Delete),
+        1 => (bound(wide), bound(wide)).prop_map(|(a, b)| BatchOp::DeleteRange(a, b)),
     ]
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn op(wide: bool) -> impl Strategy<Value = Op> {
     prop_oneof![
-        20 => (key_index(), value_len()).prop_map(|(k, v)| Op::Put(k, v)),
-        6 => key_index().prop_map(Op::Delete),
-        3 => (bound(), bound()).prop_map(|(a, b)| Op::DeleteRange(a, b)),
-        4 => prop::collection::vec(batch_op(), 1..8).prop_map(Op::Batch),
+        20 => (key_index(wide), value_len(wide)).prop_map(|(k, v)| Op::Put(k, v)),
+        6 => key_index(wide).prop_map(Op::Delete),
+        3 => (bound(wide), bound(wide)).prop_map(|(a, b)| Op::DeleteRange(a, b)),
+        4 => prop::collection::vec(batch_op(wide), 1..8).prop_map(Op::Batch),
         2 => Just(Op::TakeSnapshot),
-        3 => (any::<usize>(), key_index()).prop_map(|(s, k)| Op::SnapshotGet(s, k)),
-        2 => (any::<usize>(), bound(), bound(), directions())
+        3 => (any::<usize>(), key_index(wide)).prop_map(|(s, k)| Op::SnapshotGet(s, k)),
+        2 => (any::<usize>(), bound(wide), bound(wide), directions())
             .prop_map(|(s, a, b, d)| Op::SnapshotRange(s, a, b, d)),
         1 => any::<usize>().prop_map(Op::DropSnapshot),
-        6 => key_index().prop_map(Op::Get),
-        3 => (bound(), bound(), directions()).prop_map(|(a, b, d)| Op::Range(a, b, d)),
+        6 => key_index(wide).prop_map(Op::Get),
+        3 => (bound(wide), bound(wide), directions()).prop_map(|(a, b, d)| Op::Range(a, b, d)),
         1 => (0..PREFIXES.len(), directions()).prop_map(|(p, d)| Op::Prefix(p, d)),
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
@@ -220,7 +261,7 @@ fn check_iter(
     Ok(())
 }
 
-fn check_everything(db: &Db, model: &Model, when: &str) -> Result<(), TestCaseError> {
+fn check_everything(db: &Db, model: &Model, wide: bool, when: &str) -> Result<(), TestCaseError> {
     let all = model_range(model, &Bound::Unbounded, &Bound::Unbounded);
     check_iter(
         db.range::<&[u8], _>(..),
@@ -237,28 +278,35 @@ fn check_everything(db: &Db, model: &Model, when: &str) -> Result<(), TestCaseEr
         .collect::<extentdb::Result<_>>()
         .map_err(|e| fail(format!("reverse scan {when}: {e}")))?;
     prop_assert_eq!(back, reversed, "reverse scan {}", when);
-    for key in KEYS {
+    for i in 0..key_count(wide) {
+        let key = key_of(i, wide);
         let got = db
-            .get(key)
+            .get(&key)
             .map_err(|e| fail(format!("get {key:?} {when}: {e}")))?
             .map(|v| v.to_vec());
-        prop_assert_eq!(got, model.get(*key).cloned(), "get {:?} {}", key, when);
+        prop_assert_eq!(got, model.get(&key).cloned(), "get {:?} {}", key, when);
     }
     db.verify()
         .map_err(|e| fail(format!("verify {when}: {e}")))?;
     Ok(())
 }
 
-fn apply_batch_op(model: &mut Model, batch: &mut WriteBatch, op: &BatchOp, counter: &mut u64) {
+fn apply_batch_op(
+    model: &mut Model,
+    batch: &mut WriteBatch,
+    op: &BatchOp,
+    counter: &mut u64,
+    wide: bool,
+) {
     match op {
         BatchOp::Put(k, len) => {
             let v = make_value(counter, *len);
-            batch.put(KEYS[*k], &v);
-            model.insert(KEYS[*k].to_vec(), v);
+            batch.put(key_of(*k, wide), &v);
+            model.insert(key_of(*k, wide), v);
         }
         BatchOp::Delete(k) => {
-            batch.delete(KEYS[*k]);
-            model.remove(KEYS[*k]);
+            batch.delete(key_of(*k, wide));
+            model.remove(&key_of(*k, wide));
         }
         BatchOp::DeleteRange(lo, hi) => {
             batch.delete_range((lo.clone(), hi.clone()));
@@ -267,10 +315,10 @@ fn apply_batch_op(model: &mut Model, batch: &mut WriteBatch, op: &BatchOp, count
     }
 }
 
-fn run(ops: &[Op], background: bool) -> Result<(), TestCaseError> {
+fn run(ops: &[Op], background: bool, wide: bool) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().map_err(fail)?;
     let open = || {
-        options(background)
+        options(background, wide)
             .open(dir.path())
             .map_err(|e| fail(format!("open: {e}")))
     };
@@ -287,12 +335,12 @@ fn run(ops: &[Op], background: bool) -> Result<(), TestCaseError> {
         match op {
             Op::Put(k, len) => {
                 let v = make_value(&mut counter, *len);
-                d.put(KEYS[*k], &v).map_err(r)?;
-                model.insert(KEYS[*k].to_vec(), v);
+                d.put(key_of(*k, wide), &v).map_err(r)?;
+                model.insert(key_of(*k, wide), v);
             }
             Op::Delete(k) => {
-                d.delete(KEYS[*k]).map_err(r)?;
-                model.remove(KEYS[*k]);
+                d.delete(key_of(*k, wide)).map_err(r)?;
+                model.remove(&key_of(*k, wide));
             }
             Op::DeleteRange(lo, hi) => {
                 d.delete_range((lo.clone(), hi.clone())).map_err(r)?;
@@ -302,7 +350,7 @@ fn run(ops: &[Op], background: bool) -> Result<(), TestCaseError> {
                 let mut batch = WriteBatch::new();
                 let mut next = model.clone();
                 for bop in bops {
-                    apply_batch_op(&mut next, &mut batch, bop, &mut counter);
+                    apply_batch_op(&mut next, &mut batch, bop, &mut counter, wide);
                 }
                 d.write(batch).map_err(r)?;
                 model = next;
@@ -310,8 +358,13 @@ fn run(ops: &[Op], background: bool) -> Result<(), TestCaseError> {
             Op::TakeSnapshot => snapshots.push((d.snapshot(), model.clone())),
             Op::SnapshotGet(s, k) => {
                 if let Some((snap, m)) = snapshots.get(s % snapshots.len().max(1)) {
-                    let got = snap.get(KEYS[*k]).map_err(r)?.map(|v| v.to_vec());
-                    prop_assert_eq!(got, m.get(KEYS[*k]).cloned(), "{}", at("snapshot get"));
+                    let got = snap.get(key_of(*k, wide)).map_err(r)?.map(|v| v.to_vec());
+                    prop_assert_eq!(
+                        got,
+                        m.get(&key_of(*k, wide)).cloned(),
+                        "{}",
+                        at("snapshot get")
+                    );
                 }
             }
             Op::SnapshotRange(s, lo, hi, dirs) => {
@@ -327,8 +380,8 @@ fn run(ops: &[Op], background: bool) -> Result<(), TestCaseError> {
                 }
             }
             Op::Get(k) => {
-                let got = d.get(KEYS[*k]).map_err(r)?.map(|v| v.to_vec());
-                prop_assert_eq!(got, model.get(KEYS[*k]).cloned(), "{}", at("get"));
+                let got = d.get(key_of(*k, wide)).map_err(r)?.map(|v| v.to_vec());
+                prop_assert_eq!(got, model.get(&key_of(*k, wide)).cloned(), "{}", at("get"));
             }
             Op::Range(lo, hi, dirs) => {
                 let it = d.range((lo.clone(), hi.clone()));
@@ -345,7 +398,7 @@ fn run(ops: &[Op], background: bool) -> Result<(), TestCaseError> {
                 snapshots.clear();
                 drop(db.take());
                 let reopened = open()?;
-                check_everything(&reopened, &model, &at("after reopen"))?;
+                check_everything(&reopened, &model, wide, &at("after reopen"))?;
                 db = Some(reopened);
             }
         }
@@ -361,16 +414,23 @@ fn run(ops: &[Op], background: bool) -> Result<(), TestCaseError> {
     let Some(d) = db.as_ref() else {
         return Err(fail("database closed"));
     };
+    if std::env::var_os("MODEL_STATS").is_some() {
+        let levels: Vec<usize> = d.stats().levels.iter().map(|l| l.tables).collect();
+        eprintln!(
+            "wide {wide}: {} ops, tables per level {levels:?}",
+            ops.len()
+        );
+    }
     for (n, (snap, m)) in snapshots.iter().enumerate() {
         let it = snap.range::<&[u8], _>(..);
         let all = model_range(m, &Bound::Unbounded, &Bound::Unbounded);
         check_iter(it, all, &[], &format!("snapshot {n} at the end"))?;
     }
-    check_everything(d, &model, "at the end")?;
+    check_everything(d, &model, wide, "at the end")?;
     snapshots.clear();
     drop(db);
     let reopened = open()?;
-    check_everything(&reopened, &model, "after the final reopen")
+    check_everything(&reopened, &model, wide, "after the final reopen")
 }
 
 fn config() -> ProptestConfig {
@@ -389,9 +449,17 @@ proptest! {
 
     #[test]
     fn random_operations_match_a_btreemap_with_and_without_background_compaction(
-        ops in prop::collection::vec(op(), 1..200)
+        ops in prop::collection::vec(op(false), 1..200)
     ) {
-        run(&ops, false)?;
-        run(&ops, true)?;
+        run(&ops, false, false)?;
+        run(&ops, true, false)?;
+    }
+
+    #[test]
+    fn random_operations_over_many_keys_match_a_btreemap_through_deeper_levels(
+        ops in prop::collection::vec(op(true), 1..200)
+    ) {
+        run(&ops, false, true)?;
+        run(&ops, true, true)?;
     }
 }

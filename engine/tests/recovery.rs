@@ -157,7 +157,10 @@ fn flushed_state_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = Model::new();
     {
-        let db = tiny().background_compaction(false).open(dir.path()).unwrap();
+        let db = tiny()
+            .background_compaction(false)
+            .open(dir.path())
+            .unwrap();
         fill(&db, &mut model, 100, 0);
         db.flush().unwrap();
         assert!(db.stats().flushes > 0);
@@ -270,12 +273,18 @@ fn empty_key_works_and_survives_reopen() {
         db.flush().unwrap();
         assert_eq!(db.get("").unwrap().as_deref(), Some(&b"empty"[..]));
         let first = db.range::<&[u8], _>(..).next().unwrap().unwrap();
-        assert_eq!((first.0.to_vec(), first.1.to_vec()), (vec![], b"empty".to_vec()));
+        assert_eq!(
+            (first.0.to_vec(), first.1.to_vec()),
+            (vec![], b"empty".to_vec())
+        );
     }
     let db = reopen_and_check(dir.path(), tiny(), &model);
     // A range starting at the empty key, excluded, skips it.
     let after: Vec<_> = db
-        .range::<&[u8], _>((std::ops::Bound::Excluded(&b""[..]), std::ops::Bound::Unbounded))
+        .range::<&[u8], _>((
+            std::ops::Bound::Excluded(&b""[..]),
+            std::ops::Bound::Unbounded,
+        ))
         .map(|r| r.unwrap().0.to_vec())
         .collect();
     assert_eq!(after, vec![b"a".to_vec()]);
@@ -314,8 +323,14 @@ fn key_one_byte_over_the_limit_is_invalid_argument() {
     let dir = tempfile::tempdir().unwrap();
     let db = tiny().open(dir.path()).unwrap();
     let too_long = vec![b'k'; MAX_KEY_BYTES + 1];
-    assert!(matches!(db.put(&too_long, "v"), Err(Error::InvalidArgument(_))));
-    assert!(matches!(db.delete(&too_long), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        db.put(&too_long, "v"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        db.delete(&too_long),
+        Err(Error::InvalidArgument(_))
+    ));
     let mut b = WriteBatch::new();
     b.put("fine", "v").put(&too_long, "v");
     assert!(matches!(db.write(b), Err(Error::InvalidArgument(_))));
@@ -369,6 +384,9 @@ fn sixty_four_mib_values_survive_reopen() {
         .range::<&[u8], _>(..)
         .map(|r| r.unwrap().0.to_vec())
         .collect();
-    assert_eq!(keys, vec![b"big1".to_vec(), b"big2".to_vec(), b"small".to_vec()]);
+    assert_eq!(
+        keys,
+        vec![b"big1".to_vec(), b"big2".to_vec(), b"small".to_vec()]
+    );
     db.verify().unwrap();
 }
