@@ -6,6 +6,13 @@
 //! see `v` or newer, never a version that was not yet started, and never an older version than
 //! it saw before. Snapshots read the same thing twice; iterators return sorted, unique keys.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test helpers fail the test by panicking"
+)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -165,7 +172,7 @@ fn readers_see_only_written_values_in_order_while_compaction_runs() {
             let mut scans = 0u64;
             while !done.load(Ordering::Acquire) {
                 let before = acked.all();
-                let forward = scans % 2 == 0;
+                let forward = scans.is_multiple_of(2);
                 let it = db.range::<&[u8], _>(..);
                 let items: Vec<_> = if forward {
                     it.map(|r| r.unwrap()).collect()

@@ -6,6 +6,13 @@
 //! manifest and of `CURRENT` in turn, reopen a copy of the database and read everything:
 //! every read must return exactly the right data or an error.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test helpers fail the test by panicking"
+)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -11,6 +11,13 @@
 //! the next cycle runs on the same directory. `EXTENTDB_CRASH_CYCLES` sets the number of cycles
 //! (default 20).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test helpers fail the test by panicking"
+)]
+
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

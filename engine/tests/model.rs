@@ -10,6 +10,13 @@
 //! After every reopen and at the end, a full scan must equal the model and `verify()` must
 //! pass. `PROPTEST_CASES` raises the number of cases (default 64).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test helpers fail the test by panicking"
+)]
+
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::{Bound, RangeBounds};
 

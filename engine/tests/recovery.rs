@@ -2,6 +2,13 @@
 //! was, and the size limits hold at their edges (the largest key and large values survive
 //! reopen; one byte over the key limit is `InvalidArgument`, not a panic).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test helpers fail the test by panicking"
+)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
