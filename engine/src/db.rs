@@ -204,8 +204,9 @@ impl Db {
     /// # Errors
     /// `Corruption` or `Io` if a table cannot be read.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
-        let seq = self.inner.visible();
-        self.inner.get_at(key.as_ref(), seq)
+        let (sv, seq) = self.inner.pin();
+        self.inner
+            .get_in(&sv, key.as_ref(), seq, ReadMode::Blocking)
     }
 
     /// Like [`Db::get`], but never waits for a lock and never starts I/O: if the answer is not
@@ -218,13 +219,14 @@ impl Db {
     /// # Errors
     /// `WouldBlock`, or `Corruption` if a cached block is damaged.
     pub fn try_get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
-        let seq = self.inner.visible();
         let sv = self
             .inner
             .super_version
             .try_read()
             .map(|g| Arc::clone(&g))
             .ok_or(Error::WouldBlock)?;
+        // After pinning: see `DbInner::pin`.
+        let seq = self.inner.visible();
         self.inner
             .get_in(&sv, key.as_ref(), seq, ReadMode::CacheOnly)
     }
@@ -232,15 +234,15 @@ impl Db {
     /// The pairs in `range`, in key order, from either end, as of now.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         let (lower, upper) = owned_bounds(&range);
-        let seq = self.inner.visible();
-        Iter::new(self.inner.super_version(), seq, lower, upper)
+        let (sv, seq) = self.inner.pin();
+        Iter::new(sv, seq, lower, upper)
     }
 
     /// The pairs whose keys start with `prefix`.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
         let (lower, upper) = prefix_bounds(prefix.as_ref());
-        let seq = self.inner.visible();
-        Iter::new(self.inner.super_version(), seq, lower, upper)
+        let (sv, seq) = self.inner.pin();
+        Iter::new(sv, seq, lower, upper)
     }
 
     /// A consistent view of the database as of now.
@@ -441,10 +443,25 @@ impl DbInner {
         SeqNo(self.visible_seq.load(Ordering::Acquire))
     }
 
-    /// The current super version. Take the sequence number to read at *before* calling this:
-    /// every write at or below it is then in what this returns.
+    /// The current super version.
     pub fn super_version(&self) -> Arc<SuperVersion> {
         Arc::clone(&self.super_version.read())
+    }
+
+    /// What an unregistered read (a `get`, an iterator) reads: a super version and, taken
+    /// *after* it, the sequence number to read at.
+    ///
+    /// The order matters. A compaction drops versions shadowed by a newer one at or below the
+    /// visible sequence number of its start. Had the sequence number been taken first, a
+    /// compaction could start, finish and publish in between, and the read would pin tables
+    /// without the versions its older sequence number needs. Taken after, the sequence number
+    /// is at least that of any compaction whose result was pinned. A write at or below it that
+    /// the pinned memtables lack went into a newer memtable after the pin, and so did every
+    /// write after it (memtables fill in sequence order): the read sees exactly the state at
+    /// the pin, a prefix of the history.
+    pub fn pin(&self) -> (Arc<SuperVersion>, SeqNo) {
+        let sv = self.super_version();
+        (sv, self.visible())
     }
 
     pub fn get_at(&self, key: &[u8], seq: SeqNo) -> Result<Option<Value>> {
