@@ -472,7 +472,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "engine bug: with background compaction, verify() finds overlapping tables in a level"]
     fn random_operations_over_many_keys_match_a_btreemap_with_background_compaction(
         ops in prop::collection::vec(op(true), 1..200)
     ) {

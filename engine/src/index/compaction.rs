@@ -273,6 +273,9 @@ impl DbInner {
 
         let mut outputs = Vec::new();
         let mut current: Option<Output> = None;
+        // Where the next output's share of the key space starts. Outputs are opened only for
+        // an entry or tombstone to write: a share left empty by dropped versions gets no table.
+        let mut next_start: Option<Bytes> = None;
         let mut last_key: Option<Bytes> = None;
         let mut last_seq_for_key: Option<SeqNo> = None;
         for entry in MergeIter::new(sources) {
@@ -282,17 +285,16 @@ impl DbInner {
                 last_key = Some(key.user_key.clone());
                 last_seq_for_key = None;
                 // Cut between user keys only: all versions of a key stay in one table.
-                if current.as_ref().is_some_and(|o| {
+                let full = current.as_ref().is_some_and(|o| {
                     o.builder.estimated_size_bytes() >= self.options.table_target_bytes
-                }) {
-                    if let Some(done) = current.take() {
-                        outputs.push(self.finish_output(
-                            done,
-                            Some(&key.user_key),
-                            &kept_tombstones,
-                        )?);
-                    }
-                    current = Some(self.new_output(Some(key.user_key.clone()))?);
+                });
+                if let Some(done) = current.take_if(|_| full) {
+                    outputs.push(self.finish_output(
+                        done,
+                        Some(&key.user_key),
+                        &kept_tombstones,
+                    )?);
+                    next_start = Some(key.user_key.clone());
                 }
             }
             let shadowed = last_seq_for_key.is_some_and(|newer| newer <= oldest);
@@ -304,15 +306,17 @@ impl DbInner {
             if shadowed || dead_tombstone || deleted_by_range {
                 continue;
             }
-            if current.is_none() {
-                current = Some(self.new_output(None)?);
-            }
-            if let Some(out) = current.as_mut() {
-                out.builder.add(&entry.key, &entry.value)?;
-            }
+            let out = match current.as_mut() {
+                Some(out) => out,
+                None => current.insert(self.new_output(next_start.clone())?),
+            };
+            out.builder.add(&entry.key, &entry.value)?;
         }
-        if current.is_none() && !kept_tombstones.is_empty() {
-            current = Some(self.new_output(None)?);
+        let tombstones_left = kept_tombstones
+            .iter()
+            .any(|t| clip(t, next_start.as_ref(), None).is_some());
+        if current.is_none() && tombstones_left {
+            current = Some(self.new_output(next_start)?);
         }
         if let Some(done) = current {
             outputs.push(self.finish_output(done, None, &kept_tombstones)?);
