@@ -136,7 +136,10 @@ fn maintenance_commands_work_on_a_healthy_database() {
     // Everything ends in one level (small non-overlapping tables may be moved, not merged).
     assert!(compacted.ends_with(" in level L1\n"), "{compacted}");
     let verify = ok(dir.path(), &["verify"]);
-    assert!(verify.starts_with("ok: ") && verify.contains(" 50 entries"), "{verify}");
+    assert!(
+        verify.starts_with("ok: ") && verify.contains(" 50 entries"),
+        "{verify}"
+    );
     let stats = ok(dir.path(), &["stats"]);
     assert!(stats.contains("last sequence  50"), "{stats}");
     assert!(stats.contains("L1"), "{stats}");
