@@ -74,6 +74,11 @@ seed() {
 cargo +nightly fuzz build
 seed
 for target in "${targets[@]}"; do
+    extra=()
+    # Longer operation sequences from the start: libFuzzer otherwise grows inputs slowly, and a
+    # short run would only try a handful of operations per input.
+    [ "$target" = ops ] && extra=(-len_control=0 -max_len=1024)
     echo "== $target: ${seconds}s"
-    cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -print_final_stats=1
+    cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -print_final_stats=1 \
+        "${extra[@]}"
 done
