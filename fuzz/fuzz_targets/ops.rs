@@ -147,7 +147,9 @@ impl Harness {
             }
             Op::DeleteRange(from, to) => {
                 let (from, to) = (from.bytes(), to.bytes());
-                self.db().delete_range(from.clone()..to.clone()).expect("delete_range");
+                self.db()
+                    .delete_range(from.clone()..to.clone())
+                    .expect("delete_range");
                 model_delete_range(&mut self.model, &from, &to);
             }
             Op::Batch(ops) => self.batch(&ops),
@@ -194,12 +196,19 @@ impl Harness {
             Op::SnapshotScan(which) => {
                 if let Some((snapshot, model)) = pick(&self.snapshots, which) {
                     let want = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                    check_scan(i, "snapshot scan", snapshot.range::<&[u8], _>(..), want, false);
+                    check_scan(
+                        i,
+                        "snapshot scan",
+                        snapshot.range::<&[u8], _>(..),
+                        want,
+                        false,
+                    );
                 }
             }
             Op::DropSnapshot(which) => {
                 if !self.snapshots.is_empty() {
-                    self.snapshots.remove(usize::from(which) % self.snapshots.len());
+                    self.snapshots
+                        .remove(usize::from(which) % self.snapshots.len());
                 }
             }
             Op::Flush => self.db().flush().expect("flush"),
@@ -208,7 +217,9 @@ impl Harness {
                 // Snapshots keep the database's files (and lock) alive: release them first.
                 self.snapshots.clear();
                 drop(self.db.take());
-                let db = options(self.background).open(self.dir.path()).expect("reopen");
+                let db = options(self.background)
+                    .open(self.dir.path())
+                    .expect("reopen");
                 db.verify().expect("verify after reopen");
                 self.db = Some(db);
             }
@@ -239,9 +250,25 @@ impl Harness {
     }
 
     fn check_all(&self, i: usize) {
-        let want: Vec<_> = self.model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        check_scan(i, "full scan", self.db().range::<&[u8], _>(..), want.clone(), false);
-        check_scan(i, "full reverse scan", self.db().range::<&[u8], _>(..), want, true);
+        let want: Vec<_> = self
+            .model
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        check_scan(
+            i,
+            "full scan",
+            self.db().range::<&[u8], _>(..),
+            want.clone(),
+            false,
+        );
+        check_scan(
+            i,
+            "full reverse scan",
+            self.db().range::<&[u8], _>(..),
+            want,
+            true,
+        );
     }
 }
 
@@ -294,8 +321,15 @@ fn check_scan(
     let keys = |pairs: &[(Vec<u8>, Vec<u8>)]| -> Vec<Vec<u8>> {
         pairs.iter().map(|(k, _)| k.clone()).collect()
     };
-    assert_eq!(keys(&got), keys(&want), "op {i}: {what} keys (reverse: {reverse})");
-    assert!(got == want, "op {i}: {what} values differ (reverse: {reverse})");
+    assert_eq!(
+        keys(&got),
+        keys(&want),
+        "op {i}: {what} keys (reverse: {reverse})"
+    );
+    assert!(
+        got == want,
+        "op {i}: {what} values differ (reverse: {reverse})"
+    );
 }
 
 fuzz_target!(|input: Input| {
