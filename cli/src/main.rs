@@ -1,0 +1,119 @@
+//! `kv`: the command-line tool of extentdb.
+//!
+//! Reads and writes single keys, scans ranges, runs maintenance, and with `kv demo` exercises
+//! the whole engine against an in-memory model. Every command opens the database named by
+//! `--db` (or `$KVDB_DIR`), does one thing, and closes it.
+//!
+//! Exit codes are part of the interface: 0 ok, 1 key not found, 2 usage error, 3 the engine
+//! (or the file system) failed or a demo check failed, with one line on stderr. The tool never
+//! panics on bad input. Keys and values are shown and read with the escapes of `escape.rs`.
+//!
+//! One file per command group: `read.rs` (get, scan), `write.rs` (put, delete, delete-range),
+//! `admin.rs` (stats, verify, compact, flush), `demo.rs`; `outcome.rs` holds what they share.
+
+mod admin;
+mod demo;
+mod escape;
+mod outcome;
+mod read;
+mod write;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser, Subcommand};
+
+use crate::outcome::Failure;
+
+/// Read, write and inspect an extentdb database.
+#[derive(Debug, Parser)]
+#[command(name = "kv", version, about, max_term_width = 100)]
+struct Cli {
+    /// The database directory.
+    #[arg(long, env = "KVDB_DIR", global = true, value_name = "DIR")]
+    db: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Keys and values on the command line may use `\xNN` for any byte and `\\` for a backslash;
+/// output uses the same escapes.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the value of a key (exit code 1 if it is absent).
+    Get(read::GetArgs),
+    /// Set a key to a value.
+    Put(write::PutArgs),
+    /// Delete a key (no error if it is absent).
+    Delete(write::DeleteArgs),
+    /// Delete every key from FROM (inclusive) to TO (exclusive).
+    DeleteRange(write::DeleteRangeArgs),
+    /// Print the pairs of a range or prefix as `key = value` lines, in key order.
+    Scan(read::ScanArgs),
+    /// Print sizes, levels and counters.
+    Stats(admin::StatsArgs),
+    /// Read and check every table; exit code 3 on corruption.
+    Verify,
+    /// Flush the memtable, then compact every level into the last one.
+    Compact,
+    /// Write the memtable to a table.
+    Flush,
+    /// Load, read, scan, delete, compact, reopen and check a database against a model.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = run(cli, &mut out).and_then(|()| out.flush().map_err(Failure::from));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => report(failure),
+    }
+}
+
+fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
+    let db = cli.db;
+    let dir = move || {
+        db.ok_or_else(|| {
+            Failure::Usage(
+                "the database directory is required: pass --db DIR or set KVDB_DIR".into(),
+            )
+        })
+    };
+    match cli.command {
+        Command::Get(args) => read::get(&dir()?, &args, out),
+        Command::Scan(args) => read::scan(&dir()?, &args, out),
+        Command::Put(args) => write::put(&dir()?, &args),
+        Command::Delete(args) => write::delete(&dir()?, &args),
+        Command::DeleteRange(args) => write::delete_range(&dir()?, &args),
+        Command::Stats(args) => admin::stats(&dir()?, &args, out),
+        Command::Verify => admin::verify(&dir()?, out),
+        Command::Compact => admin::compact(&dir()?, out),
+        Command::Flush => admin::flush(&dir()?, out),
+        Command::Demo(args) => demo::run(&args, out),
+    }
+}
+
+/// Prints what went wrong and picks the exit code.
+fn report(failure: Failure) -> ExitCode {
+    match failure {
+        // The reader of our output went away (`kv scan | head`): not an error.
+        Failure::OutputClosed => ExitCode::SUCCESS,
+        Failure::NotFound(key) => {
+            eprintln!("kv: not found: {}", escape::key(&key));
+            ExitCode::from(1)
+        }
+        // Clap prints the message with the usage line and exits with code 2.
+        Failure::Usage(message) => Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit(),
+        Failure::Engine(message) => {
+            eprintln!("kv: error: {message}");
+            ExitCode::from(3)
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! What the commands share: the [`Failure`] they return, and opening the database.
+//!
+//! A `Failure` is mapped to an exit code in one place, `main.rs`'s `report`.
+
+use std::path::Path;
+
+use extentdb::{Db, Options};
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The key asked for is absent (exit code 1).
+    NotFound(Vec<u8>),
+    /// The command line is wrong in a way clap cannot see (exit code 2).
+    Usage(String),
+    /// The engine or the file system failed, or a demo check did not hold (exit code 3).
+    Engine(String),
+    /// Standard output was closed by its reader; stop quietly (exit code 0).
+    OutputClosed,
+}
+
+impl From<extentdb::Error> for Failure {
+    fn from(e: extentdb::Error) -> Self {
+        Self::Engine(e.to_string())
+    }
+}
+
+/// Errors writing to standard output.
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Self::OutputClosed
+        } else {
+            Self::Engine(format!("cannot write output: {e}"))
+        }
+    }
+}
+
+/// Whether a command may create the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads and maintenance: a missing database is an error.
+    Existing,
+    /// Writes: a missing database is created.
+    CreateIfMissing,
+}
+
+/// Opens the database in `dir`.
+///
+/// # Errors
+/// `Failure::Engine` with the engine's message (missing, locked, corrupt, I/O).
+pub fn open(dir: &Path, access: Access) -> Result<Db, Failure> {
+    if access == Access::Existing && !dir.is_dir() {
+        // Checked here so that a mistyped path is not created as a side effect (the engine
+        // takes its lock file before it looks for a database).
+        return Err(Failure::Engine(format!(
+            "no database at {}: the directory does not exist",
+            dir.display()
+        )));
+    }
+    Options::new()
+        .create_if_missing(access == Access::CreateIfMissing)
+        .open(dir)
+        .map_err(Failure::from)
+}
+
+/// Decodes an escaped key or value argument (see `escape.rs`).
+///
+/// # Errors
+/// `Failure::Usage` naming the bad escape.
+pub fn arg_bytes(arg: &std::ffi::OsStr) -> Result<Vec<u8>, Failure> {
+    crate::escape::parse(arg.as_encoded_bytes()).map_err(Failure::Usage)
+}

@@ -1,0 +1,260 @@
+//! The `kv` binary, run as a user would: its output, and its exit codes (0 ok, 1 not found,
+//! 2 usage error, 3 engine error).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `kv --db DIR ARGS...`.
+fn kv(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kv"))
+        .arg("--db")
+        .arg(dir)
+        .args(args)
+        .env_remove("KVDB_DIR")
+        .output()
+        .unwrap()
+}
+
+/// Runs `kv`, asserts exit code 0 and returns its standard output.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = kv(dir, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "kv {args:?}: stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fresh() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn put_then_get_round_trips() {
+    let dir = fresh();
+    ok(dir.path(), &["put", "user:1", "ada lovelace"]);
+    assert_eq!(ok(dir.path(), &["get", "user:1"]), "ada lovelace\n");
+    ok(dir.path(), &["put", "user:1", "grace"]);
+    assert_eq!(ok(dir.path(), &["get", "user:1"]), "grace\n");
+}
+
+#[test]
+fn binary_keys_and_values_are_escaped_and_raw_writes_exact_bytes() {
+    let dir = fresh();
+    ok(dir.path(), &["put", "k\\x00\\xff", "v\\x01\\x0a\\\\="]);
+    assert_eq!(
+        ok(dir.path(), &["get", "k\\x00\\xff"]),
+        "v\\x01\\x0a\\\\=\n"
+    );
+    let raw = kv(dir.path(), &["get", "--raw", "k\\x00\\xff"]);
+    assert_eq!(raw.status.code(), Some(0));
+    assert_eq!(raw.stdout, b"v\x01\n\\=");
+    // Keys escape `=` so the first " = " of a scan line separates key and value.
+    ok(dir.path(), &["put", "a=b", "c = d"]);
+    assert_eq!(
+        ok(dir.path(), &["scan"]),
+        "a\\x3db = c = d\nk\\x00\\xff = v\\x01\\x0a\\\\=\n"
+    );
+}
+
+#[test]
+fn value_file_is_stored_byte_for_byte() {
+    let dir = fresh();
+    let file = dir.path().join("value.bin");
+    let bytes: Vec<u8> = (0..=255).cycle().take(10_000).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let db = dir.path().join("db");
+    ok(
+        &db,
+        &["put", "blob", "--value-file", file.to_str().unwrap()],
+    );
+    assert_eq!(kv(&db, &["get", "--raw", "blob"]).stdout, bytes);
+}
+
+#[test]
+fn missing_key_exits_with_code_1() {
+    let dir = fresh();
+    ok(dir.path(), &["put", "present", "yes"]);
+    let out = kv(dir.path(), &["get", "absent"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    ok(dir.path(), &["delete", "present"]);
+    assert_eq!(kv(dir.path(), &["get", "present"]).status.code(), Some(1));
+}
+
+#[test]
+fn scan_honours_prefix_limit_reverse_and_keys_only() {
+    let dir = fresh();
+    for k in ["a", "b/1", "b/2", "b/3", "c"] {
+        ok(dir.path(), &["put", k, &format!("v{k}")]);
+    }
+    assert_eq!(
+        ok(dir.path(), &["scan", "--prefix", "b/"]),
+        "b/1 = vb/1\nb/2 = vb/2\nb/3 = vb/3\n"
+    );
+    assert_eq!(
+        ok(
+            dir.path(),
+            &["scan", "--prefix", "b/", "--reverse", "--limit", "2"]
+        ),
+        "b/3 = vb/3\nb/2 = vb/2\n"
+    );
+    assert_eq!(
+        ok(
+            dir.path(),
+            &["scan", "--from", "b/2", "--to", "c", "--keys-only"]
+        ),
+        "b/2\nb/3\n"
+    );
+    assert_eq!(ok(dir.path(), &["scan", "--limit", "0"]), "");
+    assert_eq!(ok(dir.path(), &["scan", "--from", "z", "--to", "a"]), "");
+}
+
+#[test]
+fn delete_range_removes_from_inclusive_to_exclusive() {
+    let dir = fresh();
+    for k in ["k1", "k2", "k3", "k4"] {
+        ok(dir.path(), &["put", k, "v"]);
+    }
+    ok(dir.path(), &["delete-range", "k2", "k4"]);
+    assert_eq!(ok(dir.path(), &["scan", "--keys-only"]), "k1\nk4\n");
+    let empty = kv(dir.path(), &["delete-range", "k4", "k1"]);
+    assert_eq!(empty.status.code(), Some(2));
+}
+
+#[test]
+fn maintenance_commands_work_on_a_healthy_database() {
+    let dir = fresh();
+    for i in 0..50 {
+        ok(dir.path(), &["put", &format!("key{i:03}"), "value"]);
+    }
+    assert!(ok(dir.path(), &["flush"]).starts_with("flushed: "));
+    let compacted = ok(dir.path(), &["compact"]);
+    // Everything ends in one level (small non-overlapping tables may be moved, not merged).
+    assert!(compacted.ends_with(" in level L1\n"), "{compacted}");
+    let verify = ok(dir.path(), &["verify"]);
+    assert!(
+        verify.starts_with("ok: ") && verify.contains(" 50 entries"),
+        "{verify}"
+    );
+    let stats = ok(dir.path(), &["stats"]);
+    assert!(stats.contains("last sequence  50"), "{stats}");
+    assert!(stats.contains("L1"), "{stats}");
+    let json = ok(dir.path(), &["stats", "--json"]);
+    assert!(json.starts_with("{\"last_sequence\":50,"), "{json}");
+    assert_eq!(ok(dir.path(), &["scan", "--keys-only"]).lines().count(), 50);
+}
+
+#[test]
+fn verify_reports_corruption_with_exit_code_3() {
+    let dir = fresh();
+    for i in 0..100 {
+        ok(dir.path(), &["put", &format!("key{i:03}"), "some value"]);
+    }
+    ok(dir.path(), &["compact"]);
+    let table = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sst"))
+        .expect("a table file");
+    let mut bytes = std::fs::read(&table).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&table, bytes).unwrap();
+    let out = kv(dir.path(), &["verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("kv: error: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_arguments_exit_with_code_2() {
+    let dir = fresh();
+    assert_eq!(kv(dir.path(), &["no-such-command"]).status.code(), Some(2));
+    assert_eq!(kv(dir.path(), &["get"]).status.code(), Some(2));
+    assert_eq!(
+        kv(dir.path(), &["scan", "--limit", "x"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        kv(dir.path(), &["scan", "--prefix", "a", "--from", "b"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        kv(dir.path(), &["get", "bad\\escape"]).status.code(),
+        Some(2)
+    );
+    let no_db = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["get", "k"])
+        .env_remove("KVDB_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(no_db.status.code(), Some(2));
+}
+
+#[test]
+fn db_directory_may_come_from_the_environment() {
+    let dir = fresh();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kv"))
+            .args(args)
+            .env("KVDB_DIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run(&["put", "k", "v"]).status.code(), Some(0));
+    assert_eq!(run(&["get", "k"]).stdout, b"v\n");
+}
+
+#[test]
+fn reading_a_missing_database_is_an_engine_error_and_creates_nothing() {
+    let dir = fresh();
+    let missing = dir.path().join("nope");
+    let out = kv(&missing, &["get", "k"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!missing.exists());
+}
+
+#[test]
+fn demo_runs_its_checks_and_exits_0() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["demo", "--keys", "2000"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+#[test]
+fn demo_keeps_a_given_directory_which_then_opens_with_kv() {
+    let dir = fresh();
+    let target = dir.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["demo", "--keys", "300", "--dir"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(ok(&target, &["verify"]).starts_with("ok: "));
+    // One blob per 25 users, and the demo deletes none.
+    let blobs = ok(&target, &["scan", "--prefix", "blob:", "--keys-only"]);
+    assert_eq!(blobs.lines().count(), 12, "{blobs}");
+    let again = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["demo", "--keys", "300", "--dir"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "a non-empty --dir is refused");
+}
