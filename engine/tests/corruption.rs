@@ -242,7 +242,6 @@ fn damaged_first_manifest_record_is_corruption_naming_the_manifest() {
 }
 
 #[test]
-#[ignore = "engine bug: a damaged last manifest record is taken for a torn write and its table is lost"]
 fn damaged_last_manifest_record_is_corruption_not_silent_loss() {
     // The last edit was synced before the log it replaced was deleted: damage to it cannot
     // be a torn write, and dropping it loses the table it added.
@@ -433,7 +432,6 @@ fn every_damaged_byte_of_the_manifest_before_its_last_record_gives_an_error_or_t
 }
 
 #[test]
-#[ignore = "engine bug: a damaged last manifest record is taken for a torn write and its table is lost"]
 fn every_damaged_byte_of_the_manifest_gives_an_error_or_the_right_data() {
     let dir = tempfile::tempdir().unwrap();
     let (model, manifest) = db_with_manifest_edits(dir.path());

@@ -267,7 +267,7 @@ impl VersionSet {
                 Error::corruption(&current_path, 0, "CURRENT does not name a manifest")
             })?;
         let manifest_path = dir.join(name);
-        let mut reader = LogReader::new(fs.open(&manifest_path)?);
+        let mut reader = LogReader::strict(fs.open(&manifest_path)?);
         let mut levels: [Vec<TableMeta>; NUM_LEVELS] = Default::default();
         let (mut log_number, mut next_file, mut last_seq) = (None, None, None);
         while let Some((offset, payload)) = reader.next_record()? {

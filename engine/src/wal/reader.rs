@@ -66,6 +66,8 @@ pub(crate) struct LogReader {
     torn_tail_bytes: u64,
     /// True once the end or a torn tail has been reached.
     at_end: bool,
+    /// Take damage for a torn tail only when the file is cut short or ends in zeros.
+    strict: bool,
 }
 
 impl LogReader {
@@ -87,6 +89,19 @@ impl LogReader {
             pos: 0,
             torn_tail_bytes: 0,
             at_end: false,
+            strict: false,
+        }
+    }
+
+    /// A reader for a log whose every record was synced before anything relied on it (the
+    /// manifest). Damage there is corruption unless the file is simply cut short (a header or
+    /// payload running past its end) or ends in zeros (space the file system extended but never
+    /// wrote): a complete record with a bad checksum is never taken for a torn write, since
+    /// dropping it could forget a table whose log is already deleted.
+    pub fn strict(file: Arc<dyn ReadableFile>) -> Self {
+        Self {
+            strict: true,
+            ..Self::new(file)
         }
     }
 
@@ -111,6 +126,9 @@ impl LogReader {
             return Ok(None);
         }
         if remaining < HEADER_BYTES_U64 {
+            if self.strict {
+                return Ok(self.torn_tail(offset));
+            }
             return self.damaged(offset, offset + 1, "is a partial header");
         }
         let Some(header) = Header::decode(self.cached(offset, HEADER_BYTES)?) else {
@@ -165,6 +183,13 @@ impl LogReader {
         search_from: u64,
         reason: &str,
     ) -> Result<Option<(u64, Vec<u8>)>> {
+        if self.strict {
+            if self.zeros_to_end(offset)? {
+                return Ok(self.torn_tail(offset));
+            }
+            let what = format!("log record {reason}; records of this log are synced before use");
+            return Err(Error::corruption(self.path(), offset, what));
+        }
         let what = match self.find_valid_record(search_from)? {
             Later::Nothing => return Ok(self.torn_tail(offset)),
             Later::RecordAt(later) => {
@@ -176,6 +201,19 @@ impl LogReader {
             ),
         };
         Err(Error::corruption(self.path(), offset, what))
+    }
+
+    /// True if every byte from `offset` to the end of the file is zero.
+    fn zeros_to_end(&mut self, offset: u64) -> Result<bool> {
+        let mut at = offset;
+        while at < self.file_len {
+            let len = chunk_len(self.file_len - at, self.buffer_bytes);
+            if self.cached(at, len)?.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += len as u64;
+        }
+        Ok(true)
     }
 
     fn torn_tail(&mut self, offset: u64) -> Option<(u64, Vec<u8>)> {
@@ -391,6 +429,55 @@ mod tests {
 
     /// Buffer sizes from the smallest allowed (one header) to the default.
     const BUFFERS: [usize; 4] = [HEADER_BYTES, 40, 4096, READ_BUFFER_BYTES];
+
+    #[test]
+    fn strict_reader_reports_a_damaged_final_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(&dir);
+        let payloads = payloads(&[10, 20, 30]);
+        let offsets = write_log(&path, &payloads);
+        let clean = std::fs::read(&path).unwrap();
+        for at in offsets[2] as usize..clean.len() {
+            let mut bytes = clean.clone();
+            bytes[at] ^= 0x10;
+            overwrite(&path, &bytes);
+            let file = RealFs.open(&path).unwrap();
+            let mut r = LogReader::strict(file);
+            let mut got = Vec::new();
+            let err = loop {
+                match r.next_record() {
+                    Ok(Some(rec)) => got.push(rec),
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            assert_eq!(got.len(), 2, "byte {at}");
+            assert_corruption_at(err, &path, offsets[2]);
+        }
+    }
+
+    #[test]
+    fn strict_reader_takes_a_cut_short_or_zeroed_tail_for_a_torn_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(&dir);
+        let payloads = payloads(&[10, 20, 30]);
+        let offsets = write_log(&path, &payloads);
+        let clean = std::fs::read(&path).unwrap();
+        let mut zeroed = clean.clone();
+        zeroed[offsets[2] as usize..].fill(0);
+        for bytes in [
+            &clean[..clean.len() - 1],
+            &clean[..offsets[2] as usize + 5],
+            &zeroed[..],
+        ] {
+            overwrite(&path, bytes);
+            let mut r = LogReader::strict(RealFs.open(&path).unwrap());
+            assert!(r.next_record().unwrap().is_some());
+            assert!(r.next_record().unwrap().is_some());
+            assert!(r.next_record().unwrap().is_none());
+            assert_eq!(r.valid_len(), offsets[2]);
+        }
+    }
 
     #[test]
     fn empty_file_reads_as_no_records() {
