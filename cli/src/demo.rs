@@ -416,10 +416,13 @@ fn user_value(id: u32, version: u32, rng: &mut Rng) -> Vec<u8> {
     .into_bytes()
 }
 
+/// An owned key-value pair.
+type Pair = (Vec<u8>, Vec<u8>);
+
 /// Reads a whole iterator into owned pairs.
 fn collect(
     iter: impl Iterator<Item = extentdb::Result<(extentdb::Key, extentdb::Value)>>,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Failure> {
+) -> Result<Vec<Pair>, Failure> {
     iter.map(|pair| {
         pair.map(|(k, v)| (k.to_vec(), v.to_vec()))
             .map_err(Failure::from)

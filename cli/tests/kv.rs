@@ -1,6 +1,11 @@
 //! The `kv` binary, run as a user would: its output, and its exit codes (0 ok, 1 not found,
 //! 2 usage error, 3 engine error).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected error"
+)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 
