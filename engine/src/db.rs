@@ -492,7 +492,7 @@ impl DbInner {
             found = sv.version.get(key, snapshot, mode)?;
         }
         Ok(found.and_then(|e| {
-            let live = e.key.kind == ValueKind::Put && tombstone.is_none_or(|t| t < e.key.seq);
+            let live = e.kind == ValueKind::Put && tombstone.is_none_or(|t| t < e.seq);
             live.then(|| Value::from_bytes(e.value))
         }))
     }

@@ -135,6 +135,28 @@ pub struct Entry {
     pub value: Bytes,
 }
 
+/// What a point lookup found: the newest version of a key at a snapshot. The key itself is
+/// not returned: the caller has it, and copying it would cost an allocation per read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// When the version was written.
+    pub seq: SeqNo,
+    /// A value or a tombstone.
+    pub kind: ValueKind,
+    /// The value bytes; empty for a tombstone.
+    pub value: Bytes,
+}
+
+impl From<Entry> for Found {
+    fn from(e: Entry) -> Self {
+        Self {
+            seq: e.key.seq,
+            kind: e.key.kind,
+            value: e.value,
+        }
+    }
+}
+
 /// A range tombstone: every version with a lower sequence number of every key in
 /// `start..end` (`end` exclusive, `None` for no upper bound) is deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -161,3 +161,13 @@ fn prefix_scan_and_reverse() {
     assert_eq!(it.next_back().unwrap().unwrap().0, b"b/2");
     assert!(it.next().is_none());
 }
+
+#[test]
+fn handles_are_shareable_across_threads() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    fn sendable<T: Send + 'static>() {}
+    shareable::<Db>();
+    sendable::<extentdb::Snapshot>();
+    sendable::<extentdb::Iter>();
+    sendable::<extentdb::Value>();
+}

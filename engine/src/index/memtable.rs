@@ -20,7 +20,7 @@ use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::index::table::ReadMode;
-use crate::key::{Entry, InternalKey, RangeTombstone, SeqNo, ValueKind, compare_internal};
+use crate::key::{Entry, Found, InternalKey, RangeTombstone, SeqNo, ValueKind, compare_internal};
 
 /// Bytes charged per entry on top of key and value: skip-list node, tower and `Bytes` headers.
 const ENTRY_OVERHEAD_BYTES: usize = 80;
@@ -141,13 +141,15 @@ impl Memtable {
     }
 
     /// The newest version of `user_key` visible at `snapshot`, tombstones included.
-    pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Option<Entry> {
+    pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Option<Found> {
         let probe = (user_key, snapshot);
         let entry = self
             .entries
             .lower_bound(Bound::Included(&probe as &dyn KeyView))?;
-        (entry.key().user_key == user_key).then(|| Entry {
-            key: entry.key().clone(),
+        let key = entry.key();
+        (key.user_key == user_key).then(|| Found {
+            seq: key.seq,
+            kind: key.kind,
             value: entry.value().clone(),
         })
     }
@@ -350,8 +352,8 @@ mod tests {
     #[test]
     fn get_returns_newest_version_visible_at_snapshot() {
         let m = table_with(&[("a", 1), ("a", 5), ("b", 3)]);
-        assert_eq!(m.get(b"a", SeqNo(10)).unwrap().key.seq, SeqNo(5));
-        assert_eq!(m.get(b"a", SeqNo(4)).unwrap().key.seq, SeqNo(1));
+        assert_eq!(m.get(b"a", SeqNo(10)).unwrap().seq, SeqNo(5));
+        assert_eq!(m.get(b"a", SeqNo(4)).unwrap().seq, SeqNo(1));
         assert!(m.get(b"a", SeqNo(0)).is_none());
         assert!(m.get(b"c", SeqNo(10)).is_none());
         assert!(m.get(b"", SeqNo(10)).is_none());

@@ -27,7 +27,7 @@ use crate::fs::FileSystem;
 use crate::index::edit::{NUM_LEVELS, TableMeta, VersionEdit};
 use crate::index::table::{BlockCache, ReadMode, Table};
 use crate::index::tombstones::TombstoneIndex;
-use crate::key::{Entry, RangeTombstone, SeqNo};
+use crate::key::{Found, RangeTombstone, SeqNo};
 use crate::wal::{LogReader, LogWriter};
 
 /// A live table: its manifest record and its open reader.
@@ -119,18 +119,15 @@ impl Version {
 
     /// The newest version of `key` at `snapshot` in the tables (tombstones included; range
     /// tombstones not applied).
-    pub fn get(&self, key: &[u8], snapshot: SeqNo, mode: ReadMode) -> Result<Option<Entry>> {
+    pub fn get(&self, key: &[u8], snapshot: SeqNo, mode: ReadMode) -> Result<Option<Found>> {
         // Level 0 tables overlap and are newest first; the newest match wins.
-        let mut best: Option<Entry> = None;
+        let mut best: Option<Found> = None;
         for file in self.levels[0].iter().filter(|f| f.contains_key(key)) {
-            if best
-                .as_ref()
-                .is_some_and(|b| b.key.seq >= file.meta.max_seq)
-            {
+            if best.as_ref().is_some_and(|b| b.seq >= file.meta.max_seq) {
                 continue;
             }
             if let Some(e) = file.table.get(key, snapshot, mode)?
-                && best.as_ref().is_none_or(|b| e.key.seq > b.key.seq)
+                && best.as_ref().is_none_or(|b| e.seq > b.seq)
             {
                 best = Some(e);
             }

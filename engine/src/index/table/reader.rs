@@ -28,7 +28,7 @@ use super::format::{self, BlockHandle, BlockType, FOOTER_BYTES, Footer};
 use crate::coding::Decoder;
 use crate::error::{Error, Result};
 use crate::fs::ReadableFile;
-use crate::key::{self, Entry, InternalKey, RangeTombstone, SeqNo, ValueKind};
+use crate::key::{self, Entry, Found, InternalKey, RangeTombstone, SeqNo, ValueKind};
 
 /// Whether a read may do I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +123,7 @@ impl Table {
     /// # Errors
     /// `WouldBlock` in `CacheOnly` mode if the data block is not cached; `Corruption` if it
     /// is damaged or disagrees with the index; `Io` if the read fails.
-    pub fn get(&self, user_key: &[u8], snapshot: SeqNo, mode: ReadMode) -> Result<Option<Entry>> {
+    pub fn get(&self, user_key: &[u8], snapshot: SeqNo, mode: ReadMode) -> Result<Option<Found>> {
         if !self.filter.may_contain(user_key) {
             return Ok(None);
         }
@@ -133,8 +133,9 @@ impl Table {
         };
         let block = self.data_block(index_entry.handle, mode)?;
         match block.seek(&self.path, user_key, snapshot)? {
-            Some(hit) if hit.user_key_matches => Ok(Some(Entry {
-                key: InternalKey::new(Bytes::copy_from_slice(user_key), hit.seq, hit.kind),
+            Some(hit) if hit.user_key_matches => Ok(Some(Found {
+                seq: hit.seq,
+                kind: hit.kind,
                 value: hit.value,
             })),
             Some(_) => Ok(None),
@@ -680,7 +681,8 @@ mod tests {
             let key = user_key(i);
             for s in snapshots.iter().copied().chain([SeqNo::MAX.0, u64::MAX]) {
                 let got = f.table.get(&key, SeqNo(s), ReadMode::Blocking).unwrap();
-                assert_eq!(got, model_get(&f.entries, &key, SeqNo(s)), "{i}@{s}");
+                let want = model_get(&f.entries, &key, SeqNo(s)).map(Found::from);
+                assert_eq!(got, want, "{i}@{s}");
             }
         }
         for absent in [&b""[..], b"key", b"key0000x", b"key0199\0", b"zzz"] {
@@ -823,7 +825,8 @@ mod tests {
             .get(b"key0010", SeqNo::MAX, ReadMode::CacheOnly)
             .unwrap();
         assert_eq!(cached, warm);
-        assert_eq!(cached, model_get(&f.entries, b"key0010", SeqNo::MAX));
+        let want = model_get(&f.entries, b"key0010", SeqNo::MAX).map(Found::from);
+        assert_eq!(cached, want);
         assert_eq!(cache.hits(), hits + 1);
         // An absent key the filter rejects needs no block at all.
         assert_eq!(
@@ -878,7 +881,7 @@ mod tests {
         for e in entries {
             match table.get(&e.key.user_key, SeqNo::MAX, ReadMode::Blocking) {
                 Ok(got) => {
-                    let want = model_get(entries, &e.key.user_key, SeqNo::MAX);
+                    let want = model_get(entries, &e.key.user_key, SeqNo::MAX).map(Found::from);
                     assert_eq!(got, want, "{what}: get");
                 }
                 Err(err) => assert!(err.is_corruption(), "{what}: get: {err}"),
@@ -1045,7 +1048,7 @@ mod fixture_tests {
             .get(b"apple", SeqNo(1), ReadMode::Blocking)
             .unwrap()
             .unwrap();
-        assert_eq!(got.key.kind, ValueKind::Delete);
+        assert_eq!(got.kind, ValueKind::Delete);
         let got = table
             .get(b"apricot", SeqNo(9), ReadMode::Blocking)
             .unwrap()
