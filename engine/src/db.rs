@@ -278,6 +278,12 @@ impl Db {
         self.inner.compact_all()
     }
 
+    /// Reads every table and checks every block checksum, the key order inside each table,
+    /// that each table agrees with its index and bloom filter, and that the tables of each
+    /// level below 0 do not overlap.
+    ///
+    /// # Errors
+    /// `Corruption` naming the damaged file, or `Io`.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.inner.verify()
     }
@@ -434,11 +440,6 @@ pub(crate) fn apply(mem: &Memtable, ops: Vec<BatchOp>) {
 }
 
 impl DbInner {
-    #[cfg(test)]
-    pub fn poisoned_for_test(&self) -> bool {
-        self.is_poisoned()
-    }
-
     pub fn visible(&self) -> SeqNo {
         SeqNo(self.visible_seq.load(Ordering::Acquire))
     }
@@ -739,7 +740,7 @@ mod tests {
         assert!(matches!(db.put("k", "v"), Err(Error::Io(_))));
         fs.fail_writes(false);
         assert!(matches!(db.put("k", "v"), Err(Error::Poisoned)));
-        assert!(db.inner.poisoned_for_test());
+        assert!(db.inner.is_poisoned());
     }
 
     #[test]

@@ -30,6 +30,8 @@
 //! [`MAX_VALUE_BYTES`] (128 MiB), one batch up to [`MAX_BATCH_BYTES`]. Larger writes are
 //! refused with [`Error::InvalidArgument`].
 
+#![warn(missing_docs)]
+
 mod batch;
 pub(crate) mod coding;
 mod db;
