@@ -5,24 +5,15 @@
     reason = "a test fails loudly on the first unexpected error"
 )]
 
-use extentdb::{Db, Durability, Error, Options, WriteBatch};
+mod common;
 
-fn tiny() -> Options {
-    Options::new()
-        .memtable_bytes(4 << 10)
-        .block_size_bytes(256)
-        .table_target_bytes(8 << 10)
-        .level_base_bytes(16 << 10)
-        .l0_compaction_trigger(2)
-        .l0_stop_writes(8)
-}
+use common::tiny;
+use extentdb::{Db, Durability, Error, WriteBatch};
 
 fn collect(
     it: impl Iterator<Item = extentdb::Result<(extentdb::Key, extentdb::Value)>>,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
-    it.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
-        .collect::<extentdb::Result<_>>()
-        .unwrap()
+    common::try_collect(it).unwrap()
 }
 
 #[test]

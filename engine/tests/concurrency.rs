@@ -18,21 +18,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 
-use extentdb::{Db, Durability, Options, WriteBatch};
+mod common;
+
+use common::tiny;
+use extentdb::{Db, Durability, WriteBatch};
 
 const WRITERS: usize = 3;
 const KEYS_PER_WRITER: usize = 24;
 const ROUNDS: u64 = 150;
-
-fn tiny() -> Options {
-    Options::new()
-        .memtable_bytes(4 << 10)
-        .block_size_bytes(256)
-        .table_target_bytes(8 << 10)
-        .level_base_bytes(16 << 10)
-        .l0_compaction_trigger(2)
-        .l0_stop_writes(6)
-}
 
 fn key(writer: usize, k: usize) -> String {
     format!("w{writer}/k{k:03}")

@@ -13,14 +13,14 @@
     reason = "test helpers fail the test by panicking"
 )]
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use extentdb::{Db, Error, Options};
+mod common;
 
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+use common::{Model, try_scan as scan};
+use extentdb::{Db, Error, Options};
 
 /// Files stay where they were written: no background flush or compaction.
 fn still() -> Options {
@@ -173,12 +173,6 @@ fn db_with_one_table(dir: &Path, n: u32) -> (Model, PathBuf) {
         model
     };
     (model, only_file(dir, ".sst"))
-}
-
-fn scan(db: &Db) -> extentdb::Result<Model> {
-    db.range::<&[u8], _>(..)
-        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
-        .collect()
 }
 
 #[test]

@@ -18,16 +18,16 @@
     reason = "test helpers fail the test by panicking"
 )]
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use extentdb::{Db, Durability, Error, Options, WriteBatch};
+mod common;
 
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+use common::{Model, scan};
+use extentdb::{Db, Durability, Error, Options, WriteBatch};
 
 const CHILD_DIR: &str = "EXTENTDB_CRASH_CHILD_DIR";
 const CHILD_LOG: &str = "EXTENTDB_CRASH_CHILD_LOG";
@@ -38,14 +38,7 @@ const LOCK_RELEASE: &str = "EXTENTDB_LOCK_CHILD_RELEASE";
 const KEYS: u64 = 64;
 
 fn options() -> Options {
-    Options::new()
-        .memtable_bytes(4 << 10)
-        .block_size_bytes(256)
-        .table_target_bytes(8 << 10)
-        .level_base_bytes(16 << 10)
-        .l0_compaction_trigger(2)
-        .l0_stop_writes(6)
-        .durability(Durability::Sync)
+    common::tiny().durability(Durability::Sync)
 }
 
 /// splitmix64: a small, seedable generator, so the test needs no extra crate.
@@ -274,13 +267,6 @@ fn read_ack_log(path: &Path) -> AckLog {
         }
     }
     log
-}
-
-fn scan(db: &Db) -> Model {
-    db.range::<&[u8], _>(..)
-        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
-        .collect::<extentdb::Result<_>>()
-        .unwrap()
 }
 
 fn keys(m: &Model) -> Vec<String> {

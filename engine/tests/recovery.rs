@@ -9,29 +9,12 @@
     reason = "test helpers fail the test by panicking"
 )]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
+mod common;
+
+use common::{Model, scan, tiny};
 use extentdb::{Db, Durability, Error, MAX_KEY_BYTES, MAX_VALUE_BYTES, Options, WriteBatch};
-
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-
-fn tiny() -> Options {
-    Options::new()
-        .memtable_bytes(4 << 10)
-        .block_size_bytes(256)
-        .table_target_bytes(8 << 10)
-        .level_base_bytes(16 << 10)
-        .l0_compaction_trigger(2)
-        .l0_stop_writes(6)
-}
-
-fn scan(db: &Db) -> Model {
-    db.range::<&[u8], _>(..)
-        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
-        .collect::<extentdb::Result<_>>()
-        .unwrap()
-}
 
 /// Reopens `dir` and checks that it holds exactly `model`, by scan, reverse scan and gets.
 fn reopen_and_check(dir: &Path, options: Options, model: &Model) -> Db {
