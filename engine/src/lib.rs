@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+pub(crate) mod cache;
 pub(crate) mod coding;
 mod db;
 mod error;
@@ -44,7 +45,9 @@ pub(crate) mod key;
 mod options;
 mod snapshot;
 mod stats;
+pub(crate) mod sync;
 mod types;
+pub(crate) mod value;
 pub(crate) mod wal;
 mod worker;
 mod write;
