@@ -7,12 +7,17 @@
 //! batch := seq:u64 count:u32 op{count}
 //! op    := 0x00 key                      delete
 //!        | 0x01 key value                put
+//!        | 0x03 key pointer              put of a value kept in a value file
 //!        | 0x02 start 0x00               delete_range start..
 //!        | 0x02 start 0x01 end           delete_range start..end
 //! key, value, start, end := varint length, bytes
 //! ```
 //!
 //! Operation `i` gets sequence number `seq + i`, so later operations in a batch win.
+//!
+//! Users' batches hold every value inline. At commit, values at or above the threshold are
+//! written to a value file and their `put` becomes a pointer `put` (`separate_values`), so the
+//! log and the index carry pointers, not large values.
 
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -20,6 +25,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::coding::{Decoder, put_bytes};
+use crate::value::pointer::ValuePointer;
 use crate::error::{Error, Result};
 use crate::key::{RangeTombstone, SeqNo};
 use crate::options::{MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES};
@@ -28,6 +34,7 @@ const HEADER_BYTES: usize = 12;
 const OP_DELETE: u8 = 0;
 const OP_PUT: u8 = 1;
 const OP_DELETE_RANGE: u8 = 2;
+const OP_PUT_POINTER: u8 = 3;
 
 /// A group of writes applied atomically by [`Db::write`](crate::Db::write): after a crash
 /// either all of them are present or none.
@@ -36,6 +43,8 @@ pub struct WriteBatch {
     rep: Vec<u8>,
     count: u32,
     invalid: Option<String>,
+    /// The largest inline value, so commit can skip batches with nothing to separate.
+    largest_value: usize,
 }
 
 impl std::fmt::Debug for WriteBatch {
@@ -61,6 +70,7 @@ impl WriteBatch {
             rep: vec![0; HEADER_BYTES],
             count: 0,
             invalid: None,
+            largest_value: 0,
         }
     }
 
@@ -72,6 +82,7 @@ impl WriteBatch {
             put_bytes(&mut self.rep, key);
             put_bytes(&mut self.rep, value);
             self.count += 1;
+            self.largest_value = self.largest_value.max(value.len());
         }
         self
     }
@@ -132,6 +143,7 @@ impl WriteBatch {
         self.rep.truncate(HEADER_BYTES);
         self.count = 0;
         self.invalid = None;
+        self.largest_value = 0;
     }
 
     /// Size of the encoded batch in bytes.
@@ -184,7 +196,64 @@ impl WriteBatch {
     pub(crate) fn take_encoded(&mut self) -> Bytes {
         let rep = std::mem::replace(&mut self.rep, vec![0; HEADER_BYTES]);
         self.count = 0;
+        self.largest_value = 0;
         Bytes::from(rep)
+    }
+
+    /// Moves every value of at least `threshold_bytes` out of the batch: `store` writes it to a
+    /// value file and returns its pointer, and the `put` becomes a pointer `put`. Each large
+    /// value is copied once, from the batch to the value file.
+    ///
+    /// # Errors
+    /// The first error of `store`; the batch is then unchanged.
+    pub(crate) fn separate_values(
+        &mut self,
+        threshold_bytes: usize,
+        mut store: impl FnMut(&[u8]) -> Result<ValuePointer>,
+    ) -> Result<()> {
+        if self.largest_value < threshold_bytes {
+            return Ok(());
+        }
+        let mut out = Vec::with_capacity(self.rep.len().min(1 << 20));
+        out.extend_from_slice(self.rep.get(..HEADER_BYTES).unwrap_or_default());
+        let body = self.rep.get(HEADER_BYTES..).unwrap_or_default();
+        let mut d = Decoder::new(body, Path::new("write batch"), HEADER_BYTES as u64, "write batch");
+        while !d.is_empty() {
+            let op = d.u8()?;
+            let key = d.length_prefixed(MAX_KEY_BYTES + 1)?;
+            match op {
+                OP_PUT => {
+                    let value = d.length_prefixed(MAX_VALUE_BYTES)?;
+                    if value.len() >= threshold_bytes {
+                        out.push(OP_PUT_POINTER);
+                        put_bytes(&mut out, key);
+                        put_bytes(&mut out, &store(value)?.encode());
+                    } else {
+                        out.push(OP_PUT);
+                        put_bytes(&mut out, key);
+                        put_bytes(&mut out, value);
+                    }
+                }
+                OP_DELETE => {
+                    out.push(OP_DELETE);
+                    put_bytes(&mut out, key);
+                }
+                OP_DELETE_RANGE => {
+                    out.push(OP_DELETE_RANGE);
+                    put_bytes(&mut out, key);
+                    if d.u8()? == 0 {
+                        out.push(0);
+                    } else {
+                        out.push(1);
+                        put_bytes(&mut out, d.length_prefixed(MAX_KEY_BYTES + 1)?);
+                    }
+                }
+                _ => return Err(d.error("unknown operation in a batch being committed")),
+            }
+        }
+        self.rep = out;
+        self.largest_value = 0;
+        Ok(())
     }
 }
 
@@ -202,6 +271,12 @@ pub(crate) enum BatchOp {
     Put {
         key: Bytes,
         value: Bytes,
+        seq: SeqNo,
+    },
+    /// A put whose value is in a value file; `pointer` is the encoded `ValuePointer`.
+    PutPointer {
+        key: Bytes,
+        pointer: Bytes,
         seq: SeqNo,
     },
     Delete {
@@ -254,6 +329,17 @@ pub(crate) fn decode(payload: Bytes, file: &Path, offset: u64) -> Result<Decoded
                 key: slice(d.length_prefixed(MAX_KEY_BYTES)?),
                 seq,
             },
+            OP_PUT_POINTER => {
+                let key = slice(d.length_prefixed(MAX_KEY_BYTES)?);
+                let at = offset + d.position() as u64;
+                let pointer = d.length_prefixed(64)?;
+                ValuePointer::decode(pointer, file, at)?;
+                BatchOp::PutPointer {
+                    key,
+                    pointer: slice(pointer),
+                    seq,
+                }
+            }
             OP_DELETE_RANGE => {
                 let start = slice(d.length_prefixed(MAX_KEY_BYTES + 1)?);
                 let end = match d.u8()? {

@@ -35,6 +35,11 @@ use crate::options::{Durability, Options};
 use crate::snapshot::Snapshot;
 use crate::stats::{Counters, LevelStats, Stats};
 use crate::types::Value;
+use crate::value::block::ValueFileId;
+use crate::value::edit::ValueEdit;
+use crate::value::pointer::ValuePointer;
+use crate::value::state::ValueState;
+use crate::value::{ValueLog, ValueOptions, ValueStore};
 use crate::wal::{LogReader, LogWriter};
 use crate::worker::Workers;
 use crate::write::{CommitQueue, WalState};
@@ -65,6 +70,7 @@ pub(crate) struct DbInner {
     pub table_options: TableOptions,
     pub cache: Arc<BlockCache>,
     pub super_version: RwLock<Arc<SuperVersion>>,
+    pub values: Arc<ValueStore>,
     pub versions: Mutex<VersionSet>,
     pub commit: CommitQueue,
     pub wal: Mutex<WalState>,
@@ -124,11 +130,12 @@ impl Db {
             fs.create_dir_all(dir)?;
         }
         let lock = fs.lock(&dir.join(filename::LOCK))?;
-        let cache = Arc::new(BlockCache::new(options.cache_bytes));
-        let versions = if fs.exists(&dir.join(filename::CURRENT))? {
+        let cache = Arc::new(BlockCache::new(options.table_cache_bytes));
+        let (versions, values) = if fs.exists(&dir.join(filename::CURRENT))? {
             VersionSet::recover(dir, Arc::clone(&fs), Arc::clone(&cache))?
         } else if options.create_if_missing {
-            VersionSet::create(dir, Arc::clone(&fs), Arc::clone(&cache))?
+            let created = VersionSet::create(dir, Arc::clone(&fs), Arc::clone(&cache))?;
+            (created, ValueState::default())
         } else {
             return Err(Error::invalid(format!(
                 "{} holds no database",
@@ -140,8 +147,8 @@ impl Db {
             bloom_bits_per_key: options.bloom_bits_per_key,
             ..TableOptions::default()
         };
-        let (inner, last_seq) =
-            recover_wals(dir, fs, options, table_options, cache, versions, lock)?;
+        let recovered = Recovered { versions, values, cache, lock };
+        let (inner, last_seq) = recover_wals(dir, fs, options, table_options, recovered)?;
         inner.visible_seq.store(last_seq.0, Ordering::Release);
         inner.delete_obsolete_files()?;
         let inner = Arc::new(inner);
@@ -235,14 +242,14 @@ impl Db {
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         let (lower, upper) = owned_bounds(&range);
         let (sv, seq) = self.inner.pin();
-        Iter::new(sv, seq, lower, upper)
+        Iter::new(Arc::clone(&self.inner.values), sv, seq, lower, upper)
     }
 
     /// The pairs whose keys start with `prefix`.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
         let (lower, upper) = prefix_bounds(prefix.as_ref());
         let (sv, seq) = self.inner.pin();
-        Iter::new(sv, seq, lower, upper)
+        Iter::new(Arc::clone(&self.inner.values), sv, seq, lower, upper)
     }
 
     /// A consistent view of the database as of now.
@@ -275,7 +282,9 @@ impl Db {
     /// `Io`, `Corruption` or `Poisoned`.
     pub fn compact(&self) -> Result<()> {
         self.flush()?;
-        self.inner.compact_all()
+        self.inner.compact_all()?;
+        let moved = self.inner.values.defragment(self.inner.as_ref());
+        self.inner.poison_on_error(moved).map(|_| ())
     }
 
     /// Reads every table and checks every block checksum, the key order inside each table,
@@ -321,7 +330,22 @@ pub struct VerifyReport {
     pub entries: u64,
     /// Bytes of tables read.
     pub bytes: u64,
+    /// Live values read and checked.
+    pub live_values: u64,
+    /// Their bytes.
+    pub live_value_bytes: u64,
 }
+
+/// What the manifest gave, and the directory lock, on the way to a running database.
+struct Recovered {
+    versions: VersionSet,
+    values: ValueState,
+    cache: Arc<BlockCache>,
+    lock: Box<dyn FileLock>,
+}
+
+/// Blocks a value file maps at a time for appends: one manifest record per reservation.
+const RESERVE_BYTES: u64 = 4 << 20;
 
 /// Replays the write-ahead logs newer than the manifest's log number into a memtable, flushes
 /// it, and starts a new log. Returns the database and the last recovered sequence number.
@@ -330,10 +354,9 @@ fn recover_wals(
     fs: Arc<dyn FileSystem>,
     options: Options,
     table_options: TableOptions,
-    cache: Arc<BlockCache>,
-    mut versions: VersionSet,
-    lock: Box<dyn FileLock>,
+    recovered: Recovered,
 ) -> Result<(DbInner, SeqNo)> {
+    let Recovered { mut versions, values, cache, lock } = recovered;
     let mut wals: Vec<u64> = fs
         .list_dir(dir)?
         .iter()
@@ -345,6 +368,8 @@ fn recover_wals(
     wals.sort_unstable();
     let mem = Memtable::new(0);
     let mut last = versions.flushed_seq;
+    // How far the replayed pointers reach into each value file: the rest is trimmed.
+    let mut reaches: BTreeMap<ValueFileId, u64> = BTreeMap::new();
     for (i, &number) in wals.iter().enumerate() {
         let path = dir.join(filename::wal(number));
         let mut reader = LogReader::new(fs.open(&path)?);
@@ -362,6 +387,13 @@ fn recover_wals(
                 ));
             }
             last = decoded.last();
+            for op in &decoded.ops {
+                if let BatchOp::PutPointer { pointer, .. } = op {
+                    let p = ValuePointer::decode(pointer, &path, offset)?;
+                    let end = reaches.entry(p.file).or_default();
+                    *end = (*end).max(p.end());
+                }
+            }
             apply(&mem, decoded.ops);
         }
         // Logs are synced before the next one is started: only the newest may be torn.
@@ -373,27 +405,32 @@ fn recover_wals(
             ));
         }
     }
+    let value_options = ValueOptions {
+        block_size: options.block_size_bytes,
+        blocks_per_segment: options.value_segment_bytes / options.block_size_bytes as u64,
+        reserve_blocks: (RESERVE_BYTES / options.block_size_bytes as u64)
+            .clamp(1, options.value_segment_bytes / options.block_size_bytes as u64 / 4),
+        cache_bytes: options.cache_bytes,
+        read_path: options.read_path,
+    };
+    let (values, trimmed) = ValueStore::open(dir, Arc::clone(&fs), value_options, values, &reaches)?;
     let wal_number = versions.new_file_number();
+    let mut edit = VersionEdit {
+        log_number: Some(wal_number),
+        last_seq: Some(last),
+        values: trimmed,
+        ..VersionEdit::default()
+    };
+    let mut opened = Vec::new();
     if !mem.is_empty() {
         let number = versions.new_file_number();
-        let meta = flush::write_table(&fs, dir, &table_options, number, &mem)?;
+        let (meta, reaches) = flush::write_table(&fs, dir, &table_options, number, &mem)?;
         fs.sync_dir(dir)?;
-        let opened = vec![versions.open_table(meta.clone())?];
-        let edit = VersionEdit {
-            log_number: Some(wal_number),
-            last_seq: Some(last),
-            added: vec![(0, meta)],
-            ..VersionEdit::default()
-        };
-        versions.log_and_apply(edit, opened)?;
-    } else {
-        let edit = VersionEdit {
-            log_number: Some(wal_number),
-            last_seq: Some(last),
-            ..VersionEdit::default()
-        };
-        versions.log_and_apply(edit, Vec::new())?;
+        opened.push(versions.open_table(meta.clone())?);
+        edit.added.push((0, meta));
+        edit.values.extend(reaches);
     }
+    versions.log_and_apply(edit, opened)?;
     let writer = LogWriter::new(fs.create(&dir.join(filename::wal(wal_number)))?);
     fs.sync_dir(dir)?;
     let sv = SuperVersion {
@@ -408,6 +445,7 @@ fn recover_wals(
         table_options,
         cache,
         super_version: RwLock::new(Arc::new(sv)),
+        values: Arc::new(values),
         versions: Mutex::new(versions),
         commit: CommitQueue::default(),
         wal: Mutex::new(WalState {
@@ -428,11 +466,25 @@ fn recover_wals(
     Ok((inner, last))
 }
 
+impl ValueLog for DbInner {
+    fn new_file_number(&self) -> u64 {
+        self.versions.lock().new_file_number()
+    }
+
+    fn log(&self, edits: Vec<ValueEdit>) -> Result<()> {
+        let r = self.versions.lock().log_values(edits);
+        self.poison_on_error(r)
+    }
+}
+
 /// Inserts a decoded batch into a memtable.
 pub(crate) fn apply(mem: &Memtable, ops: Vec<BatchOp>) {
     for op in ops {
         match op {
             BatchOp::Put { key, value, seq } => mem.insert(key, seq, ValueKind::Put, value),
+            BatchOp::PutPointer { key, pointer, seq } => {
+                mem.insert(key, seq, ValueKind::Pointer, pointer);
+            }
             BatchOp::Delete { key, seq } => mem.insert(key, seq, ValueKind::Delete, Bytes::new()),
             BatchOp::DeleteRange(t) => mem.insert_range_tombstone(t),
         }
@@ -492,10 +544,17 @@ impl DbInner {
         if found.is_none() {
             found = sv.version.get(key, snapshot, mode)?;
         }
-        Ok(found.and_then(|e| {
-            let live = e.kind == ValueKind::Put && tombstone.is_none_or(|t| t < e.seq);
-            live.then(|| Value::from_bytes(e.value))
-        }))
+        let Some(found) = found.filter(|e| tombstone.is_none_or(|t| t < e.seq)) else {
+            return Ok(None);
+        };
+        match found.kind {
+            ValueKind::Put => Ok(Some(Value::from_bytes(found.value))),
+            ValueKind::Pointer => {
+                let pointer = ValuePointer::decode(&found.value, &self.dir, 0)?;
+                Ok(Some(Value::from_bytes(self.values.read(&pointer, mode)?)))
+            }
+            ValueKind::Delete => Ok(None),
+        }
     }
 
     pub fn register_snapshot(&self) -> SeqNo {
@@ -562,7 +621,7 @@ impl DbInner {
     pub fn sync_wal(&self) -> Result<()> {
         self.check_not_poisoned()?;
         let mut wal = self.wal.lock();
-        let r = wal.writer.sync();
+        let r = self.sync_log(&mut wal);
         Counters::add(&self.counters.wal_syncs, 1);
         self.poison_on_error(r)
     }
@@ -628,11 +687,22 @@ impl DbInner {
                 }
             }
         }
+        self.values.verify()?;
+        // Every live value, read and checked against its pointer's CRC (and every table entry
+        // the scan passes through decoded).
+        let (sv, seq) = self.pin();
+        let all = Iter::new(Arc::clone(&self.values), sv, seq, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+        for pair in all {
+            let (_, value) = pair?;
+            report.live_values += 1;
+            report.live_value_bytes += value.len() as u64;
+        }
         Ok(report)
     }
 
     pub fn stats(&self) -> Stats {
         let sv = self.super_version();
+        let v = self.values.stats();
         let c = &self.counters;
         let levels: Vec<LevelStats> = (0..NUM_LEVELS)
             .map(|l| LevelStats {
@@ -660,6 +730,21 @@ impl DbInner {
             compaction_write_bytes: Counters::get(&c.compaction_write_bytes),
             block_cache_hits: self.cache.hits(),
             block_cache_misses: self.cache.misses(),
+            value_files: v.files,
+            value_mapped_blocks: v.mapped_blocks,
+            value_free_blocks: v.free_blocks,
+            value_pending_blocks: v.pending_blocks,
+            value_store_blocks: v.store_blocks,
+            value_relocations: v.relocations,
+            pool_hits: v.pool.hits,
+            pool_misses: v.pool.misses,
+            pool_fills: v.pool.fills,
+            pool_fill_bytes: v.pool.fill_bytes,
+            pool_evictions: v.pool.evictions,
+            pool_invalidations: v.pool.invalidations,
+            pool_waits: v.pool.waits,
+            pool_retries: v.pool.retries,
+            pool_resident_bytes: v.pool.resident_bytes,
         }
     }
 
@@ -679,12 +764,14 @@ impl DbInner {
             self.fs
                 .link_or_copy(&self.dir.join(&name), &dest.join(&name))?;
         }
+        let values = self.values.checkpoint(dest)?;
         let edit = VersionEdit {
             log_number: Some(versions.next_file()),
             next_file: Some(versions.next_file() + 1),
             last_seq: Some(versions.flushed_seq),
             added: version.files().map(|(l, f)| (l, f.meta.clone())).collect(),
             removed: Vec::new(),
+            values,
         };
         let manifest_number = versions.next_file();
         drop(versions);

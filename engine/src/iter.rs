@@ -22,7 +22,11 @@ use crate::index::memtable::MemtableIter;
 use crate::index::merge::{LevelIter, MergeIter, Source};
 use crate::index::tombstones::TombstoneIndex;
 use crate::key::{Entry, SeqNo, ValueKind};
+use crate::index::table::ReadMode;
 use crate::types::{Key, Value};
+use crate::value::ValueStore;
+use crate::value::block::ValueFileId;
+use crate::value::pointer::ValuePointer;
 
 /// An iterator over `(key, value)` pairs in key order; see [`Db::range`](crate::Db::range).
 pub struct Iter {
@@ -37,6 +41,36 @@ pub struct Iter {
     done: bool,
     /// Keeps the sources alive.
     _pinned: Arc<SuperVersion>,
+    values: Arc<ValueStore>,
+    /// Readahead of the front end: where the last value read ended and the current window.
+    ahead: Readahead,
+}
+
+/// The readahead window of a scan over separated values. It starts when a value begins where
+/// the previous one ended in the same file, and doubles while the scan stays sequential, like
+/// the kernel's readahead window; any jump resets it.
+#[derive(Debug, Default)]
+struct Readahead {
+    last: Option<(ValueFileId, u64)>,
+    window_bytes: u64,
+}
+
+/// First readahead window, and the largest.
+const READAHEAD_MIN_BYTES: u64 = 128 << 10;
+const READAHEAD_MAX_BYTES: u64 = 2 << 20;
+
+impl Readahead {
+    /// The readahead to use for `p`, and remembers it.
+    fn next(&mut self, p: &ValuePointer) -> u64 {
+        let sequential = self.last == Some((p.file, p.offset));
+        self.window_bytes = match (sequential, self.window_bytes) {
+            (false, _) => 0,
+            (true, 0) => READAHEAD_MIN_BYTES,
+            (true, w) => (w * 2).min(READAHEAD_MAX_BYTES),
+        };
+        self.last = Some((p.file, p.end()));
+        self.window_bytes
+    }
 }
 
 impl std::fmt::Debug for Iter {
@@ -49,6 +83,7 @@ impl std::fmt::Debug for Iter {
 
 impl Iter {
     pub(crate) fn new(
+        values: Arc<ValueStore>,
         sv: Arc<SuperVersion>,
         snapshot: SeqNo,
         lower: Bound<Bytes>,
@@ -85,16 +120,28 @@ impl Iter {
             back_pending: None,
             done: false,
             _pinned: sv,
+            values,
+            ahead: Readahead::default(),
         }
     }
 
     /// The pair to return for the chosen version of a key, if it is live.
-    fn visible(&self, e: Entry) -> Option<(Key, Value)> {
-        let live = e.key.kind == ValueKind::Put
-            && !self
-                .tombstones
-                .covers(&e.key.user_key, e.key.seq, self.snapshot);
-        live.then(|| (Key::from_bytes(e.key.user_key), Value::from_bytes(e.value)))
+    /// The pair to return for the chosen version of a key, if it is live; a separated value
+    /// is read from its value file (with readahead when `front` walks values in order).
+    fn visible(&mut self, e: Entry, front: bool) -> Result<Option<(Key, Value)>> {
+        if self.tombstones.covers(&e.key.user_key, e.key.seq, self.snapshot) {
+            return Ok(None);
+        }
+        let value = match e.key.kind {
+            ValueKind::Delete => return Ok(None),
+            ValueKind::Put => e.value,
+            ValueKind::Pointer => {
+                let p = ValuePointer::decode(&e.value, std::path::Path::new("table"), 0)?;
+                let ahead = if front { self.ahead.next(&p) } else { 0 };
+                self.values.read_ahead(&p, ReadMode::Blocking, ahead)?
+            }
+        };
+        Ok(Some((Key::from_bytes(e.key.user_key), Value::from_bytes(value))))
     }
 
     fn fail<T>(&mut self, e: crate::Error) -> Option<Result<T>> {
@@ -119,8 +166,10 @@ impl Iter {
                 continue;
             }
             self.front_key = Some(e.key.user_key.clone());
-            if let Some(pair) = self.visible(e) {
-                return Some(Ok(pair));
+            match self.visible(e, true) {
+                Ok(Some(pair)) => return Some(Ok(pair)),
+                Ok(None) => {}
+                Err(err) => return self.fail(err),
             }
         }
     }
@@ -159,8 +208,12 @@ impl Iter {
                 continue;
             }
             self.back_key = Some(key);
-            if let Some(pair) = best.and_then(|e| self.visible(e)) {
-                return Some(Ok(pair));
+            if let Some(e) = best {
+                match self.visible(e, false) {
+                    Ok(Some(pair)) => return Some(Ok(pair)),
+                    Ok(None) => {}
+                    Err(err) => return self.fail(err),
+                }
             }
         }
     }

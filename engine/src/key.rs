@@ -43,6 +43,8 @@ pub enum ValueKind {
     Delete = 0,
     /// The value is stored inline.
     Put = 1,
+    /// The value is in a value file; the stored bytes are its `ValuePointer`.
+    Pointer = 2,
 }
 
 impl ValueKind {
@@ -52,6 +54,7 @@ impl ValueKind {
         match b {
             0 => Some(Self::Delete),
             1 => Some(Self::Put),
+            2 => Some(Self::Pointer),
             _ => None,
         }
     }

@@ -15,6 +15,16 @@ pub const MAX_VALUE_BYTES: usize = 128 << 20;
 /// Largest write batch accepted (its encoded size), in bytes.
 pub const MAX_BATCH_BYTES: usize = 192 << 20;
 
+/// How value files are read on a buffer-pool miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadPath {
+    /// `pread` into the buffer pool.
+    #[default]
+    Pool,
+    /// Copy from a memory mapping of the segment into the buffer pool.
+    Mmap,
+}
+
 /// When a write is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -31,6 +41,10 @@ pub enum Durability {
 #[must_use]
 pub struct Options {
     pub(crate) cache_bytes: u64,
+    pub(crate) table_cache_bytes: u64,
+    pub(crate) value_threshold_bytes: usize,
+    pub(crate) value_segment_bytes: u64,
+    pub(crate) read_path: ReadPath,
     pub(crate) memtable_bytes: usize,
     pub(crate) durability: Durability,
     pub(crate) block_size_bytes: usize,
@@ -58,6 +72,10 @@ impl Options {
     pub fn new() -> Self {
         Self {
             cache_bytes: 64 << 20,
+            table_cache_bytes: 16 << 20,
+            value_threshold_bytes: 1 << 10,
+            value_segment_bytes: 256 << 20,
+            read_path: ReadPath::Pool,
             memtable_bytes: 32 << 20,
             durability: Durability::Buffered,
             block_size_bytes: 4 << 10,
@@ -74,9 +92,34 @@ impl Options {
         }
     }
 
-    /// Memory for cached table blocks. Default = 64 MiB.
+    /// Memory of the buffer pool, which caches blocks of value files. Default = 64 MiB.
     pub fn cache_bytes(mut self, size_bytes: u64) -> Self {
         self.cache_bytes = size_bytes;
+        self
+    }
+
+    /// Memory for cached blocks of the index's tables. Default = 16 MiB.
+    pub fn table_cache_bytes(mut self, size_bytes: u64) -> Self {
+        self.table_cache_bytes = size_bytes;
+        self
+    }
+
+    /// Values of at least this many bytes are stored in value files, smaller ones in the index.
+    /// Default = 1 KiB.
+    pub fn value_threshold_bytes(mut self, size_bytes: usize) -> Self {
+        self.value_threshold_bytes = size_bytes;
+        self
+    }
+
+    /// Size of one segment file of the block store. Default = 256 MiB.
+    pub fn value_segment_bytes(mut self, size_bytes: u64) -> Self {
+        self.value_segment_bytes = size_bytes;
+        self
+    }
+
+    /// How value blocks are read on a buffer-pool miss. Default = [`ReadPath::Pool`].
+    pub fn read_path(mut self, path: ReadPath) -> Self {
+        self.read_path = path;
         self
     }
 
@@ -92,7 +135,7 @@ impl Options {
         self
     }
 
-    /// Target size of a table data block. Default = 4 KiB.
+    /// Target size of a table data block, and the block size of value files. Default = 4 KiB.
     pub fn block_size_bytes(mut self, size_bytes: usize) -> Self {
         self.block_size_bytes = size_bytes;
         self
@@ -210,6 +253,12 @@ impl Options {
         check(
             self.bloom_bits_per_key <= 64,
             "bloom_bits_per_key must be at most 64",
+        )?;
+        check(self.value_threshold_bytes >= 1, "value_threshold_bytes must be at least 1")?;
+        let block = self.block_size_bytes as u64;
+        check(
+            self.value_segment_bytes >= 4 * block && self.value_segment_bytes % block == 0,
+            "value_segment_bytes must be a multiple of block_size_bytes, at least 4 blocks",
         )?;
         Ok(())
     }

@@ -82,4 +82,35 @@ pub struct Stats {
     pub block_cache_hits: u64,
     /// Table block cache misses.
     pub block_cache_misses: u64,
+    /// Value files.
+    pub value_files: usize,
+    /// Blocks mapped by value files' extent maps.
+    pub value_mapped_blocks: u64,
+    /// Free blocks of the block store, reusable now.
+    pub value_free_blocks: u64,
+    /// Freed blocks waiting until the record that freed them is durable.
+    pub value_pending_blocks: u64,
+    /// Blocks of the block store (mapped, free and pending).
+    pub value_store_blocks: u64,
+    /// Value files relocated (extents moved, pointers unchanged).
+    pub value_relocations: u64,
+    /// Buffer pool: lookups served from memory.
+    pub pool_hits: u64,
+    /// Buffer pool: lookups that needed a fill.
+    pub pool_misses: u64,
+    /// Buffer pool: fills (reads from the block store).
+    pub pool_fills: u64,
+    /// Buffer pool: bytes read by fills.
+    pub pool_fill_bytes: u64,
+    /// Buffer pool: runs evicted for space.
+    pub pool_evictions: u64,
+    /// Buffer pool: runs dropped by invalidation.
+    pub pool_invalidations: u64,
+    /// Buffer pool: fills that waited for another fill of the same block.
+    pub pool_waits: u64,
+    /// Buffer pool: fills retried from the extent lookup because a run they waited for was
+    /// dropped.
+    pub pool_retries: u64,
+    /// Buffer pool: bytes held.
+    pub pool_resident_bytes: u64,
 }

@@ -139,7 +139,10 @@ impl DbInner {
         let mut seq = wal.last_seq;
         let mut encoded = Vec::with_capacity(group.len());
         let mut bytes = 0;
+        let threshold = self.options.value_threshold_bytes;
         for p in group.iter_mut() {
+            let separated = p.batch.separate_values(threshold, |v| self.values.append(v, self));
+            self.poison_on_error(separated)?;
             let first = seq.next();
             seq = SeqNo(seq.0 + p.batch.len() as u64);
             let payload = p.batch.seal(first);
@@ -151,7 +154,7 @@ impl DbInner {
         let r = wal.writer.flush();
         self.poison_on_error(r)?;
         if group.iter().any(|p| p.sync) {
-            let r = wal.writer.sync();
+            let r = self.sync_log(&mut wal);
             self.poison_on_error(r)?;
             Counters::add(&self.counters.wal_syncs, 1);
         }
@@ -217,7 +220,7 @@ impl DbInner {
     fn rotate(&self, wal: &mut WalState) -> Result<()> {
         // The old log is synced first: after a power loss only the newest log may be torn,
         // so recovery can tell a torn tail from a hole.
-        let r = wal.writer.sync();
+        let r = self.sync_log(wal);
         self.poison_on_error(r)?;
         let number = self.versions.lock().new_file_number();
         let path = self.dir.join(filename::wal(number));
@@ -241,6 +244,16 @@ impl DbInner {
         }
         self.request_jobs(true, false);
         Ok(())
+    }
+
+    /// Makes the log durable, value files first: a synced log record must never point at
+    /// value bytes that a power loss could still take away.
+    ///
+    /// # Locking
+    /// Called with the WAL locked (`wal`).
+    pub fn sync_log(&self, wal: &mut WalState) -> Result<()> {
+        self.values.sync()?;
+        wal.writer.sync()
     }
 
     /// Freezes the active memtable if it holds anything (for an explicit flush).

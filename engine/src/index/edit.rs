@@ -25,6 +25,7 @@ use crate::coding::{Decoder, put_bytes, put_varint};
 use crate::error::Result;
 use crate::key::SeqNo;
 use crate::options::MAX_KEY_BYTES;
+use crate::value::edit::ValueEdit;
 
 /// Number of levels of the tree.
 pub(crate) const NUM_LEVELS: usize = 7;
@@ -55,6 +56,8 @@ pub(crate) struct VersionEdit {
     pub last_seq: Option<SeqNo>,
     pub added: Vec<(usize, TableMeta)>,
     pub removed: Vec<(usize, u64)>,
+    /// Value-file changes, applied in order (`value::edit`).
+    pub values: Vec<ValueEdit>,
 }
 
 impl VersionEdit {
@@ -96,6 +99,9 @@ impl VersionEdit {
             put_varint(&mut buf, TAG_REMOVE_TABLE);
             buf.push(*level as u8);
             put_varint(&mut buf, *number);
+        }
+        for v in &self.values {
+            v.encode_into(&mut buf);
         }
         buf
     }
@@ -145,7 +151,10 @@ impl VersionEdit {
                     let level = decode_level(&mut d)?;
                     edit.removed.push((level, d.varint()?));
                 }
-                _ => return Err(d.error("unknown field tag")),
+                tag => match ValueEdit::decode(tag, &mut d)? {
+                    Some(v) => edit.values.push(v),
+                    None => return Err(d.error("unknown field tag")),
+                },
             }
         }
         Ok(edit)
@@ -163,6 +172,7 @@ fn decode_level(d: &mut Decoder<'_>) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::block::{LogicalBlock, PhysicalBlock, ValueFileId};
 
     fn sample() -> VersionEdit {
         VersionEdit {
@@ -194,6 +204,24 @@ mod tests {
                 ),
             ],
             removed: vec![(1, 4), (2, 5)],
+            values: vec![
+                ValueEdit::FileCreated(ValueFileId(3)),
+                ValueEdit::Mapped {
+                    file: ValueFileId(3),
+                    logical: LogicalBlock(0),
+                    physical: PhysicalBlock(900),
+                    len: 256,
+                },
+                ValueEdit::Unmapped { file: ValueFileId(3), logical: LogicalBlock(5), len: 2 },
+                ValueEdit::Moved {
+                    file: ValueFileId(3),
+                    logical: LogicalBlock(10),
+                    physical: PhysicalBlock(4),
+                    len: 3,
+                },
+                ValueEdit::Reaches { file: ValueFileId(3), end: 70_000 },
+                ValueEdit::FileRemoved(ValueFileId(2)),
+            ],
         }
     }
 

@@ -22,19 +22,32 @@ use crate::fs::FileSystem;
 use crate::index::edit::{TableMeta, VersionEdit};
 use crate::index::memtable::Memtable;
 use crate::index::table::{TableBuilder, TableOptions};
-use crate::key::RangeTombstone;
+use crate::key::{RangeTombstone, ValueKind};
+use crate::value::block::ValueFileId;
+use crate::value::edit::ValueEdit;
+use crate::value::pointer::ValuePointer;
+use std::collections::BTreeMap;
 use crate::stats::Counters;
 
-/// Writes every version and range tombstone of `mem` to table `number`, synced.
+/// Writes every version and range tombstone of `mem` to table `number`, synced. Also returns
+/// how far the table's value pointers reach into each value file, for the manifest: recovery
+/// trims value files to what pointers reach.
 pub(crate) fn write_table(
     fs: &Arc<dyn FileSystem>,
     dir: &Path,
     options: &TableOptions,
     number: u64,
     mem: &Memtable,
-) -> Result<TableMeta> {
-    let mut builder = TableBuilder::new(fs.create(&dir.join(filename::table(number)))?, options);
+) -> Result<(TableMeta, Vec<ValueEdit>)> {
+    let path = dir.join(filename::table(number));
+    let mut builder = TableBuilder::new(fs.create(&path)?, options);
+    let mut reaches: BTreeMap<ValueFileId, u64> = BTreeMap::new();
     for entry in mem.entries() {
+        if entry.key.kind == ValueKind::Pointer {
+            let p = ValuePointer::decode(&entry.value, &path, 0)?;
+            let end = reaches.entry(p.file).or_default();
+            *end = (*end).max(p.end());
+        }
         builder.add(&entry.key, &entry.value)?;
     }
     let tombstones = mem.range_tombstones();
@@ -43,14 +56,16 @@ pub(crate) fn write_table(
     }
     let summary = builder.finish()?;
     let (smallest, largest) = key_span(summary.first_key, summary.last_key, &tombstones);
-    Ok(TableMeta {
+    let meta = TableMeta {
         number,
         size_bytes: summary.size_bytes,
         entries: summary.entries,
         max_seq: summary.max_seq.max(mem.max_seq()),
         smallest,
         largest,
-    })
+    };
+    let reaches = reaches.into_iter().map(|(file, end)| ValueEdit::Reaches { file, end }).collect();
+    Ok((meta, reaches))
 }
 
 /// The key span of a table: its first and last point keys widened by its range tombstones.
@@ -126,7 +141,8 @@ impl DbInner {
         };
         let mut opened = Vec::new();
         if !mem.is_empty() {
-            let meta = write_table(&self.fs, &self.dir, &self.table_options, number, mem)?;
+            let (meta, reaches) = write_table(&self.fs, &self.dir, &self.table_options, number, mem)?;
+            edit.values = reaches;
             self.fs.sync_dir(&self.dir)?;
             Counters::add(&self.counters.flush_bytes, meta.size_bytes);
             opened.push(self.versions.lock().open_table(meta.clone())?);

@@ -28,6 +28,8 @@ use crate::index::edit::{NUM_LEVELS, TableMeta, VersionEdit};
 use crate::index::table::{BlockCache, ReadMode, Table};
 use crate::index::tombstones::TombstoneIndex;
 use crate::key::{Found, RangeTombstone, SeqNo};
+use crate::value::edit::ValueEdit;
+use crate::value::state::ValueState;
 use crate::wal::{LogReader, LogWriter};
 
 /// A live table: its manifest record and its open reader.
@@ -246,14 +248,19 @@ impl VersionSet {
             1,
             0,
             SeqNo(0),
+            Vec::new(),
         )?;
         set.install_current()?;
         Ok(set)
     }
 
     /// Reads `CURRENT` and replays the manifest it names, then starts a fresh manifest that
-    /// holds the recovered state in one record.
-    pub fn recover(dir: &Path, fs: Arc<dyn FileSystem>, cache: Arc<BlockCache>) -> Result<Self> {
+    /// holds the recovered state in one record. Returns the value files' state too.
+    pub fn recover(
+        dir: &Path,
+        fs: Arc<dyn FileSystem>,
+        cache: Arc<BlockCache>,
+    ) -> Result<(Self, ValueState)> {
         let current_path = dir.join(filename::CURRENT);
         let current = fs.read_all(&current_path)?;
         let name = std::str::from_utf8(&current)
@@ -267,9 +274,13 @@ impl VersionSet {
         let mut reader = LogReader::strict(fs.open(&manifest_path)?);
         let mut levels: [Vec<TableMeta>; NUM_LEVELS] = Default::default();
         let (mut log_number, mut next_file, mut last_seq) = (None, None, None);
+        let mut values = ValueState::default();
         while let Some((offset, payload)) = reader.next_record()? {
             let edit = VersionEdit::decode(&payload, &manifest_path, offset)?;
             apply_metas(&mut levels, &edit, &manifest_path, offset)?;
+            for v in &edit.values {
+                values.apply(v, &manifest_path, offset)?;
+            }
             log_number = edit.log_number.or(log_number);
             next_file = edit.next_file.or(next_file);
             last_seq = edit.last_seq.or(last_seq);
@@ -284,6 +295,13 @@ impl VersionSet {
         let log_number = log_number.ok_or_else(|| missing("log number"))?;
         let next_file = next_file.ok_or_else(|| missing("next file number"))?;
         let last_seq = last_seq.ok_or_else(|| missing("last sequence number"))?;
+        if let Some(id) = values.files.keys().find(|id| id.0 >= next_file) {
+            return Err(Error::corruption(
+                &manifest_path,
+                0,
+                format!("value file {id} is numbered past the next file number {next_file}"),
+            ));
+        }
         let mut files: [Vec<Arc<TableFile>>; NUM_LEVELS] = Default::default();
         for (level, metas) in levels.into_iter().enumerate() {
             for meta in metas {
@@ -315,9 +333,10 @@ impl VersionSet {
             manifest_number,
             log_number,
             last_seq,
+            values.snapshot_edits(),
         )?;
         set.install_current()?;
-        Ok(set)
+        Ok((set, values))
     }
 
     #[expect(clippy::too_many_arguments, reason = "the whole persisted state, once")]
@@ -330,6 +349,7 @@ impl VersionSet {
         manifest_number: u64,
         log_number: u64,
         flushed_seq: SeqNo,
+        values: Vec<ValueEdit>,
     ) -> Result<Self> {
         let snapshot = VersionEdit {
             log_number: Some(log_number),
@@ -337,6 +357,7 @@ impl VersionSet {
             last_seq: Some(flushed_seq),
             added: version.files().map(|(l, f)| (l, f.meta.clone())).collect(),
             removed: Vec::new(),
+            values,
         };
         let mut manifest = create_manifest(fs.as_ref(), dir, manifest_number, &snapshot)?;
         manifest.sync()?;
@@ -355,6 +376,16 @@ impl VersionSet {
 
     fn install_current(&self) -> Result<()> {
         install_current(self.fs.as_ref(), &self.dir, self.manifest_number)
+    }
+
+    /// Logs value-store edits durably; the table version does not change.
+    ///
+    /// # Errors
+    /// An I/O error; the caller must then poison the database.
+    pub fn log_values(&mut self, values: Vec<ValueEdit>) -> Result<()> {
+        let edit = VersionEdit { next_file: Some(self.next_file), values, ..VersionEdit::default() };
+        self.manifest.add_record(&edit.encode())?;
+        self.manifest.sync()
     }
 
     /// Logs `edit` durably, then makes it the current version. `opened` holds the readers of

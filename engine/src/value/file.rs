@@ -1,0 +1,98 @@
+//! [`ValueFile`]: one value file at run time: its invalidate lock, its extent map and how far
+//! it has been written.
+//!
+//! # Locking (`docs/locking.md`)
+//!
+//! - `invalidate` is the file's invalidate lock. **Shared** by every path that reads physical
+//!   blocks of the file or adds its blocks to the buffer pool: the extent lookup, the read and
+//!   the insertion happen under it. **Exclusive** by every path that invalidates pool blocks
+//!   or frees physical blocks: the invalidation, the extent-map change and the free happen
+//!   under it. A pool hit takes nothing.
+//! - `extents` guards the extent map: read by fills (inside the shared invalidate lock), written
+//!   by appends (which need no invalidate lock: they map fresh blocks nobody can have cached)
+//!   and by remaps (inside the exclusive invalidate lock).
+//! - `written` is the logical end of the appended bytes. Blocks wholly below it never change
+//!   again except through an invalidation; the block it falls in may still receive appends and
+//!   is therefore never cached.
+
+use crate::sync::{AtomicU64, Ordering, RwLock};
+use crate::value::block::{LogicalBlock, ValueFileId};
+use crate::value::extent::ExtentMap;
+
+/// A value file's run-time state.
+#[derive(Debug)]
+pub(crate) struct ValueFile {
+    pub id: ValueFileId,
+    pub invalidate: InvalidateLock,
+    pub extents: RwLock<ExtentMap>,
+    written: AtomicU64,
+}
+
+impl ValueFile {
+    pub fn new(id: ValueFileId, extents: ExtentMap, written: u64) -> Self {
+        Self { id, invalidate: InvalidateLock::default(), extents: RwLock::new(extents), written: AtomicU64::new(written) }
+    }
+
+    /// Logical bytes appended so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Publishes appended bytes (after they are written to the block store).
+    pub fn set_written(&self, end: u64) {
+        self.written.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// The first block that may still change by an append: blocks below it may be cached.
+    pub fn first_open_block(&self, block_size: u64) -> LogicalBlock {
+        LogicalBlock(self.written() / block_size)
+    }
+}
+
+/// The invalidate lock of a value file (DESIGN section 2).
+///
+/// With the test-only feature `test-disable-invalidate-lock` it takes nothing: the race test
+/// shows that the engine then serves or caches bytes of reused blocks, which proves the lock is
+/// what prevents it.
+#[derive(Debug, Default)]
+pub(crate) struct InvalidateLock {
+    #[cfg(not(feature = "test-disable-invalidate-lock"))]
+    lock: RwLock<()>,
+}
+
+/// Proof that the invalidate lock is held shared (or, with the lock disabled, that it was
+/// asked for).
+#[derive(Debug)]
+pub(crate) struct SharedGuard<'a> {
+    #[cfg(not(feature = "test-disable-invalidate-lock"))]
+    _guard: crate::sync::RwLockReadGuard<'a, ()>,
+    #[cfg(feature = "test-disable-invalidate-lock")]
+    _lock: std::marker::PhantomData<&'a ()>,
+}
+
+/// Proof that the invalidate lock is held exclusive.
+#[derive(Debug)]
+pub(crate) struct ExclusiveGuard<'a> {
+    #[cfg(not(feature = "test-disable-invalidate-lock"))]
+    _guard: crate::sync::RwLockWriteGuard<'a, ()>,
+    #[cfg(feature = "test-disable-invalidate-lock")]
+    _lock: std::marker::PhantomData<&'a ()>,
+}
+
+impl InvalidateLock {
+    /// Takes the lock shared: for fills.
+    pub fn shared(&self) -> SharedGuard<'_> {
+        #[cfg(not(feature = "test-disable-invalidate-lock"))]
+        return SharedGuard { _guard: self.lock.read() };
+        #[cfg(feature = "test-disable-invalidate-lock")]
+        return SharedGuard { _lock: std::marker::PhantomData };
+    }
+
+    /// Takes the lock exclusive: for invalidation, remapping and freeing.
+    pub fn exclusive(&self) -> ExclusiveGuard<'_> {
+        #[cfg(not(feature = "test-disable-invalidate-lock"))]
+        return ExclusiveGuard { _guard: self.lock.write() };
+        #[cfg(feature = "test-disable-invalidate-lock")]
+        return ExclusiveGuard { _lock: std::marker::PhantomData };
+    }
+}

@@ -1,0 +1,94 @@
+//! [`ValueState`]: the value files and their extent maps as the manifest describes them.
+//!
+//! Recovery replays every [`ValueEdit`] of the manifest, in order, into a `ValueState`; the new
+//! manifest written at open then holds [`ValueState::snapshot_edits`], the same state in the
+//! fewest records. The running store is built from it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::value::block::{LogicalBlock, ValueFileId};
+use crate::value::edit::ValueEdit;
+use crate::value::extent::ExtentMap;
+
+/// One value file as recorded.
+#[derive(Debug, Default)]
+pub(crate) struct FileState {
+    pub extents: ExtentMap,
+    /// How far pointers into the file recorded so far reach (logical bytes): blocks past it
+    /// hold nothing any pointer names and are trimmed at open.
+    pub end: u64,
+}
+
+/// Every value file.
+#[derive(Debug, Default)]
+pub(crate) struct ValueState {
+    pub files: BTreeMap<ValueFileId, FileState>,
+}
+
+impl ValueState {
+    /// Applies one edit read at `offset` of the manifest `path`.
+    ///
+    /// # Errors
+    /// `Corruption` if the edit contradicts the state (an extent over a mapped range, a file
+    /// used before it was created or created twice).
+    pub fn apply(&mut self, edit: &ValueEdit, path: &Path, offset: u64) -> Result<()> {
+        let bad = |what: String| Error::corruption(path, offset, what);
+        match *edit {
+            ValueEdit::FileCreated(id) => {
+                if self.files.insert(id, FileState::default()).is_some() {
+                    return Err(bad(format!("value file {id} created twice")));
+                }
+            }
+            ValueEdit::Mapped { file, logical, physical, len } => {
+                let f = self.file_mut(file).ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
+                f.extents
+                    .map(logical, physical, len)
+                    .map_err(|e| bad(format!("value file {file}: {e}")))?;
+            }
+            ValueEdit::Unmapped { file, logical, len } => {
+                let f = self.file_mut(file).ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
+                f.extents.unmap(logical, len);
+            }
+            ValueEdit::Moved { file, logical, physical, len } => {
+                let f = self.file_mut(file).ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
+                f.extents
+                    .remap(logical, len, physical)
+                    .map_err(|e| bad(format!("value file {file}: {e}")))?;
+            }
+            ValueEdit::FileRemoved(id) => {
+                if self.files.remove(&id).is_none() {
+                    return Err(bad(format!("removal of unknown value file {id}")));
+                }
+            }
+            ValueEdit::Reaches { file, end } => {
+                let f = self.file_mut(file).ok_or_else(|| bad(format!("end of unknown value file {file}")))?;
+                f.end = f.end.max(end);
+            }
+        }
+        Ok(())
+    }
+
+    fn file_mut(&mut self, id: ValueFileId) -> Option<&mut FileState> {
+        self.files.get_mut(&id)
+    }
+
+    /// The whole state as edits: each file's creation, its extents and how far it is used.
+    pub fn snapshot_edits(&self) -> Vec<ValueEdit> {
+        let mut edits = Vec::new();
+        for (&file, state) in &self.files {
+            edits.push(ValueEdit::FileCreated(file));
+            for e in state.extents.extents() {
+                edits.push(ValueEdit::Mapped { file, logical: e.logical, physical: e.physical, len: e.len });
+            }
+            edits.push(ValueEdit::Reaches { file, end: state.end });
+        }
+        edits
+    }
+
+    /// The first logical block past the bytes a pointer may reference in `file`.
+    pub fn referenced_end_block(end: u64, block_size: u64) -> LogicalBlock {
+        LogicalBlock(end.div_ceil(block_size))
+    }
+}
