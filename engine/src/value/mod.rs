@@ -8,5 +8,6 @@
 
 #![allow(dead_code, reason = "wired in by the value store integration")]
 
+pub(crate) mod allocator;
 pub(crate) mod block;
 pub(crate) mod extent;
