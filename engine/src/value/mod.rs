@@ -11,3 +11,4 @@
 pub(crate) mod allocator;
 pub(crate) mod block;
 pub(crate) mod extent;
+pub(crate) mod store;
