@@ -94,7 +94,8 @@ impl FileSystem for FaultFs {
         len_bytes: u64,
         create: bool,
     ) -> Result<Arc<dyn SegmentFile>> {
-        if create && self.switches.fail_writes.load(Ordering::SeqCst) {
+        // Opening an existing segment writes nothing, so only a creation can fail.
+        if create && self.switches.fail_writes.load(Ordering::SeqCst) && !RealFs.exists(path)? {
             return Err(injected("create"));
         }
         Ok(Arc::new(FaultSegment {

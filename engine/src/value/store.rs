@@ -28,7 +28,11 @@ use super::block::PhysicalBlock;
 use crate::error::{Error, Result};
 use crate::filename::{self, FileKind};
 use crate::fs::{FileSystem, SegmentFile};
-use crate::sync::{Arc, Mutex, RwLock};
+// Not `crate::sync`: these are leaf locks around file I/O, which loom cannot model, and the
+// `Arc`s are the file system seam's own.
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 /// The physical block space over segment files.
 #[derive(Debug)]
@@ -50,6 +54,8 @@ pub(crate) struct BlockStore {
 
 impl BlockStore {
     /// Opens the block store in `dir`, opening every segment file there.
+    ///
+    /// An empty segment file (its creation cut short by a crash) is given its length.
     ///
     /// # Errors
     /// `InvalidArgument` if `block_size` or `blocks_per_segment` is zero or a segment would
@@ -91,7 +97,22 @@ impl BlockStore {
                     "segment index past the block space",
                 ));
             }
-            segments.insert(index, fs.open_segment(&path, segment_bytes, false)?);
+            // `create` only matters for an empty file: a creation that a crash cut short
+            // between making the file and setting its length, before any write (the
+            // directory is synced after both). It holds no data, so it is set to its length
+            // rather than refused; were it real damage instead, every value in it fails its
+            // checksum on read (DESIGN invariant 4).
+            let segment = fs.open_segment(&path, segment_bytes, true)?;
+            // Every offset computed below trusts this length; a file system layer that got it
+            // wrong would turn reads past the end into errors far from the cause.
+            if segment.len() != segment_bytes {
+                return Err(Error::corruption(
+                    path,
+                    segment.len(),
+                    "segment of the wrong length",
+                ));
+            }
+            segments.insert(index, segment);
         }
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -274,7 +295,7 @@ impl BlockStore {
     }
 
     fn check_whole_blocks(&self, len: usize) -> Result<()> {
-        if len % self.block_size == 0 {
+        if len.is_multiple_of(self.block_size) {
             Ok(())
         } else {
             Err(Error::invalid(format!(
@@ -444,6 +465,21 @@ mod tests {
         let err =
             BlockStore::open(dir.path(), Arc::new(RealFs), BLOCK, BLOCKS_PER_SEGMENT).unwrap_err();
         assert!(err.is_corruption(), "{err}");
+    }
+
+    #[test]
+    fn empty_segment_left_by_a_crash_during_creation_is_given_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cut_short = RealFs
+            .create(&dir.path().join(filename::segment(1)))
+            .unwrap();
+        cut_short.sync().unwrap();
+        drop(cut_short);
+        let store = open(dir.path());
+        assert_eq!(store.segment_count(), 1);
+        let mut buf = vec![1; BLOCK];
+        store.read(PhysicalBlock(7), &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
     }
 
     #[test]
