@@ -42,9 +42,7 @@ mod loom_shim {
         }
 
         pub fn lock(&self) -> MutexGuard<'_, T> {
-            self.0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
         }
     }
 
@@ -57,15 +55,11 @@ mod loom_shim {
         }
 
         pub fn read(&self) -> RwLockReadGuard<'_, T> {
-            self.0
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
         }
 
         pub fn write(&self) -> RwLockWriteGuard<'_, T> {
-            self.0
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
         }
 
         pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
@@ -83,9 +77,7 @@ mod loom_shim {
 
         /// Waits; unlike parking_lot's, takes the guard by value and returns it.
         pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-            self.0
-                .wait(guard)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.0.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner)
         }
 
         pub fn notify_all(&self) {
