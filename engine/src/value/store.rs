@@ -16,23 +16,24 @@
 //!
 //! Thread safety: `BlockStore` is `Send + Sync`; every method takes `&self`. Its own locks
 //! (the segment table, the dirty set, the sync serialiser) are leaves: no other lock is taken
-//! while they are held, and I/O runs outside them except the creation of a segment file.
+//! while they are held. I/O runs outside them, except that creating a segment file holds the
+//! segment table and `sync` holds its serialiser (only other syncs wait on it).
 //!
-//! Next: `docs/format/value.md` for the on-disk layout.
+//! Next: `docs/locking.md`, for where the callers of these methods sit in the lock order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+// Not `crate::sync`: these are leaf locks around file I/O, which loom cannot model, and the
+// `Arc`s are the file system seam's own.
+use parking_lot::{Mutex, RwLock};
 
 use super::block::PhysicalBlock;
 use crate::error::{Error, Result};
 use crate::filename::{self, FileKind};
 use crate::fs::{FileSystem, SegmentFile};
-// Not `crate::sync`: these are leaf locks around file I/O, which loom cannot model, and the
-// `Arc`s are the file system seam's own.
-use std::sync::Arc;
-
-use parking_lot::{Mutex, RwLock};
 
 /// The physical block space over segment files.
 #[derive(Debug)]
