@@ -6,9 +6,12 @@
 //! MANIFEST-000007    log of version edits
 //! 000012.wal         write-ahead log of one memtable
 //! 000015.sst         sorted table
+//! 000003.seg         segment 3 of the block store (value blocks)
 //! ```
 //!
-//! File numbers come from one counter, so a name is never reused within a database.
+//! File numbers come from one counter, so a name is never reused within a database. Segment
+//! files are the exception: a segment's number is its index in the block store's physical
+//! block space (`value/store.rs`), not a counter value.
 
 /// What a file in the directory is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +19,8 @@ pub(crate) enum FileKind {
     Wal(u64),
     Table(u64),
     Manifest(u64),
+    /// A block store segment, by index.
+    Segment(u64),
     Current,
     Lock,
     Temp,
@@ -34,6 +39,10 @@ pub(crate) fn table(number: u64) -> String {
 
 pub(crate) fn manifest(number: u64) -> String {
     format!("MANIFEST-{number:06}")
+}
+
+pub(crate) fn segment(index: u64) -> String {
+    format!("{index:06}.seg")
 }
 
 pub(crate) fn temp(number: u64) -> String {
@@ -60,6 +69,7 @@ pub(crate) fn parse(name: &str) -> Option<FileKind> {
     match ext {
         "wal" => Some(FileKind::Wal(n)),
         "sst" => Some(FileKind::Table(n)),
+        "seg" => Some(FileKind::Segment(n)),
         "tmp" => Some(FileKind::Temp),
         _ => None,
     }
@@ -78,5 +88,16 @@ mod tests {
         assert_eq!(parse("000001.tmp"), Some(FileKind::Temp));
         assert_eq!(parse("notes.txt"), None);
         assert_eq!(parse("+12.sst"), None);
+    }
+
+    #[test]
+    fn segment_names_parse_back_to_their_index() {
+        assert_eq!(segment(0), "000000.seg");
+        assert_eq!(parse(&segment(0)), Some(FileKind::Segment(0)));
+        assert_eq!(
+            parse(&segment(12_345_678)),
+            Some(FileKind::Segment(12_345_678))
+        );
+        assert_eq!(parse("x1.seg"), None);
     }
 }

@@ -4,8 +4,13 @@
 //! any call (a failing write, a lost fsync, a torn rename) and where an in-memory file system
 //! can stand in for the disk. [`RealFs`] is the implementation on the host's file system.
 //!
-//! Thread safety: a `FileSystem` and its `ReadableFile`s are shared between threads; a
-//! `WritableFile` has one owner at a time.
+//! Thread safety: a `FileSystem`, its `ReadableFile`s and its `SegmentFile`s are shared between
+//! threads; a `WritableFile` has one owner at a time.
+//!
+//! Segment files ([`SegmentFile`]) hold the block store's physical blocks
+//! (`value/store.rs`): fixed-length sparse files written in place with `pwrite`, read with
+//! `pread` or through a cached read-only memory map, and shrunk on disk only by punching holes,
+//! never by truncation. That last rule is what makes the memory map sound (see `real.rs`).
 
 #[cfg(feature = "fuzzing")]
 mod bytes_file;
@@ -51,6 +56,21 @@ pub trait FileSystem: Send + Sync + Debug {
     /// # Errors
     /// `Error::Locked` if anyone else holds it.
     fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>>;
+    /// Opens the segment file `path`, which is exactly `len_bytes` long.
+    ///
+    /// With `create`, a missing file is created as a sparse file of `len_bytes`; so is an
+    /// existing empty one (a creation that a crash cut short before its length was set, which
+    /// holds no data). The caller syncs the directory to make a creation durable.
+    ///
+    /// # Errors
+    /// `Corruption` if the file exists with any other length; `Io` if it is missing and
+    /// `create` is false, or on any I/O failure.
+    fn open_segment(
+        &self,
+        path: &Path,
+        len_bytes: u64,
+        create: bool,
+    ) -> Result<Arc<dyn SegmentFile>>;
 
     /// Reads a whole file.
     ///
@@ -99,6 +119,61 @@ pub trait ReadableFile: Send + Sync + Debug {
     fn len(&self) -> u64;
     /// The path the file was opened at.
     fn path(&self) -> &Path;
+}
+
+/// A fixed-length file of the block store, read and written in place at arbitrary offsets and
+/// shared between threads.
+///
+/// Its length never changes while it is open: writes must lie inside it, and freeing space is
+/// done by punching holes, which keep the length. A memory map of it therefore never
+/// outlives the bytes it covers.
+pub trait SegmentFile: Send + Sync + Debug {
+    /// Fills `buf` from `offset` with `pread`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if the range is not inside the file; any I/O error.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// Writes all of `data` at `offset` with `pwrite`; durable only after [`Self::sync`].
+    ///
+    /// # Errors
+    /// `InvalidArgument` if the range is not inside the file (a write must never grow it);
+    /// any I/O error.
+    fn write_all_at(&self, offset: u64, data: &[u8]) -> Result<()>;
+    /// Makes every completed write durable (`fdatasync`).
+    ///
+    /// # Errors
+    /// Any I/O error. After a failure the kernel may have dropped the dirty pages: the caller
+    /// must not assume a later successful sync covers the earlier writes.
+    fn sync(&self) -> Result<()>;
+    /// Deallocates `len` bytes from `offset` (`fallocate(PUNCH_HOLE | KEEP_SIZE)`); reads of
+    /// the range then return zeros. The length of the file is unchanged.
+    ///
+    /// Returns `Ok(false)` if the file system cannot punch holes (the range is left as it
+    /// was), `Ok(true)` once the range is a hole.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if the range is not inside the file; any other I/O error.
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<bool>;
+    /// A read-only memory map of the whole file, created on first use and shared afterwards.
+    ///
+    /// # Errors
+    /// Any error of `mmap`.
+    fn map(&self) -> Result<Arc<memmap2::Mmap>>;
+    /// The file's length in bytes, fixed at open.
+    fn len(&self) -> u64;
+    /// The path the file was opened at.
+    fn path(&self) -> &Path;
+}
+
+/// `InvalidArgument` unless `[offset, offset + len)` lies inside a file of `file_len` bytes.
+pub(crate) fn check_range(path: &Path, file_len: u64, offset: u64, len: u64) -> Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= file_len => Ok(()),
+        _ => Err(crate::Error::invalid(format!(
+            "range of {len} bytes at {offset} is outside {} ({file_len} bytes)",
+            path.display()
+        ))),
+    }
 }
 
 /// A held directory lock; dropping it releases the lock.

@@ -1,6 +1,9 @@
 //! [`RealFs`]: the [`FileSystem`] of the host, on `std::fs`.
 //!
 //! Every I/O error is returned with the path it concerns in its message.
+//!
+//! This file holds the engine's one `unsafe` block: the memory map of a segment file
+//! ([`RealSegment::map`]), whose soundness rests on segment files never shrinking while open.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -8,7 +11,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{FileLock, FileSystem, ReadableFile, WritableFile};
+use memmap2::Mmap;
+use parking_lot::Mutex;
+
+use super::{FileLock, FileSystem, ReadableFile, SegmentFile, WritableFile, check_range};
 use crate::error::{Error, Result};
 
 /// Buffer of a writable file: large enough that a table is written in few system calls.
@@ -107,6 +113,39 @@ impl FileSystem for RealFs {
             Err(std::fs::TryLockError::Error(e)) => Err(io_at(path, "lock")(e)),
         }
     }
+
+    fn open_segment(
+        &self,
+        path: &Path,
+        len_bytes: u64,
+        create: bool,
+    ) -> Result<Arc<dyn SegmentFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)
+            .map_err(io_at(path, "open segment"))?;
+        let len = file.metadata().map_err(io_at(path, "stat"))?.len();
+        if create && len == 0 {
+            // Sparse: no block is allocated until it is written.
+            file.set_len(len_bytes)
+                .map_err(io_at(path, "set length of"))?;
+        } else if len != len_bytes {
+            return Err(Error::corruption(
+                path,
+                len,
+                format!("segment file is {len} bytes long, expected {len_bytes}"),
+            ));
+        }
+        Ok(Arc::new(RealSegment {
+            file,
+            len: len_bytes,
+            path: path.to_path_buf(),
+            map: Mutex::new(None),
+        }))
+    }
 }
 
 #[derive(Debug)]
@@ -169,6 +208,103 @@ impl ReadableFile for RealReadable {
     }
 }
 
+#[derive(Debug)]
+struct RealSegment {
+    file: File,
+    len: u64,
+    path: PathBuf,
+    /// Created on the first `map` and kept for the life of the file, so that every reader
+    /// shares one mapping instead of paying an `mmap` per read.
+    map: Mutex<Option<Arc<Mmap>>>,
+}
+
+impl SegmentFile for RealSegment {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(&self.path, self.len, offset, buf.len() as u64)?;
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(io_at(&self.path, "read"))
+    }
+
+    fn write_all_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        // A write past the end would grow the file beyond what the store and its memory map
+        // believe its length to be.
+        check_range(&self.path, self.len, offset, data.len() as u64)?;
+        self.file
+            .write_all_at(data, offset)
+            .map_err(io_at(&self.path, "write"))
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(io_at(&self.path, "sync"))
+    }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> Result<bool> {
+        check_range(&self.path, self.len, offset, len)?;
+        if len == 0 {
+            return Ok(true);
+        }
+        punch_hole(&self.file, offset, len).map_err(io_at(&self.path, "punch hole in"))
+    }
+
+    fn map(&self) -> Result<Arc<Mmap>> {
+        let mut slot = self.map.lock();
+        if let Some(map) = slot.as_ref() {
+            return Ok(Arc::clone(map));
+        }
+        // SAFETY: `Mmap::map` is unsound if the mapped file shrinks (an access past the new
+        // end raises SIGBUS) or if the bytes change while Rust code holds a reference to them.
+        // Neither happens here:
+        // - The engine never truncates a segment file while it exists: `RealSegment` has no
+        //   method that changes the length, `write_all_at` refuses writes outside
+        //   `[0, len)` so `pwrite` never changes it either, and a segment file is deleted
+        //   (which keeps the inode alive until this mapping is dropped) rather than shrunk.
+        //   Punching a hole keeps the size (`KEEP_SIZE`): reads of a hole return zeros, they
+        //   do not fault.
+        // - Blocks are rewritten only after the allocator has released them, which happens
+        //   only once no fill can still read them (DESIGN invariant 2), so no reader copies
+        //   out of bytes that a `pwrite` is changing; readers copy out and keep no view.
+        // - Other processes stay out: the database directory's LOCK file admits one `Db`.
+        let map = unsafe { Mmap::map(&self.file) }.map_err(io_at(&self.path, "map"))?;
+        let map = Arc::new(map);
+        *slot = Some(Arc::clone(&map));
+        Ok(map)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// `fallocate(PUNCH_HOLE | KEEP_SIZE)`; `Ok(false)` where the file system or the kernel
+/// cannot punch holes.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn punch_hole(file: &File, offset: u64, len: u64) -> std::io::Result<bool> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    use rustix::io::Errno;
+
+    match fallocate(
+        file,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        offset,
+        len,
+    ) {
+        Ok(()) => Ok(true),
+        Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Hole punching is only implemented on Linux; elsewhere the space is simply not returned.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn punch_hole(_file: &File, _offset: u64, _len: u64) -> std::io::Result<bool> {
+    Ok(false)
+}
+
 /// An advisory lock; the kernel releases it when the descriptor closes or the process dies.
 #[derive(Debug)]
 struct RealLock {
@@ -176,3 +312,94 @@ struct RealLock {
 }
 
 impl FileLock for RealLock {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEN: u64 = 64 << 10;
+
+    #[test]
+    fn created_segment_is_sparse_and_reads_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("000000.seg");
+        let seg = RealFs.open_segment(&path, LEN, true).unwrap();
+        assert_eq!(seg.len(), LEN);
+        assert_eq!(seg.path(), path);
+        let mut buf = [1u8; 512];
+        seg.read_exact_at(LEN - 512, &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), LEN);
+    }
+
+    #[test]
+    fn segment_write_read_and_map_agree_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("000000.seg");
+        let seg = RealFs.open_segment(&path, LEN, true).unwrap();
+        seg.write_all_at(4096, b"hello").unwrap();
+        seg.sync().unwrap();
+        drop(seg);
+        let seg = RealFs.open_segment(&path, LEN, false).unwrap();
+        let mut buf = [0u8; 5];
+        seg.read_exact_at(4096, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        let map = seg.map().unwrap();
+        assert_eq!(map.len() as u64, LEN);
+        assert_eq!(&map[4096..4101], b"hello");
+        assert!(Arc::ptr_eq(&map, &seg.map().unwrap()), "the map is cached");
+    }
+
+    #[test]
+    fn segment_of_the_wrong_length_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("000000.seg");
+        RealFs.open_segment(&path, LEN, true).unwrap();
+        let err = RealFs.open_segment(&path, LEN * 2, false).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+        let err = RealFs.open_segment(&path, LEN / 2, true).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+    }
+
+    #[test]
+    fn missing_segment_is_an_error_without_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = RealFs
+            .open_segment(&dir.path().join("000000.seg"), LEN, false)
+            .unwrap_err();
+        assert!(matches!(err, Error::Io(_)), "{err}");
+    }
+
+    #[test]
+    fn segment_io_outside_the_file_is_refused_and_never_grows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("000000.seg");
+        let seg = RealFs.open_segment(&path, LEN, true).unwrap();
+        let err = seg.write_all_at(LEN - 2, b"abc").unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        let err = seg.write_all_at(u64::MAX, b"a").unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        let mut buf = [0u8; 3];
+        assert!(seg.read_exact_at(LEN - 2, &mut buf).is_err());
+        assert!(seg.punch_hole(LEN - 2, 3).is_err());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), LEN);
+    }
+
+    #[test]
+    fn punched_hole_reads_zeros_and_keeps_the_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("000000.seg");
+        let seg = RealFs.open_segment(&path, LEN, true).unwrap();
+        seg.write_all_at(0, &vec![7u8; LEN as usize]).unwrap();
+        let map = seg.map().unwrap();
+        // This machine's file system (ext4) supports hole punching.
+        assert!(seg.punch_hole(4096, 8192).unwrap());
+        let mut buf = vec![1u8; 8192];
+        seg.read_exact_at(4096, &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+        assert!(map[4096..12288].iter().all(|&b| b == 0));
+        assert_eq!(map[4095], 7);
+        assert_eq!(map[12288], 7);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), LEN);
+    }
+}

@@ -1,0 +1,559 @@
+//! [`BlockStore`]: the physical block space of the value store, laid over segment files
+//! `NNNNNN.seg` in the database directory.
+//!
+//! Segment `i` holds physical blocks `[i * blocks_per_segment, (i + 1) * blocks_per_segment)`,
+//! each `block_size` bytes. A segment file is created (sparse, at its full length) when a
+//! write first touches it, and never changes length afterwards, which is what lets readers
+//! map it (`fs/real.rs`). Missing segments are fine (never written, or deleted once entirely
+//! free); a read from one is `Corruption`, since the extent map that led there is wrong.
+//!
+//! The store knows nothing of logical blocks, value files or which blocks are free: the extent
+//! maps and the allocator (`extent.rs`, `allocator.rs`) decide what may be read, written or
+//! punched, under the rules of DESIGN section 2:
+//! - reads of a physical block happen under the owning value file's shared invalidate lock;
+//! - writes go only to blocks the allocator handed out and no extent map points at yet;
+//! - punching (like reuse) only touches blocks the allocator has released.
+//!
+//! Thread safety: `BlockStore` is `Send + Sync`; every method takes `&self`. Its own locks
+//! (the segment table, the dirty set, the sync serialiser) are leaves: no other lock is taken
+//! while they are held. I/O runs outside them, except that creating a segment file holds the
+//! segment table and `sync` holds its serialiser (only other syncs wait on it).
+//!
+//! Next: `docs/locking.md`, for where the callers of these methods sit in the lock order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+// Not `crate::sync`: these are leaf locks around file I/O, which loom cannot model, and the
+// `Arc`s are the file system seam's own.
+use parking_lot::{Mutex, RwLock};
+
+use super::block::PhysicalBlock;
+use crate::error::{Error, Result};
+use crate::filename::{self, FileKind};
+use crate::fs::{FileSystem, SegmentFile};
+
+/// The physical block space over segment files.
+#[derive(Debug)]
+pub(crate) struct BlockStore {
+    dir: PathBuf,
+    fs: Arc<dyn FileSystem>,
+    block_size: usize,
+    blocks_per_segment: u64,
+    /// `block_size * blocks_per_segment`, which fits both `u64` and `usize`.
+    segment_bytes: u64,
+    /// Open segment files by index.
+    segments: RwLock<BTreeMap<u64, Arc<dyn SegmentFile>>>,
+    /// Segments written since the last `sync` began.
+    dirty: Mutex<BTreeSet<u64>>,
+    /// Held for a whole `sync`, so a second caller waits for the first one's fdatasyncs
+    /// instead of finding the dirty set empty and returning before the data is durable.
+    sync_serial: Mutex<()>,
+}
+
+impl BlockStore {
+    /// Opens the block store in `dir`, opening every segment file there.
+    ///
+    /// An empty segment file (its creation cut short by a crash) is given its length.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `block_size` or `blocks_per_segment` is zero or a segment would
+    /// not fit in memory addresses; `Corruption` for a `.seg` file whose name is not a
+    /// segment's or whose length is not `block_size * blocks_per_segment`; any I/O error.
+    pub fn open(
+        dir: &Path,
+        fs: Arc<dyn FileSystem>,
+        block_size: usize,
+        blocks_per_segment: u64,
+    ) -> Result<Self> {
+        let segment_bytes = (block_size as u64)
+            .checked_mul(blocks_per_segment)
+            .filter(|&b| b > 0 && usize::try_from(b).is_ok())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "block store: {blocks_per_segment} blocks of {block_size} bytes is no \
+                     valid segment size"
+                ))
+            })?;
+        let mut segments = BTreeMap::new();
+        for name in fs.list_dir(dir)? {
+            let path = dir.join(&name);
+            let index = match filename::parse(&name) {
+                Some(FileKind::Segment(index)) if name == filename::segment(index) => index,
+                _ if name.ends_with(".seg") => {
+                    return Err(Error::corruption(path, 0, "stray segment file name"));
+                }
+                _ => continue,
+            };
+            if index
+                .checked_add(1)
+                .and_then(|n| n.checked_mul(segment_bytes))
+                .is_none()
+            {
+                return Err(Error::corruption(
+                    path,
+                    0,
+                    "segment index past the block space",
+                ));
+            }
+            // `create` only matters for an empty file: a creation that a crash cut short
+            // between making the file and setting its length, before any write (the
+            // directory is synced after both). It holds no data, so it is set to its length
+            // rather than refused; were it real damage instead, every value in it fails its
+            // checksum on read (DESIGN invariant 4).
+            let segment = fs.open_segment(&path, segment_bytes, true)?;
+            // Every offset computed below trusts this length; a file system layer that got it
+            // wrong would turn reads past the end into errors far from the cause.
+            if segment.len() != segment_bytes {
+                return Err(Error::corruption(
+                    path,
+                    segment.len(),
+                    "segment of the wrong length",
+                ));
+            }
+            segments.insert(index, segment);
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            fs,
+            block_size,
+            blocks_per_segment,
+            segment_bytes,
+            segments: RwLock::new(segments),
+            dirty: Mutex::new(BTreeSet::new()),
+            sync_serial: Mutex::new(()),
+        })
+    }
+
+    /// Bytes per block.
+    #[must_use]
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Blocks per segment file.
+    #[must_use]
+    pub fn blocks_per_segment(&self) -> u64 {
+        self.blocks_per_segment
+    }
+
+    /// How many segment files exist.
+    #[must_use]
+    pub fn segment_count(&self) -> usize {
+        self.segments.read().len()
+    }
+
+    /// Reads the contiguous physical blocks from `first` into `buf`, a whole number of blocks,
+    /// with `pread`; a range that crosses segments is split.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `buf` is not a whole number of blocks or the range overflows;
+    /// `Corruption` if a block lies in a segment that does not exist; any I/O error.
+    pub fn read(&self, first: PhysicalBlock, buf: &mut [u8]) -> Result<()> {
+        self.check_whole_blocks(buf.len())?;
+        let pos = self.byte_pos(first, 0)?;
+        self.for_each_piece(pos, buf.len(), |index, offset, range| {
+            let segment = self.existing(index, offset)?;
+            segment.read_exact_at(offset, piece_mut(buf, range)?)
+        })
+    }
+
+    /// [`Self::read`] through the segments' memory maps: the bytes are copied out, so the
+    /// caller never holds a view of a block that may be reused.
+    ///
+    /// # Errors
+    /// As [`Self::read`], and any error of `mmap`.
+    pub fn read_mapped(&self, first: PhysicalBlock, buf: &mut [u8]) -> Result<()> {
+        self.check_whole_blocks(buf.len())?;
+        let pos = self.byte_pos(first, 0)?;
+        self.for_each_piece(pos, buf.len(), |index, offset, range| {
+            let segment = self.existing(index, offset)?;
+            let map = segment.map()?;
+            let len = range.len();
+            let src = usize::try_from(offset)
+                .ok()
+                .and_then(|start| map.get(start..start.checked_add(len)?))
+                .ok_or_else(|| {
+                    Error::corruption(segment.path(), offset, "mapping shorter than the segment")
+                })?;
+            piece_mut(buf, range)?.copy_from_slice(src);
+            Ok(())
+        })
+    }
+
+    /// Writes `data` from byte `offset_in_block` of block `first` on (it may run on over
+    /// following blocks and segments), creating segment files as they are first touched.
+    /// Durable after the next [`Self::sync`].
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `offset_in_block` is not inside a block or the range overflows;
+    /// any I/O error (the blocks' contents are then undefined).
+    pub fn write(&self, first: PhysicalBlock, offset_in_block: usize, data: &[u8]) -> Result<()> {
+        if offset_in_block >= self.block_size {
+            return Err(Error::invalid(format!(
+                "block store: offset {offset_in_block} is outside a block of {} bytes",
+                self.block_size
+            )));
+        }
+        let pos = self.byte_pos(first, offset_in_block)?;
+        self.for_each_piece(pos, data.len(), |index, offset, range| {
+            let segment = self.segment_for_write(index)?;
+            let piece = data
+                .get(range)
+                .ok_or_else(|| Error::invalid("block store: piece outside the data"))?;
+            segment.write_all_at(offset, piece)?;
+            // Only after the write: a `sync` that takes the dirty set in between must not
+            // clear a segment whose write it did not cover.
+            self.dirty.lock().insert(index);
+            Ok(())
+        })
+    }
+
+    /// Makes every write completed before this call durable: `fdatasync` of each segment
+    /// written since the last sync.
+    ///
+    /// # Errors
+    /// Any I/O error. The segments not yet synced stay dirty, but the caller must poison the
+    /// database (DESIGN section 5): after a failed fsync the kernel may have dropped the
+    /// dirty pages, and a later successful sync proves nothing about them.
+    pub fn sync(&self) -> Result<()> {
+        let _serial = self.sync_serial.lock();
+        let dirty = std::mem::take(&mut *self.dirty.lock());
+        let segments: Vec<(u64, Arc<dyn SegmentFile>)> = {
+            let open = self.segments.read();
+            dirty
+                .iter()
+                .filter_map(|i| open.get(i).map(|s| (*i, Arc::clone(s))))
+                .collect()
+        };
+        for (n, (_, segment)) in segments.iter().enumerate() {
+            if let Err(e) = segment.sync() {
+                let unsynced = segments.get(n..).unwrap_or_default();
+                self.dirty.lock().extend(unsynced.iter().map(|(i, _)| *i));
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Punches a hole over the `n` blocks from `first`, returning their disk space to the
+    /// file system; they read as zeros afterwards. Blocks in segments that do not exist are
+    /// already holes. Returns `false` if the file system cannot punch holes.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if the range overflows; any I/O error.
+    pub fn punch(&self, first: PhysicalBlock, n: u64) -> Result<bool> {
+        let pos = self.byte_pos(first, 0)?;
+        let len = n
+            .checked_mul(self.block_size as u64)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or_else(|| Error::invalid(format!("block store: cannot punch {n} blocks")))?;
+        let mut punched = true;
+        self.for_each_piece(pos, len, |index, offset, range| {
+            let segment = self.segments.read().get(&index).cloned();
+            if let Some(segment) = segment {
+                punched &= segment.punch_hole(offset, range.len() as u64)?;
+            }
+            Ok(())
+        })?;
+        Ok(punched)
+    }
+
+    /// Calls `f(segment index, offset in segment, range of the caller's buffer)` for each
+    /// segment that `[pos, pos + len)` of the block space touches, in order.
+    fn for_each_piece(
+        &self,
+        pos: u64,
+        len: usize,
+        mut f: impl FnMut(u64, u64, Range<usize>) -> Result<()>,
+    ) -> Result<()> {
+        if pos.checked_add(len as u64).is_none() {
+            return Err(Error::invalid("block store: byte range overflows"));
+        }
+        let mut done = 0usize;
+        while done < len {
+            let at = pos + done as u64;
+            let index = at / self.segment_bytes;
+            let offset = at % self.segment_bytes;
+            let room = self.segment_bytes - offset;
+            // `room` is at most a segment, which fits `usize` (checked at open).
+            let n = (len - done).min(usize::try_from(room).unwrap_or(usize::MAX));
+            f(index, offset, done..done + n)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The byte position of `offset_in_block` in block `block` of the whole block space.
+    fn byte_pos(&self, block: PhysicalBlock, offset_in_block: usize) -> Result<u64> {
+        block
+            .0
+            .checked_mul(self.block_size as u64)
+            .and_then(|b| b.checked_add(offset_in_block as u64))
+            .ok_or_else(|| Error::invalid(format!("block store: block {block} is out of range")))
+    }
+
+    fn check_whole_blocks(&self, len: usize) -> Result<()> {
+        if len.is_multiple_of(self.block_size) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "block store: {len} bytes is not a whole number of {}-byte blocks",
+                self.block_size
+            )))
+        }
+    }
+
+    /// The open segment `index`, or `Corruption` if it does not exist: a read reached it.
+    fn existing(&self, index: u64, offset: u64) -> Result<Arc<dyn SegmentFile>> {
+        self.segments.read().get(&index).cloned().ok_or_else(|| {
+            Error::corruption(
+                self.dir.join(filename::segment(index)),
+                offset,
+                "read of a block in a segment that does not exist",
+            )
+        })
+    }
+
+    /// The segment `index`, created (and its directory entry made durable) if missing.
+    fn segment_for_write(&self, index: u64) -> Result<Arc<dyn SegmentFile>> {
+        let open = self.segments.read().get(&index).cloned();
+        if let Some(segment) = open {
+            return Ok(segment);
+        }
+        let mut segments = self.segments.write();
+        if let Some(segment) = segments.get(&index) {
+            return Ok(Arc::clone(segment));
+        }
+        let path = self.dir.join(filename::segment(index));
+        let segment = self.fs.open_segment(&path, self.segment_bytes, true)?;
+        // Before anyone can write data that an extent record will point at: a crash must not
+        // lose the file under durable records. If this fails the segment is not entered, and
+        // the next write opens the (already created) file again and retries the sync.
+        self.fs.sync_dir(&self.dir)?;
+        segments.insert(index, Arc::clone(&segment));
+        Ok(segment)
+    }
+}
+
+/// The part `range` of `buf`; the ranges come from `for_each_piece` over `buf.len()`.
+fn piece_mut(buf: &mut [u8], range: Range<usize>) -> Result<&mut [u8]> {
+    buf.get_mut(range)
+        .ok_or_else(|| Error::invalid("block store: piece outside the buffer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{FaultFs, RealFs};
+
+    /// Tiny segments, so that small writes cross segment boundaries.
+    const BLOCK: usize = 256;
+    const BLOCKS_PER_SEGMENT: u64 = 4;
+
+    fn open(dir: &Path) -> BlockStore {
+        BlockStore::open(dir, Arc::new(RealFs), BLOCK, BLOCKS_PER_SEGMENT).unwrap()
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    #[test]
+    fn write_then_read_round_trips_across_a_segment_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        assert_eq!(store.segment_count(), 0);
+        // Blocks 2..8: the end of segment 0, all of segment 1.
+        let data = pattern(6 * BLOCK, 1);
+        store.write(PhysicalBlock(2), 0, &data).unwrap();
+        assert_eq!(store.segment_count(), 2);
+        let mut buf = vec![0; 6 * BLOCK];
+        store.read(PhysicalBlock(2), &mut buf).unwrap();
+        assert_eq!(buf, data);
+        // Unwritten blocks of an existing segment read as zeros.
+        let mut buf = vec![1; 2 * BLOCK];
+        store.read(PhysicalBlock(0), &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn write_at_an_offset_in_a_block_leaves_the_rest_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.write(PhysicalBlock(3), 0, &[9; BLOCK]).unwrap();
+        store.write(PhysicalBlock(3), 200, &[5; 100]).unwrap();
+        let mut buf = vec![0; 2 * BLOCK];
+        store.read(PhysicalBlock(3), &mut buf).unwrap();
+        assert!(buf[..200].iter().all(|&b| b == 9));
+        assert!(buf[200..300].iter().all(|&b| b == 5));
+        assert!(buf[300..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn read_mapped_equals_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let data = pattern(10 * BLOCK, 7);
+        store.write(PhysicalBlock(1), 0, &data).unwrap();
+        let mut by_read = vec![0; 10 * BLOCK];
+        let mut by_map = vec![1; 10 * BLOCK];
+        store.read(PhysicalBlock(1), &mut by_read).unwrap();
+        store.read_mapped(PhysicalBlock(1), &mut by_map).unwrap();
+        assert_eq!(by_read, data);
+        assert_eq!(by_map, data);
+        // A write after the map exists is seen through it.
+        store.write(PhysicalBlock(2), 0, &[0xAB; BLOCK]).unwrap();
+        store
+            .read_mapped(PhysicalBlock(2), &mut by_map[..BLOCK])
+            .unwrap();
+        assert!(by_map[..BLOCK].iter().all(|&b| b == 0xAB));
+    }
+
+    #[test]
+    fn punch_returns_true_on_this_file_system_and_reads_zeros_afterwards() {
+        let dir = tempfile::tempdir().unwrap();
+        // Hole punching works in whole file-system blocks: use 4 KiB blocks here.
+        let store =
+            BlockStore::open(dir.path(), Arc::new(RealFs), 4096, BLOCKS_PER_SEGMENT).unwrap();
+        store
+            .write(PhysicalBlock(0), 0, &vec![3; 8 * 4096])
+            .unwrap();
+        // Blocks 3..6 span the segment boundary; block 100's segment does not exist.
+        assert!(store.punch(PhysicalBlock(3), 3).unwrap());
+        assert!(store.punch(PhysicalBlock(100), 1).unwrap());
+        let mut buf = vec![0; 8 * 4096];
+        store.read(PhysicalBlock(0), &mut buf).unwrap();
+        assert!(buf[..3 * 4096].iter().all(|&b| b == 3));
+        assert!(buf[3 * 4096..6 * 4096].iter().all(|&b| b == 0));
+        assert!(buf[6 * 4096..].iter().all(|&b| b == 3));
+        let mut mapped = vec![1; 8 * 4096];
+        store.read_mapped(PhysicalBlock(0), &mut mapped).unwrap();
+        assert_eq!(mapped, buf);
+    }
+
+    #[test]
+    fn reopen_sees_the_segments_and_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(BLOCK, 3);
+        {
+            let store = open(dir.path());
+            store.write(PhysicalBlock(1), 0, &data).unwrap();
+            store.write(PhysicalBlock(9), 0, &data).unwrap();
+            store.sync().unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.segment_count(), 2);
+        let mut buf = vec![0; BLOCK];
+        store.read(PhysicalBlock(9), &mut buf).unwrap();
+        assert_eq!(buf, data);
+        // Segment 1 (blocks 4..8) was never written: a read there is corruption.
+        let err = store.read(PhysicalBlock(5), &mut buf).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+    }
+
+    #[test]
+    fn segment_file_of_the_wrong_length_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg_bytes = BLOCK as u64 * BLOCKS_PER_SEGMENT;
+        RealFs
+            .open_segment(&dir.path().join(filename::segment(2)), seg_bytes + 1, true)
+            .unwrap();
+        let err =
+            BlockStore::open(dir.path(), Arc::new(RealFs), BLOCK, BLOCKS_PER_SEGMENT).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+    }
+
+    #[test]
+    fn empty_segment_left_by_a_crash_during_creation_is_given_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cut_short = RealFs
+            .create(&dir.path().join(filename::segment(1)))
+            .unwrap();
+        cut_short.sync().unwrap();
+        drop(cut_short);
+        let store = open(dir.path());
+        assert_eq!(store.segment_count(), 1);
+        let mut buf = vec![1; BLOCK];
+        store.read(PhysicalBlock(7), &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn stray_segment_file_name_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg_bytes = BLOCK as u64 * BLOCKS_PER_SEGMENT;
+        // The same index as 000012.seg, under another name.
+        RealFs
+            .open_segment(&dir.path().join("12.seg"), seg_bytes, true)
+            .unwrap();
+        let err =
+            BlockStore::open(dir.path(), Arc::new(RealFs), BLOCK, BLOCKS_PER_SEGMENT).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+    }
+
+    #[test]
+    fn bad_sizes_and_ranges_are_invalid_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        for (block, per_segment) in [(0, 4), (256, 0), (usize::MAX, 4)] {
+            let r = BlockStore::open(dir.path(), Arc::new(RealFs), block, per_segment);
+            assert!(
+                matches!(r, Err(Error::InvalidArgument(_))),
+                "{block} x {per_segment}"
+            );
+        }
+        let store = open(dir.path());
+        let mut buf = vec![0; BLOCK + 1];
+        assert!(matches!(
+            store.read(PhysicalBlock(0), &mut buf),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            store.write(PhysicalBlock(0), BLOCK, b"x"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            store.write(PhysicalBlock(u64::MAX), 0, b"x"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(store.punch(PhysicalBlock(u64::MAX), 1).is_err());
+        assert_eq!(store.segment_count(), 0);
+    }
+
+    #[test]
+    fn fault_switches_make_segment_writes_and_syncs_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::default();
+        let store =
+            BlockStore::open(dir.path(), Arc::new(fs.clone()), BLOCK, BLOCKS_PER_SEGMENT).unwrap();
+        store.write(PhysicalBlock(0), 0, &[1; BLOCK]).unwrap();
+
+        fs.fail_writes(true);
+        assert!(store.write(PhysicalBlock(1), 0, &[2; BLOCK]).is_err());
+        assert!(
+            store.write(PhysicalBlock(4), 0, &[2; BLOCK]).is_err(),
+            "segment creation"
+        );
+        assert!(store.punch(PhysicalBlock(0), 1).is_err());
+        fs.fail_writes(false);
+        assert_eq!(store.segment_count(), 1);
+
+        fs.fail_syncs(true);
+        assert!(store.sync().is_err());
+        fs.fail_syncs(false);
+        // The failed segment stayed dirty, so it is synced now.
+        store.sync().unwrap();
+        // Nothing is dirty any more: a sync touches no file, so the switch cannot fire.
+        fs.fail_syncs(true);
+        store.sync().unwrap();
+        // A new segment's directory entry is synced when it is created.
+        assert!(store.write(PhysicalBlock(8), 0, &[3; BLOCK]).is_err());
+        fs.fail_syncs(false);
+        store.write(PhysicalBlock(8), 0, &[3; BLOCK]).unwrap();
+        assert_eq!(store.segment_count(), 2);
+    }
+}
