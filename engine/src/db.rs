@@ -318,6 +318,18 @@ impl Db {
     pub fn path(&self) -> &Path {
         &self.inner.dir
     }
+
+    /// Test-only (feature `test-hooks`): relocates every value file not being appended to,
+    /// freeing its old blocks for reuse. Returns how many files moved.
+    ///
+    /// # Errors
+    /// As [`Db::compact`].
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn test_relocate_value_files(&self) -> Result<u64> {
+        let moved = self.inner.values.relocate_all(self.inner.as_ref());
+        self.inner.poison_on_error(moved)
+    }
 }
 
 /// What [`Db::verify`] checked.
@@ -412,6 +424,8 @@ fn recover_wals(
             .clamp(1, options.value_segment_bytes / options.block_size_bytes as u64 / 4),
         cache_bytes: options.cache_bytes,
         read_path: options.read_path,
+        #[cfg(feature = "test-hooks")]
+        fill_delay: options.test_fill_delay,
     };
     let (values, trimmed) = ValueStore::open(dir, Arc::clone(&fs), value_options, values, &reaches)?;
     let wal_number = versions.new_file_number();
@@ -756,28 +770,29 @@ impl DbInner {
             )));
         }
         self.fs.create_dir_all(dest)?;
-        // Holding the version set keeps the tables of the current version from being removed.
-        let versions = self.versions.lock();
-        let version = versions.current();
+        // The pinned version keeps its tables from being deleted while they are linked.
+        let (version, flushed_seq) = {
+            let versions = self.versions.lock();
+            (versions.current(), versions.flushed_seq)
+        };
         for (_, file) in version.files() {
             let name = filename::table(file.number());
             self.fs
                 .link_or_copy(&self.dir.join(&name), &dest.join(&name))?;
         }
+        // Every value the pinned tables point at was written before they were: the copy holds
+        // it, wherever a relocation since has moved it.
         let values = self.values.checkpoint(dest)?;
+        // Past every table and value file the copy names.
+        let manifest_number = self.versions.lock().next_file();
         let edit = VersionEdit {
-            log_number: Some(versions.next_file()),
-            next_file: Some(versions.next_file() + 1),
-            last_seq: Some(versions.flushed_seq),
+            log_number: Some(manifest_number + 1),
+            next_file: Some(manifest_number + 2),
+            last_seq: Some(flushed_seq),
             added: version.files().map(|(l, f)| (l, f.meta.clone())).collect(),
             removed: Vec::new(),
             values,
         };
-        let manifest_number = versions.next_file();
-        drop(versions);
-        let mut edit = edit;
-        edit.log_number = Some(manifest_number + 1);
-        edit.next_file = Some(manifest_number + 2);
         let mut manifest =
             crate::index::version::create_manifest(self.fs.as_ref(), dest, manifest_number, &edit)?;
         manifest.sync()?;

@@ -57,6 +57,9 @@ pub struct Options {
     pub(crate) bloom_bits_per_key: u32,
     pub(crate) create_if_missing: bool,
     pub(crate) background_compaction: bool,
+    /// Test-only: see [`Options::test_fill_delay`].
+    #[cfg(feature = "test-hooks")]
+    pub(crate) test_fill_delay: Option<std::time::Duration>,
     /// The file system to run on; the host's unless a test injects another.
     pub(crate) fs: Option<std::sync::Arc<dyn crate::fs::FileSystem>>,
 }
@@ -89,6 +92,8 @@ impl Options {
             create_if_missing: true,
             background_compaction: true,
             fs: None,
+            #[cfg(feature = "test-hooks")]
+            test_fill_delay: None,
         }
     }
 
@@ -193,6 +198,15 @@ impl Options {
     /// [`Db::flush`] and [`Db::compact`] and when writers must make room. Default = true.
     pub fn background_compaction(mut self, enabled: bool) -> Self {
         self.background_compaction = enabled;
+        self
+    }
+
+    /// Test-only (feature `test-hooks`): pause for `delay` between each extent lookup of a
+    /// buffer-pool fill and its block read, widening the window the invalidate lock protects.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn test_fill_delay(mut self, delay: std::time::Duration) -> Self {
+        self.test_fill_delay = Some(delay);
         self
     }
 

@@ -83,3 +83,27 @@ impl ValueEdit {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn worked_example_in_the_value_doc_encodes_byte_for_byte() {
+        let edit = ValueEdit::Mapped {
+            file: ValueFileId(3),
+            logical: LogicalBlock(0),
+            physical: PhysicalBlock(900),
+            len: 256,
+        };
+        let mut buf = Vec::new();
+        edit.encode_into(&mut buf);
+        assert_eq!(buf, [0x07, 0x03, 0x00, 0x84, 0x07, 0x80, 0x02]);
+        let mut d = Decoder::new(&buf, Path::new("m"), 0, "test");
+        let tag = d.varint().unwrap();
+        assert_eq!(ValueEdit::decode(tag, &mut d).unwrap(), Some(edit));
+        assert!(d.is_empty());
+    }
+}

@@ -51,6 +51,10 @@ pub(crate) struct ValueOptions {
     pub reserve_blocks: u64,
     pub cache_bytes: u64,
     pub read_path: ReadPath,
+    /// Test-only: a pause between each extent lookup of a fill and its block read, so the race
+    /// test can make a relocation land inside the window.
+    #[cfg(feature = "test-hooks")]
+    pub fill_delay: Option<std::time::Duration>,
 }
 
 /// The file being appended to, owned by the commit leader.
@@ -134,7 +138,7 @@ impl ValueStore {
             .values()
             .flat_map(|f| f.extents.extents().map(|e| (e.physical, e.len)).collect::<Vec<_>>())
             .collect();
-        let store_end = PhysicalBlock(blocks.segment_count() * options.blocks_per_segment);
+        let store_end = blocks.end_block();
         let mapped_end = mapped.iter().map(|(p, n)| p.add(*n)).max().unwrap_or_default();
         let allocator = Allocator::from_mapped(mapped, store_end.max(mapped_end))?;
         let files = state
@@ -331,6 +335,10 @@ impl ValueStore {
             let (physical, left) = file.extents.read().lookup(block).ok_or_else(|| {
                 Error::corruption(&self.dir, block.0 * bs as u64, format!("value file {} has no block {block}", file.id))
             })?;
+            #[cfg(feature = "test-hooks")]
+            if let Some(delay) = self.options.fill_delay {
+                std::thread::sleep(delay);
+            }
             let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len() / bs);
             let (now, later) = rest.split_at_mut(n * bs);
             match self.options.read_path {
@@ -356,6 +364,12 @@ impl ValueStore {
     /// Takes the relocation job lock, then the file's invalidate lock (shared, then exclusive),
     /// its extent map and the allocator; logs through `log` after the exclusive section.
     pub fn relocate(&self, id: ValueFileId, log: &dyn ValueLog) -> Result<bool> {
+        self.relocate_file(id, false, log)
+    }
+
+    /// Relocates `id`; with `force`, even a file that is already contiguous (for the race test,
+    /// which needs blocks freed and reused on demand).
+    fn relocate_file(&self, id: ValueFileId, force: bool, log: &dyn ValueLog) -> Result<bool> {
         let mut ticket = self.relocation.lock();
         if self.appender.lock().file.as_ref().is_some_and(|f| f.id == id) {
             return Ok(false);
@@ -367,7 +381,7 @@ impl ValueStore {
             let _shared = file.invalidate.shared();
             let before: Vec<Extent> = file.extents.read().extents().collect();
             let total: u64 = before.iter().map(|e| e.len).sum();
-            if before.len() < 2 {
+            if before.is_empty() || (before.len() < 2 && !force) {
                 return Ok(false);
             }
             let runs = self.allocator.lock().allocate(total, None);
@@ -420,6 +434,18 @@ impl ValueStore {
         let mut moved = 0;
         for id in ids {
             if self.relocate(id, log)? {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Test-only: relocates every file not being appended to, contiguous or not.
+    #[cfg(feature = "test-hooks")]
+    pub fn relocate_all(&self, log: &dyn ValueLog) -> Result<u64> {
+        let mut moved = 0;
+        for id in self.file_ids() {
+            if self.relocate_file(id, true, log)? {
                 moved += 1;
             }
         }

@@ -72,6 +72,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn worked_example_in_the_value_doc_encodes_byte_for_byte() {
+        let p = ValuePointer { file: ValueFileId(7), offset: 8192, len: 65536, crc: 0xdead_beef };
+        assert_eq!(p.encode(), [0x07, 0x80, 0x40, 0x80, 0x80, 0x04, 0xef, 0xbe, 0xad, 0xde]);
+    }
+
+    #[test]
     fn pointers_round_trip_and_truncations_are_corruption() {
         let p = ValuePointer { file: ValueFileId(7), offset: 1 << 40, len: 65536, crc: 0xdead_beef };
         let bytes = p.encode();

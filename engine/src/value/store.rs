@@ -145,6 +145,38 @@ impl BlockStore {
         self.segments.read().len()
     }
 
+    /// The first physical block past the last segment file.
+    #[must_use]
+    pub fn end_block(&self) -> PhysicalBlock {
+        let segments = self.segments.read();
+        let end = segments.keys().next_back().map_or(0, |last| last + 1);
+        PhysicalBlock(end * self.blocks_per_segment)
+    }
+
+    /// Copies every segment file into the directory `dest` (for a checkpoint), synced.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn copy_to(&self, dest: &Path) -> Result<()> {
+        const CHUNK_BYTES: usize = 1 << 20;
+        let segments: Vec<(u64, Arc<dyn SegmentFile>)> =
+            self.segments.read().iter().map(|(i, f)| (*i, Arc::clone(f))).collect();
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        for (index, segment) in segments {
+            let mut out = self.fs.create(&dest.join(filename::segment(index)))?;
+            let mut at = 0u64;
+            while at < segment.len() {
+                let n = usize::try_from(segment.len() - at).map_or(CHUNK_BYTES, |r| r.min(CHUNK_BYTES));
+                let chunk = buf.get_mut(..n).unwrap_or_default();
+                segment.read_exact_at(at, chunk)?;
+                out.append(chunk)?;
+                at += n as u64;
+            }
+            out.sync()?;
+        }
+        self.fs.sync_dir(dest)
+    }
+
     /// Reads the contiguous physical blocks from `first` into `buf`, a whole number of blocks,
     /// with `pread`; a range that crosses segments is split.
     ///
