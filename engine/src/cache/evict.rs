@@ -224,11 +224,15 @@ mod tests {
 
     #[test]
     fn a_run_hit_in_the_small_queue_is_promoted_and_outlives_a_scan() {
+        // Full (10 runs of 10 bytes), then a scan of 20 more runs, one eviction per insert.
         let mut ev = Evictor::new(100, 10);
         let hot = ready(1, 0);
         ev.insert(hot.clone(), 10);
         hot.touch();
-        for i in 1..20 {
+        for i in 1..10 {
+            ev.insert(ready(1, i), 10);
+        }
+        for i in 10..30 {
             ev.insert(ready(1, i), 10);
             let victim = ev.pick_victim().unwrap();
             assert!(

@@ -193,10 +193,10 @@ impl BufferPool {
         self.block_size_bytes as u64
     }
 
-    /// The blocks `[first, end)` touching bytes `[offset, offset + len)`; `None` if empty or
-    /// out of the u64 byte space.
+    /// The blocks `[first, end)` touching bytes `[offset, offset + len)`, `len > 0`; `None` if
+    /// they leave the u64 byte space.
     fn block_span(&self, offset: u64, len: usize) -> Option<(u64, u64)> {
-        let last = offset.checked_add(len as u64)?.checked_sub(1)?;
+        let last = offset.checked_add(len as u64 - 1)?;
         Some((offset / self.block_size(), last / self.block_size() + 1))
     }
 
@@ -209,10 +209,11 @@ impl BufferPool {
     /// touched chunk's shard lock shared, briefly. Does not allocate when one run covers the
     /// request.
     pub(crate) fn lookup(&self, file: ValueFileId, offset: u64, len: usize) -> Cached {
-        let Some((first, end)) = self.block_span(offset, len) else {
+        if len == 0 {
             return Cached::Hit(Bytes::new());
-        };
-        let found = self.collect_ready(file, first, end);
+        }
+        let found = self.block_span(offset, len);
+        let found = found.and_then(|(first, end)| self.collect_ready(file, first, end));
         let bytes = found.and_then(|(one, more)| self.assemble(one, more, offset, len));
         match bytes {
             Some(bytes) => {
@@ -315,8 +316,13 @@ impl BufferPool {
         mut read: impl FnMut(LogicalBlock, &mut [u8]) -> crate::Result<()>,
     ) -> Result<Bytes, FillError> {
         debug_assert_eq!(token.file(), file, "fill proven with another file's lock");
-        let Some((first, end)) = self.block_span(offset, len) else {
+        if len == 0 {
             return Ok(Bytes::new());
+        }
+        let Some((first, end)) = self.block_span(offset, len) else {
+            return Err(FillError::Failed(crate::Error::invalid(format!(
+                "pool fill of {len} bytes at offset {offset} overflows"
+            ))));
         };
         let span_bytes = (end - first).saturating_mul(self.block_size());
         if span_bytes > self.capacity_bytes / 4 {
@@ -604,4 +610,512 @@ fn too_large(bytes: u64) -> FillError {
     FillError::Failed(crate::Error::invalid(format!(
         "a pool fill of {bytes} bytes does not fit in memory"
     )))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+
+    use super::*;
+
+    const BS: usize = 16;
+
+    /// The byte at `offset` of `file`: distinct across files, blocks and positions.
+    fn byte_at(file: ValueFileId, offset: u64) -> u8 {
+        (file.0 * 131 + offset * 7 + offset / BS as u64) as u8
+    }
+
+    fn expected(file: ValueFileId, offset: u64, len: usize) -> Vec<u8> {
+        (offset..offset + len as u64)
+            .map(|o| byte_at(file, o))
+            .collect()
+    }
+
+    /// A `read` that serves the file's content.
+    fn disk(file: ValueFileId) -> impl FnMut(LogicalBlock, &mut [u8]) -> crate::Result<()> {
+        move |block, buf| {
+            let base = block.0 * BS as u64;
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = byte_at(file, base + i as u64);
+            }
+            Ok(())
+        }
+    }
+
+    fn shared(file: ValueFileId) -> SharedLockToken<'static> {
+        SharedLockToken::unchecked(file)
+    }
+
+    fn exclusive(file: ValueFileId) -> ExclusiveLockToken<'static> {
+        ExclusiveLockToken::unchecked(file)
+    }
+
+    fn fill(pool: &BufferPool, file: ValueFileId, offset: u64, len: usize) -> Bytes {
+        pool.fill(file, offset, len, &shared(file), disk(file))
+            .unwrap()
+    }
+
+    fn hit(pool: &BufferPool, file: ValueFileId, offset: u64, len: usize) -> Option<Bytes> {
+        match pool.lookup(file, offset, len) {
+            Cached::Hit(bytes) => Some(bytes),
+            Cached::Miss => None,
+        }
+    }
+
+    /// Bytes of the distinct Ready runs the table maps: must equal `resident_bytes`.
+    fn recount_resident(pool: &BufferPool) -> u64 {
+        let mut seen: Vec<*const Run> = Vec::new();
+        let mut total = 0;
+        for shard in pool.table.shards() {
+            for slot in shard.read().slots() {
+                let ptr = Arc::as_ptr(&slot.run);
+                if let Some(data) = &slot.data
+                    && !seen.contains(&ptr)
+                {
+                    seen.push(ptr);
+                    total += data.len() as u64;
+                }
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn pool_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<BufferPool>();
+    }
+
+    #[test]
+    fn hit_after_fill_returns_identical_bytes_zero_copy_from_the_run() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(1);
+        let filled = fill(&pool, file, 5, 40);
+        assert_eq!(&filled[..], &expected(file, 5, 40)[..]);
+        let again = hit(&pool, file, 5, 40).unwrap();
+        assert_eq!(again, filled);
+        assert_eq!(again.as_ptr(), filled.as_ptr(), "not a slice of the run");
+        let inner = hit(&pool, file, 20, 10).unwrap();
+        assert_eq!(inner.as_ptr(), filled[15..].as_ptr());
+        assert_eq!(&inner[..], &expected(file, 20, 10)[..]);
+        let stats = pool.stats();
+        assert_eq!((stats.hits, stats.misses, stats.fills), (2, 0, 1));
+        assert_eq!(stats.resident_bytes, 3 * BS as u64);
+    }
+
+    #[test]
+    fn lookup_straddling_two_runs_is_assembled_correctly() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(2);
+        let first = fill(&pool, file, 0, 2 * BS);
+        let second = fill(&pool, file, 2 * BS as u64, 2 * BS);
+        let both = hit(&pool, file, 10, 40).unwrap();
+        assert_eq!(&both[..], &expected(file, 10, 40)[..]);
+        assert_ne!(
+            both.as_ptr(),
+            first[10..].as_ptr(),
+            "two runs cannot be one slice"
+        );
+        let reads = StdAtomicUsize::new(0);
+        let refill = pool
+            .fill(file, 10, 40, &shared(file), |_, _| {
+                reads.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(refill, both);
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            0,
+            "a cached span was read again"
+        );
+        drop(second);
+    }
+
+    #[test]
+    fn runs_crossing_a_chunk_boundary_are_one_zero_copy_run() {
+        let pool = BufferPool::new(1024 * BS as u64, BS);
+        let file = ValueFileId(3);
+        let offset = 62 * BS as u64;
+        let filled = fill(&pool, file, offset, 4 * BS);
+        let again = hit(&pool, file, offset, 4 * BS).unwrap();
+        assert_eq!(again.as_ptr(), filled.as_ptr());
+        assert_eq!(pool.stats().fills, 1);
+    }
+
+    #[test]
+    fn fill_reads_only_the_absent_spans_and_uses_cached_blocks() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(4);
+        fill(&pool, file, BS as u64, 1);
+        fill(&pool, file, 4 * BS as u64, 1);
+        let mut spans = Vec::new();
+        let mut inner = disk(file);
+        let got = pool
+            .fill(file, 0, 6 * BS, &shared(file), |block, buf| {
+                spans.push((block.0, buf.len()));
+                inner(block, buf)
+            })
+            .unwrap();
+        assert_eq!(&got[..], &expected(file, 0, 6 * BS)[..]);
+        assert_eq!(spans, vec![(0, BS), (2, 2 * BS), (5, BS)]);
+    }
+
+    #[test]
+    fn concurrent_misses_on_one_block_perform_exactly_one_read() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(5);
+        let reads = StdAtomicUsize::new(0);
+        let barrier = std::sync::Barrier::new(8);
+        thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    barrier.wait();
+                    let mut inner = disk(file);
+                    let got = pool
+                        .fill(file, 3, 8, &shared(file), |block, buf| {
+                            reads.fetch_add(1, Ordering::Relaxed);
+                            thread::sleep(Duration::from_millis(100));
+                            inner(block, buf)
+                        })
+                        .unwrap();
+                    assert_eq!(&got[..], &expected(file, 3, 8)[..]);
+                });
+            }
+        });
+        assert_eq!(reads.load(Ordering::Relaxed), 1);
+        let stats = pool.stats();
+        assert_eq!(stats.fills, 1);
+        assert!(stats.waits >= 1, "{stats:?}");
+        assert_eq!(stats.retries, 0);
+    }
+
+    /// Starts a fill of block 0 whose read blocks until told; returns its handle, once the
+    /// read has started, and the sender that lets the read finish with the given result.
+    fn blocked_fill<'s>(
+        s: &'s thread::Scope<'s, '_>,
+        pool: &'s BufferPool,
+        file: ValueFileId,
+    ) -> (
+        thread::ScopedJoinHandle<'s, Result<Bytes, FillError>>,
+        mpsc::Sender<bool>,
+    ) {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<bool>();
+        let handle = s.spawn(move || {
+            let mut inner = disk(file);
+            pool.fill(file, 0, BS, &shared(file), |block, buf| {
+                started_tx.send(()).unwrap();
+                if go_rx.recv().unwrap() {
+                    inner(block, buf)
+                } else {
+                    Err(crate::Error::Io(std::io::Error::other(
+                        "injected read failure",
+                    )))
+                }
+            })
+        });
+        started_rx.recv().unwrap();
+        (handle, go_tx)
+    }
+
+    /// Starts a second fill of block 0 and returns once it waits on the first one's run.
+    fn waiting_fill<'s>(
+        s: &'s thread::Scope<'s, '_>,
+        pool: &'s BufferPool,
+        file: ValueFileId,
+    ) -> thread::ScopedJoinHandle<'s, Result<Bytes, FillError>> {
+        let waits = pool.stats().waits;
+        let handle = s.spawn(move || pool.fill(file, 0, BS, &shared(file), disk(file)));
+        while pool.stats().waits == waits {
+            thread::sleep(Duration::from_millis(1));
+        }
+        handle
+    }
+
+    #[test]
+    fn waiter_gets_retry_when_the_run_it_waits_on_is_invalidated() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(6);
+        thread::scope(|s| {
+            let (loader, go) = blocked_fill(s, &pool, file);
+            let waiter = waiting_fill(s, &pool, file);
+            pool.invalidate(file, LogicalBlock(0), 1, &exclusive(file));
+            assert!(matches!(waiter.join().unwrap(), Err(FillError::Retry)));
+            go.send(true).unwrap();
+            assert!(matches!(loader.join().unwrap(), Err(FillError::Retry)));
+        });
+        assert_eq!(pool.lookup(file, 0, BS), Cached::Miss);
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.retries, stats.invalidations, stats.resident_bytes),
+            (2, 1, 0)
+        );
+        assert_eq!(recount_resident(&pool), 0);
+    }
+
+    #[test]
+    fn waiter_gets_retry_when_the_loaders_read_fails() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(7);
+        thread::scope(|s| {
+            let (loader, go) = blocked_fill(s, &pool, file);
+            let waiter = waiting_fill(s, &pool, file);
+            go.send(false).unwrap();
+            assert!(matches!(loader.join().unwrap(), Err(FillError::Failed(_))));
+            assert!(matches!(waiter.join().unwrap(), Err(FillError::Retry)));
+        });
+        assert_eq!(pool.lookup(file, 0, BS), Cached::Miss);
+        assert_eq!(&fill(&pool, file, 0, BS)[..], &expected(file, 0, BS)[..]);
+        assert!(hit(&pool, file, 0, BS).is_some());
+    }
+
+    #[test]
+    fn failed_read_removes_every_block_the_fill_claimed() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(8);
+        fill(&pool, file, 2 * BS as u64, 1);
+        let got = pool.fill(file, 0, 6 * BS, &shared(file), |_, _| {
+            Err(crate::Error::Io(std::io::Error::other("injected")))
+        });
+        assert!(matches!(got, Err(FillError::Failed(crate::Error::Io(_)))));
+        for block in [0, 1, 3, 4, 5] {
+            assert_eq!(pool.lookup(file, block * BS as u64, 1), Cached::Miss);
+        }
+        assert!(hit(&pool, file, 2 * BS as u64, BS).is_some());
+        assert_eq!(
+            &fill(&pool, file, 0, 6 * BS)[..],
+            &expected(file, 0, 6 * BS)[..]
+        );
+        assert!(hit(&pool, file, 0, 6 * BS).is_some());
+    }
+
+    #[test]
+    fn loader_whose_run_is_invalidated_while_reading_returns_retry_and_caches_nothing() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(9);
+        let got = pool.fill(file, 0, BS, &shared(file), |block, buf| {
+            pool.invalidate(file, block, 1, &exclusive(file));
+            disk(file)(block, buf)
+        });
+        assert!(matches!(got, Err(FillError::Retry)));
+        assert_eq!(pool.lookup(file, 0, BS), Cached::Miss);
+        assert_eq!(pool.stats().resident_bytes, 0);
+    }
+
+    #[test]
+    fn invalidate_drops_overlapping_runs_and_later_lookups_miss() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(10);
+        fill(&pool, file, 0, 4 * BS);
+        fill(&pool, file, 4 * BS as u64, 2 * BS);
+        pool.invalidate(file, LogicalBlock(3), 1, &exclusive(file));
+        for block in 0..4 {
+            assert_eq!(
+                pool.lookup(file, block * BS as u64, 1),
+                Cached::Miss,
+                "block {block}"
+            );
+        }
+        assert!(hit(&pool, file, 4 * BS as u64, 2 * BS).is_some());
+        let stats = pool.stats();
+        assert_eq!(stats.invalidations, 1);
+        assert_eq!(stats.resident_bytes, 2 * BS as u64);
+        assert_eq!(recount_resident(&pool), stats.resident_bytes);
+    }
+
+    #[test]
+    fn invalidate_file_drops_every_run_of_that_file_only() {
+        let pool = BufferPool::new(1024 * BS as u64, BS);
+        let (a, b) = (ValueFileId(11), ValueFileId(12));
+        for offset in [0, 5_000 * BS as u64, 900_000 * BS as u64] {
+            fill(&pool, a, offset, BS);
+            fill(&pool, b, offset, BS);
+        }
+        pool.invalidate_file(a, &exclusive(a));
+        for offset in [0, 5_000 * BS as u64, 900_000 * BS as u64] {
+            assert_eq!(pool.lookup(a, offset, BS), Cached::Miss);
+            assert!(hit(&pool, b, offset, BS).is_some());
+        }
+        assert_eq!(pool.stats().invalidations, 3);
+        assert_eq!(pool.stats().resident_bytes, 3 * BS as u64);
+    }
+
+    #[test]
+    fn holders_keep_valid_bytes_after_invalidate_and_eviction() {
+        let pool = BufferPool::new(8 * BS as u64, BS);
+        let file = ValueFileId(13);
+        let invalidated = fill(&pool, file, 0, 2 * BS);
+        let evicted = fill(&pool, file, 2 * BS as u64, 2 * BS);
+        pool.invalidate(file, LogicalBlock(0), 2, &exclusive(file));
+        for block in 10..40 {
+            fill(&pool, file, block * BS as u64, BS);
+        }
+        assert_eq!(
+            pool.lookup(file, 2 * BS as u64, BS),
+            Cached::Miss,
+            "not evicted"
+        );
+        assert!(pool.stats().evictions > 0);
+        assert_eq!(&invalidated[..], &expected(file, 0, 2 * BS)[..]);
+        assert_eq!(&evicted[..], &expected(file, 2 * BS as u64, 2 * BS)[..]);
+    }
+
+    #[test]
+    fn fill_larger_than_a_quarter_of_capacity_is_returned_but_not_cached() {
+        let pool = BufferPool::new(16 * BS as u64, BS);
+        let file = ValueFileId(14);
+        let got = fill(&pool, file, 7, 4 * BS);
+        assert_eq!(&got[..], &expected(file, 7, 4 * BS)[..]);
+        assert_eq!(pool.lookup(file, 7, 4 * BS), Cached::Miss);
+        let stats = pool.stats();
+        assert_eq!((stats.bypass_fills, stats.resident_bytes), (1, 0));
+        let small = fill(&pool, file, 0, 4 * BS);
+        assert_eq!(&small[..], &expected(file, 0, 4 * BS)[..]);
+        assert!(
+            hit(&pool, file, 0, 4 * BS).is_some(),
+            "a quarter of the capacity is cached"
+        );
+    }
+
+    #[test]
+    fn empty_requests_hit_with_no_bytes() {
+        let pool = BufferPool::new(16 * BS as u64, BS);
+        assert_eq!(
+            pool.lookup(ValueFileId(1), 99, 0),
+            Cached::Hit(Bytes::new())
+        );
+        let got = pool.fill(ValueFileId(1), 99, 0, &shared(ValueFileId(1)), |_, _| {
+            panic!("an empty fill read")
+        });
+        assert!(got.unwrap().is_empty());
+    }
+
+    /// A small deterministic generator, so failures reproduce.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// One random operation; checks every byte it gets back.
+    fn random_op(pool: &BufferPool, rng: &mut XorShift) {
+        let file = ValueFileId(rng.below(3));
+        let offset = rng.below(200 * BS as u64);
+        let len = rng.below(6 * BS as u64) as usize;
+        match rng.below(10) {
+            0 => {
+                let n = rng.below(8);
+                pool.invalidate(file, LogicalBlock(offset / BS as u64), n, &exclusive(file));
+            }
+            1..=4 => {
+                if let Some(bytes) = hit(pool, file, offset, len) {
+                    assert_eq!(&bytes[..], &expected(file, offset, len)[..]);
+                }
+            }
+            _ => match pool.fill(file, offset, len, &shared(file), disk(file)) {
+                Ok(bytes) => assert_eq!(&bytes[..], &expected(file, offset, len)[..]),
+                Err(FillError::Retry) => {}
+                Err(FillError::Failed(e)) => panic!("{e}"),
+            },
+        }
+    }
+
+    #[test]
+    fn budget_is_never_exceeded_under_a_random_workload() {
+        let pool = BufferPool::new(20 * BS as u64, BS);
+        let mut rng = XorShift(0x5EED);
+        for _ in 0..20_000 {
+            random_op(&pool, &mut rng);
+            let resident = pool.stats().resident_bytes;
+            assert!(resident <= pool.capacity_bytes(), "{resident} resident");
+            assert_eq!(recount_resident(&pool), resident);
+        }
+        let stats = pool.stats();
+        assert!(
+            stats.hits > 0 && stats.evictions > 0 && stats.invalidations > 0,
+            "{stats:?}"
+        );
+        assert!(
+            pool.evictor.lock().queued() <= 20 + 64 * 2 + 1,
+            "dead entries pile up"
+        );
+    }
+
+    #[test]
+    fn concurrent_random_workload_returns_correct_bytes_within_budget() {
+        let pool = BufferPool::new(20 * BS as u64, BS);
+        thread::scope(|s| {
+            for seed in 1..=4 {
+                let pool = &pool;
+                s.spawn(move || {
+                    let mut rng = XorShift(seed * 0x9E37_79B9);
+                    for _ in 0..5_000 {
+                        random_op(pool, &mut rng);
+                    }
+                });
+            }
+        });
+        let resident = pool.stats().resident_bytes;
+        assert!(resident <= pool.capacity_bytes());
+        assert_eq!(recount_resident(&pool), resident);
+    }
+
+    #[test]
+    fn one_pass_scan_does_not_evict_a_small_hot_set() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let (hot, cold) = (ValueFileId(20), ValueFileId(21));
+        for block in 0..8 {
+            fill(&pool, hot, block * BS as u64, BS);
+            for _ in 0..3 {
+                assert!(hit(&pool, hot, block * BS as u64, BS).is_some());
+            }
+        }
+        for block in 0..2_000 {
+            fill(&pool, cold, block * BS as u64, BS);
+        }
+        let hot_hits = (0..8)
+            .filter(|b| hit(&pool, hot, b * BS as u64, BS).is_some())
+            .count();
+        let scan_hits = (0..2_000)
+            .filter(|b| hit(&pool, cold, b * BS as u64, BS).is_some())
+            .count();
+        assert_eq!(hot_hits, 8, "the scan evicted part of the hot set");
+        let (hot_rate, scan_rate) = (hot_hits as f64 / 8.0, scan_hits as f64 / 2_000.0);
+        assert!(
+            hot_rate > 10.0 * scan_rate,
+            "hot {hot_rate}, scan {scan_rate}"
+        );
+    }
+
+    #[test]
+    fn lock_tokens_are_made_from_the_invalidate_lock_guards() {
+        let pool = BufferPool::new(16 * BS as u64, BS);
+        let file = ValueFileId(30);
+        let lock = crate::sync::RwLock::new(());
+        {
+            let guard = lock.read();
+            let token = SharedLockToken::new(file, &guard);
+            assert_eq!(
+                &pool.fill(file, 0, 4, &token, disk(file)).unwrap()[..],
+                &expected(file, 0, 4)[..]
+            );
+        }
+        let guard = lock.write();
+        let token = ExclusiveLockToken::new(file, &guard);
+        assert!(
+            pool.fill(file, BS as u64, 4, &token.shared(), disk(file))
+                .is_ok()
+        );
+        pool.invalidate_file(file, &token);
+        assert_eq!(pool.lookup(file, 0, 4), Cached::Miss);
+    }
 }
