@@ -19,6 +19,7 @@
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test -p extentdb --lib --release loom -- --nocapture`.
 //! Thread-safety: each model execution builds its own world; the statics only count and flag.
+//! Read next: `pool.rs` (what the model exercises) or `DESIGN.md` section 7.
 
 use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize};
 use std::time::Instant;
@@ -38,9 +39,9 @@ const FILE: ValueFileId = ValueFileId(7);
 const A: PhysicalBlock = PhysicalBlock(0);
 const B: PhysicalBlock = PhysicalBlock(1);
 
-/// Enough for the race (it needs one preemption of the reader) and for every interleaving of
-/// the locked protocol's critical sections; measured to finish in seconds in release.
-const PREEMPTION_BOUND: usize = 3;
+/// No bound: the search is exhaustive. The models are small enough (about 10^5 executions,
+/// seconds in release); set a bound here if the model grows past a couple of minutes.
+const PREEMPTION_BOUND: Option<usize> = None;
 
 struct World {
     disk: [Mutex<[u8; BLOCK]>; 2],
@@ -98,55 +99,84 @@ impl World {
     }
 }
 
-/// One execution; returns a description of what went stale, if anything did.
-fn execution(with_lock: bool) -> Option<String> {
+/// One execution with `readers` reader threads; returns a description of what went stale, if
+/// anything did, and whether a reader waited on another's latch.
+fn execution(with_lock: bool, readers: usize) -> (Option<String>, bool) {
     let world = Arc::new(World::new());
-    let reader = {
-        let world = world.clone();
-        loom::thread::spawn(move || world.read_logical_0(with_lock))
-    };
+    let handles: Vec<_> = (0..readers)
+        .map(|_| {
+            let world = world.clone();
+            loom::thread::spawn(move || world.read_logical_0(with_lock))
+        })
+        .collect();
     world.punch_and_reuse(with_lock);
-    let read = reader.join().unwrap();
+    let reads: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let current = world.logical_0();
     assert_eq!(current, NEW);
-    if with_lock {
-        assert!(
-            read.is_ok(),
-            "a fill under the lock cannot be retried: {read:?}"
-        );
+    for read in &reads {
+        if with_lock {
+            assert!(
+                read.is_ok(),
+                "a fill under the lock cannot be retried: {read:?}"
+            );
+        }
+        if let Ok(bytes) = read
+            && bytes[..] != OLD
+            && bytes[..] != NEW
+        {
+            return (Some(format!("a reader got {bytes:?}")), false);
+        }
     }
-    if let Ok(bytes) = &read
-        && bytes[..] != OLD
-        && bytes[..] != NEW
-    {
-        return Some(format!("the reader got {bytes:?}"));
-    }
-    match world.pool.lookup(FILE, 0, BLOCK) {
+    let stale = match world.pool.lookup(FILE, 0, BLOCK) {
         Cached::Hit(bytes) if bytes[..] != current => Some(format!("the pool caches {bytes:?}")),
         Cached::Hit(_) | Cached::Miss => None,
-    }
+    };
+    (stale, world.pool.stats().waits > 0)
 }
 
 fn builder() -> loom::model::Builder {
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(PREEMPTION_BOUND);
+    builder.preemption_bound = PREEMPTION_BOUND;
     builder
+}
+
+/// Runs the locked model with `readers` readers; panics on a stale fill.
+/// Returns how many executions had a reader wait on another's latch.
+fn check_locked(readers: usize, counts: &'static [StdAtomicUsize; 2]) -> usize {
+    let start = Instant::now();
+    builder().check(move || {
+        let (stale, waited) = execution(true, readers);
+        if let Some(stale) = stale {
+            panic!("stale fill with the invalidate lock: {stale}");
+        }
+        counts[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counts[1].fetch_add(usize::from(waited), std::sync::atomic::Ordering::Relaxed);
+    });
+    let [executions, waited] = counts
+        .each_ref()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+    eprintln!(
+        "with the invalidate lock, {readers} reader(s): {executions} executions \
+         ({waited} with a latch wait), no stale fill, {:?}",
+        start.elapsed()
+    );
+    waited
 }
 
 #[test]
 fn loom_fill_racing_punch_and_reuse_never_caches_a_stale_block() {
-    static EXECUTIONS: StdAtomicUsize = StdAtomicUsize::new(0);
-    let start = Instant::now();
-    builder().check(|| {
-        EXECUTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(stale) = execution(true) {
-            panic!("stale fill with the invalidate lock: {stale}");
-        }
-    });
-    eprintln!(
-        "with the invalidate lock: {} executions, no stale fill, {:?}",
-        EXECUTIONS.load(std::sync::atomic::Ordering::Relaxed),
-        start.elapsed()
+    static COUNTS: [StdAtomicUsize; 2] = [StdAtomicUsize::new(0), StdAtomicUsize::new(0)];
+    check_locked(1, &COUNTS);
+}
+
+/// Two readers of the same block: one loads, the other waits on its latch (single flight),
+/// racing the punch; neither may see or cache a stale block.
+#[test]
+fn loom_two_fills_racing_punch_and_reuse_never_cache_a_stale_block() {
+    static COUNTS: [StdAtomicUsize; 2] = [StdAtomicUsize::new(0), StdAtomicUsize::new(0)];
+    assert!(
+        check_locked(2, &COUNTS) > 0,
+        "the model never made a fill wait"
     );
 }
 
@@ -158,7 +188,7 @@ fn loom_without_the_invalidate_lock_finds_the_stale_fill() {
     let start = Instant::now();
     builder().check(|| {
         EXECUTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(stale) = execution(false) {
+        if let (Some(stale), _) = execution(false, 1) {
             STALE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if !FIRST.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 eprintln!("without the lock, first stale execution: {stale}");
