@@ -21,6 +21,12 @@
 //! Thread-safety: each model execution builds its own world; the statics only count and flag.
 //! Read next: `pool.rs` (what the model exercises) or `DESIGN.md` section 7.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "model helpers: a panic is the model's failure, which loom reports"
+)]
+
 use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize as StdAtomicUsize};
 use std::time::Instant;
 

@@ -613,6 +613,10 @@ fn too_large(bytes: u64) -> FillError {
 }
 
 #[cfg(all(test, not(loom)))]
+#[allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed unwrap is the test's failure"
+)]
 mod tests {
     use std::sync::atomic::AtomicUsize as StdAtomicUsize;
     use std::sync::mpsc;

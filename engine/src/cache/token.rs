@@ -29,8 +29,7 @@ impl<'g> SharedLockToken<'g> {
     ///
     /// `guard` must be a guard of `file`'s invalidate lock; the type system checks only that
     /// it is *a* read guard, the pool's debug assertions check the file.
-    pub(crate) fn new<T>(file: ValueFileId, guard: &'g RwLockReadGuard<'_, T>) -> Self {
-        let _ = guard;
+    pub(crate) fn new<T>(file: ValueFileId, _guard: &'g RwLockReadGuard<'_, T>) -> Self {
         Self {
             file,
             held: PhantomData,
@@ -67,8 +66,7 @@ impl<'g> ExclusiveLockToken<'g> {
     /// # Locking
     ///
     /// As for [`SharedLockToken::new`], with a write guard.
-    pub(crate) fn new<T>(file: ValueFileId, guard: &'g RwLockWriteGuard<'_, T>) -> Self {
-        let _ = guard;
+    pub(crate) fn new<T>(file: ValueFileId, _guard: &'g RwLockWriteGuard<'_, T>) -> Self {
         Self {
             file,
             held: PhantomData,
