@@ -197,7 +197,10 @@ impl BufferPool {
     /// they leave the u64 byte space.
     fn block_span(&self, offset: u64, len: usize) -> Option<(u64, u64)> {
         let last = offset.checked_add(len as u64 - 1)?;
-        Some((offset / self.block_size(), last / self.block_size() + 1))
+        Some((
+            offset / self.block_size(),
+            (last / self.block_size()).checked_add(1)?,
+        ))
     }
 
     /// Bytes `[offset, offset + len)` of `file` if every block they touch is cached and loaded.
@@ -278,7 +281,7 @@ impl BufferPool {
         let end = offset + len as u64;
         for piece in earlier.iter().chain(std::iter::once(&last)) {
             let lo = (piece.first * bs).max(offset);
-            let hi = ((piece.first + piece.blocks) * bs).min(end);
+            let hi = (piece.first + piece.blocks).saturating_mul(bs).min(end);
             let from = usize::try_from(lo.checked_sub(piece.base * bs)?).ok()?;
             let to = usize::try_from(hi.checked_sub(piece.base * bs)?).ok()?;
             out.extend_from_slice(piece.data.get(from..to)?);
@@ -996,6 +999,19 @@ mod tests {
             panic!("an empty fill read")
         });
         assert!(got.unwrap().is_empty());
+    }
+
+    #[test]
+    fn requests_at_the_top_of_the_byte_space_do_not_overflow() {
+        let pool = BufferPool::new(16 * BS as u64, 1);
+        let file = ValueFileId(1);
+        assert_eq!(pool.lookup(file, u64::MAX, 1), Cached::Miss);
+        assert_eq!(pool.lookup(file, u64::MAX, 2), Cached::Miss);
+        let got = pool.fill(file, u64::MAX, 2, &shared(file), |_, _| Ok(()));
+        assert!(matches!(
+            got,
+            Err(FillError::Failed(crate::Error::InvalidArgument(_)))
+        ));
     }
 
     /// A small deterministic generator, so failures reproduce.
