@@ -1,0 +1,303 @@
+//! The page table: `(value file, logical block) -> run`, split into shards.
+//!
+//! Blocks are grouped in aligned chunks of [`CHUNK_BLOCKS`]; a shard is chosen by hashing
+//! `(file, block / CHUNK_BLOCKS)`, so consecutive blocks (a value, a readahead span) mostly
+//! fall in one shard and cost one lock and one hash lookup per chunk rather than per block.
+//! A run that crosses a chunk boundary has slots in two shards.
+//!
+//! Invariants:
+//! - A slot maps a block to the run whose buffer holds it; its `data` is that run's whole
+//!   buffer, set once the run is Ready. A slot without data is a Loading run (or one being
+//!   dropped): lookups miss on it, fills wait on its latch.
+//! - A block maps to at most one run. A run's buffer may also cover blocks that now map to
+//!   another run (a newer fill read them again); removal therefore always checks the run's
+//!   identity (`Arc::ptr_eq`) so it never removes a newer run's slot.
+//! - An empty chunk is removed, so the table's size follows the resident blocks.
+//!
+//! Thread-safety: one `sync::RwLock` per shard. Lookups take it shared, everything that
+//! changes slots takes it exclusive. Nobody holds two shard locks at once; the only lock taken
+//! inside a shard lock is a run's latch (`DESIGN.md` section 4 order: shard, then frame state).
+//! Read next: `evict.rs`.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::value::block::ValueFileId;
+
+use super::run::Run;
+
+/// Blocks per chunk: the unit of sharding (so a span mostly stays in one shard).
+pub(super) const CHUNK_BLOCKS: u64 = 64;
+
+/// Shards in a normal build: enough that 2 to 32 threads rarely meet on one lock.
+pub(super) const SHARDS_DEFAULT: usize = 32;
+
+/// One block's entry.
+#[derive(Debug, Clone)]
+pub(super) struct Slot {
+    pub run: Arc<Run>,
+    /// The run's whole buffer once it is Ready; `None` while it is Loading.
+    pub data: Option<Bytes>,
+}
+
+/// The slots of one aligned chunk of one file.
+#[derive(Debug)]
+struct Chunk {
+    slots: Vec<Option<Slot>>,
+    used: usize,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Self {
+            slots: vec![None; CHUNK_BLOCKS as usize],
+            used: 0,
+        }
+    }
+}
+
+/// The position of a block: (chunk key, index within the chunk).
+fn position(file: ValueFileId, block: u64) -> ((ValueFileId, u64), usize) {
+    (
+        (file, block / CHUNK_BLOCKS),
+        (block % CHUNK_BLOCKS) as usize,
+    )
+}
+
+/// One shard's part of the table.
+#[derive(Debug, Default)]
+pub(super) struct Shard {
+    chunks: HashMap<(ValueFileId, u64), Chunk>,
+}
+
+impl Shard {
+    pub(super) fn get(&self, file: ValueFileId, block: u64) -> Option<&Slot> {
+        let (key, i) = position(file, block);
+        self.chunks.get(&key)?.slots.get(i)?.as_ref()
+    }
+
+    /// Maps an absent block to `slot`. A present block is left as it is (callers check first).
+    pub(super) fn insert(&mut self, file: ValueFileId, block: u64, slot: Slot) {
+        let (key, i) = position(file, block);
+        let chunk = self.chunks.entry(key).or_insert_with(Chunk::new);
+        if let Some(entry) = chunk.slots.get_mut(i)
+            && entry.is_none()
+        {
+            *entry = Some(slot);
+            chunk.used += 1;
+        }
+    }
+
+    /// Removes the block's slot if it maps to `run`.
+    pub(super) fn remove_if(&mut self, file: ValueFileId, block: u64, run: &Arc<Run>) {
+        let (key, i) = position(file, block);
+        let Some(chunk) = self.chunks.get_mut(&key) else {
+            return;
+        };
+        if let Some(entry) = chunk.slots.get_mut(i)
+            && entry.as_ref().is_some_and(|s| Arc::ptr_eq(&s.run, run))
+        {
+            *entry = None;
+            chunk.used -= 1;
+            if chunk.used == 0 {
+                self.chunks.remove(&key);
+            }
+        }
+    }
+
+    /// Gives the block's slot its run's data, if it still maps to `run`.
+    pub(super) fn set_data_if(
+        &mut self,
+        file: ValueFileId,
+        block: u64,
+        run: &Arc<Run>,
+        data: &Bytes,
+    ) {
+        let (key, i) = position(file, block);
+        if let Some(chunk) = self.chunks.get_mut(&key)
+            && let Some(Some(slot)) = chunk.slots.get_mut(i)
+            && Arc::ptr_eq(&slot.run, run)
+        {
+            slot.data = Some(data.clone());
+        }
+    }
+
+    /// Removes every slot of `file` in blocks `[start, end)` and returns the runs they mapped
+    /// to (with repeats). Visits only the chunks present in this shard.
+    pub(super) fn drain(&mut self, file: ValueFileId, start: u64, end: u64) -> Vec<Arc<Run>> {
+        let (first_chunk, last_chunk) = (start / CHUNK_BLOCKS, (end - 1) / CHUNK_BLOCKS);
+        let mut runs = Vec::new();
+        self.chunks.retain(|&(f, c), chunk| {
+            if f != file || c < first_chunk || c > last_chunk {
+                return true;
+            }
+            let base = c * CHUNK_BLOCKS;
+            for (i, entry) in chunk.slots.iter_mut().enumerate() {
+                let block = base + i as u64;
+                if block >= start
+                    && block < end
+                    && let Some(slot) = entry.take()
+                {
+                    runs.push(slot.run);
+                    chunk.used -= 1;
+                }
+            }
+            chunk.used > 0
+        });
+        runs
+    }
+}
+
+#[cfg(test)]
+impl Shard {
+    /// Every slot, for invariant checks in tests.
+    pub(super) fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.chunks.values().flat_map(|c| c.slots.iter().flatten())
+    }
+}
+
+/// The sharded table.
+#[derive(Debug)]
+pub(super) struct PageTable {
+    shards: Vec<RwLock<Shard>>,
+}
+
+impl PageTable {
+    /// A table of `shards` shards (at least one).
+    pub(super) fn new(shards: usize) -> Self {
+        Self {
+            shards: (0..shards.max(1))
+                .map(|_| RwLock::new(Shard::default()))
+                .collect(),
+        }
+    }
+
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "the index is reduced modulo len, and new() makes len >= 1"
+    )]
+    fn shard(&self, file: ValueFileId, block: u64) -> &RwLock<Shard> {
+        // A multiplicative mix: files and chunks are small consecutive integers.
+        let mixed = (file.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (block / CHUNK_BLOCKS))
+            .wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        &self.shards[((mixed >> 32) as usize) % self.shards.len()]
+    }
+
+    /// The shard holding `block`, locked shared.
+    pub(super) fn read(&self, file: ValueFileId, block: u64) -> RwLockReadGuard<'_, Shard> {
+        self.shard(file, block).read()
+    }
+
+    /// The shard holding `block`, locked exclusive.
+    pub(super) fn write(&self, file: ValueFileId, block: u64) -> RwLockWriteGuard<'_, Shard> {
+        self.shard(file, block).write()
+    }
+
+    /// Every shard, one at a time, for whole-table sweeps.
+    pub(super) fn shards(&self) -> impl Iterator<Item = &RwLock<Shard>> {
+        self.shards.iter()
+    }
+
+    /// Removes the slots mapping to `run` in its extent `[run.first, run.first + blocks)`.
+    ///
+    /// # Locking
+    ///
+    /// REQUIRES: no shard lock held; takes each chunk's shard lock in turn.
+    pub(super) fn unmap(&self, run: &Arc<Run>, blocks: u64) {
+        let start = run.first().0;
+        for (lo, hi) in chunk_spans(start, start.saturating_add(blocks)) {
+            let mut shard = self.write(run.file(), lo);
+            for block in lo..hi {
+                shard.remove_if(run.file(), block, run);
+            }
+        }
+    }
+
+    /// Gives every slot still mapping to `run` its data (publishing it to lookups).
+    pub(super) fn set_data(&self, run: &Arc<Run>, blocks: u64, data: &Bytes) {
+        let start = run.first().0;
+        for (lo, hi) in chunk_spans(start, start.saturating_add(blocks)) {
+            let mut shard = self.write(run.file(), lo);
+            for block in lo..hi {
+                shard.set_data_if(run.file(), block, run, data);
+            }
+        }
+    }
+}
+
+/// Splits blocks `[start, end)` at chunk boundaries: each piece lies in one shard.
+pub(super) fn chunk_spans(start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> {
+    let mut lo = start;
+    std::iter::from_fn(move || {
+        if lo >= end {
+            return None;
+        }
+        let hi = (lo / CHUNK_BLOCKS + 1)
+            .saturating_mul(CHUNK_BLOCKS)
+            .min(end);
+        let piece = (lo, hi);
+        lo = hi;
+        Some(piece)
+    })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::value::block::LogicalBlock;
+
+    #[test]
+    fn chunk_spans_split_at_chunk_boundaries() {
+        let spans: Vec<_> = chunk_spans(60, 140).collect();
+        assert_eq!(spans, vec![(60, 64), (64, 128), (128, 140)]);
+        assert_eq!(chunk_spans(5, 5).count(), 0);
+    }
+
+    #[test]
+    fn removal_spares_a_slot_of_a_newer_run() {
+        let file = ValueFileId(3);
+        let old = Run::new_loading(file, LogicalBlock(0));
+        let new = Run::new_loading(file, LogicalBlock(0));
+        let mut shard = Shard::default();
+        shard.insert(
+            file,
+            0,
+            Slot {
+                run: new.clone(),
+                data: None,
+            },
+        );
+        shard.remove_if(file, 0, &old);
+        assert!(shard.get(file, 0).is_some());
+        shard.remove_if(file, 0, &new);
+        assert!(shard.get(file, 0).is_none());
+        assert!(shard.chunks.is_empty(), "an emptied chunk is removed");
+    }
+
+    #[test]
+    fn drain_removes_only_the_files_blocks_in_range() {
+        let (a, b) = (ValueFileId(1), ValueFileId(2));
+        let mut shard = Shard::default();
+        for block in [0, 5, 70, 200] {
+            let slot = Slot {
+                run: Run::new_loading(a, LogicalBlock(block)),
+                data: None,
+            };
+            shard.insert(a, block, slot);
+        }
+        shard.insert(
+            b,
+            5,
+            Slot {
+                run: Run::new_loading(b, LogicalBlock(5)),
+                data: None,
+            },
+        );
+        assert_eq!(shard.drain(a, 5, 71).len(), 2);
+        assert!(shard.get(a, 0).is_some() && shard.get(a, 200).is_some());
+        assert!(shard.get(a, 5).is_none() && shard.get(a, 70).is_none());
+        assert!(shard.get(b, 5).is_some());
+    }
+}
