@@ -64,11 +64,6 @@
 //! Thread-safety of the whole: [`BufferPool`] is `Send + Sync`; see each file for its part.
 //! Read next: `pool.rs`.
 
-#![allow(
-    dead_code,
-    unused_imports,
-    reason = "wired into the read path by the value store"
-)]
 
 mod evict;
 mod pool;

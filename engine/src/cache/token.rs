@@ -38,7 +38,7 @@ impl<'g> SharedLockToken<'g> {
 
     /// A token with no lock behind it: for unit tests and the loom model's "no lock" variant,
     /// which exist to show what goes wrong without the lock.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-disable-invalidate-lock"))]
     pub(crate) fn unchecked(file: ValueFileId) -> SharedLockToken<'static> {
         SharedLockToken {
             file,
@@ -74,7 +74,7 @@ impl<'g> ExclusiveLockToken<'g> {
     }
 
     /// A token with no lock behind it, for unit tests.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-disable-invalidate-lock"))]
     pub(crate) fn unchecked(file: ValueFileId) -> ExclusiveLockToken<'static> {
         ExclusiveLockToken {
             file,

@@ -15,6 +15,7 @@
 //!   again except through an invalidation; the block it falls in may still receive appends and
 //!   is therefore never cached.
 
+use crate::cache::{ExclusiveLockToken, SharedLockToken};
 use crate::sync::{AtomicU64, Ordering, RwLock};
 use crate::value::block::{LogicalBlock, ValueFileId};
 use crate::value::extent::ExtentMap;
@@ -77,6 +78,26 @@ pub(crate) struct ExclusiveGuard<'a> {
     _guard: crate::sync::RwLockWriteGuard<'a, ()>,
     #[cfg(feature = "test-disable-invalidate-lock")]
     _lock: std::marker::PhantomData<&'a ()>,
+}
+
+impl SharedGuard<'_> {
+    /// The buffer pool's proof of this hold, for `file`.
+    pub fn token(&self, file: ValueFileId) -> SharedLockToken<'_> {
+        #[cfg(not(feature = "test-disable-invalidate-lock"))]
+        return SharedLockToken::new(file, &self._guard);
+        #[cfg(feature = "test-disable-invalidate-lock")]
+        return SharedLockToken::unchecked(file);
+    }
+}
+
+impl ExclusiveGuard<'_> {
+    /// The buffer pool's proof of this hold, for `file`.
+    pub fn token(&self, file: ValueFileId) -> ExclusiveLockToken<'_> {
+        #[cfg(not(feature = "test-disable-invalidate-lock"))]
+        return ExclusiveLockToken::new(file, &self._guard);
+        #[cfg(feature = "test-disable-invalidate-lock")]
+        return ExclusiveLockToken::unchecked(file);
+    }
 }
 
 impl InvalidateLock {

@@ -283,7 +283,7 @@ impl ValueStore {
             let complete = file.first_open_block(self.block_size()).0 * self.block_size();
             let span = ahead_bytes.min(complete.saturating_sub(p.offset)).max(p.len);
             let span = usize::try_from(span).unwrap_or(len);
-            let token = crate::cache::SharedLockToken::new(&guard);
+            let token = guard.token(p.file);
             let filled = self.pool.fill(p.file, p.offset, span, &token, |first, buf| {
                 self.read_blocks(&file, first, buf)
             });
@@ -413,7 +413,7 @@ impl ValueStore {
                 self.allocator.lock().free_now(vec![(target, before.iter().map(|e| e.len).sum())]);
                 return Ok(false);
             }
-            self.pool.invalidate_file(id, &crate::cache::ExclusiveLockToken::new(&exclusive));
+            self.pool.invalidate_file(id, &exclusive.token(id));
             let mut at = target;
             let mut freed = Vec::new();
             for e in &before {

@@ -534,7 +534,7 @@ mod tests {
                 };
                 let value = match kind {
                     ValueKind::Delete => Bytes::new(),
-                    ValueKind::Put => Bytes::from(format!("value-{i}-{seq}")),
+                    ValueKind::Put | ValueKind::Pointer => Bytes::from(format!("value-{i}-{seq}")),
                 };
                 entries.push(Entry {
                     key: InternalKey::new(user_key(i), seq, kind),
