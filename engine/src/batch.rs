@@ -25,10 +25,10 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::coding::{Decoder, put_bytes};
-use crate::value::pointer::ValuePointer;
 use crate::error::{Error, Result};
 use crate::key::{RangeTombstone, SeqNo};
 use crate::options::{MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::value::pointer::ValuePointer;
 
 const HEADER_BYTES: usize = 12;
 const OP_DELETE: u8 = 0;
@@ -217,7 +217,12 @@ impl WriteBatch {
         let mut out = Vec::with_capacity(self.rep.len().min(1 << 20));
         out.extend_from_slice(self.rep.get(..HEADER_BYTES).unwrap_or_default());
         let body = self.rep.get(HEADER_BYTES..).unwrap_or_default();
-        let mut d = Decoder::new(body, Path::new("write batch"), HEADER_BYTES as u64, "write batch");
+        let mut d = Decoder::new(
+            body,
+            Path::new("write batch"),
+            HEADER_BYTES as u64,
+            "write batch",
+        );
         while !d.is_empty() {
             let op = d.u8()?;
             let key = d.length_prefixed(MAX_KEY_BYTES + 1)?;

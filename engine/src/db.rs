@@ -147,7 +147,12 @@ impl Db {
             bloom_bits_per_key: options.bloom_bits_per_key,
             ..TableOptions::default()
         };
-        let recovered = Recovered { versions, values, cache, lock };
+        let recovered = Recovered {
+            versions,
+            values,
+            cache,
+            lock,
+        };
         let (inner, last_seq) = recover_wals(dir, fs, options, table_options, recovered)?;
         inner.visible_seq.store(last_seq.0, Ordering::Release);
         inner.delete_obsolete_files()?;
@@ -368,7 +373,12 @@ fn recover_wals(
     table_options: TableOptions,
     recovered: Recovered,
 ) -> Result<(DbInner, SeqNo)> {
-    let Recovered { mut versions, values, cache, lock } = recovered;
+    let Recovered {
+        mut versions,
+        values,
+        cache,
+        lock,
+    } = recovered;
     let mut wals: Vec<u64> = fs
         .list_dir(dir)?
         .iter()
@@ -420,14 +430,17 @@ fn recover_wals(
     let value_options = ValueOptions {
         block_size: options.block_size_bytes,
         blocks_per_segment: options.value_segment_bytes / options.block_size_bytes as u64,
-        reserve_blocks: (RESERVE_BYTES / options.block_size_bytes as u64)
-            .clamp(1, options.value_segment_bytes / options.block_size_bytes as u64 / 4),
+        reserve_blocks: (RESERVE_BYTES / options.block_size_bytes as u64).clamp(
+            1,
+            options.value_segment_bytes / options.block_size_bytes as u64 / 4,
+        ),
         cache_bytes: options.cache_bytes,
         read_path: options.read_path,
         #[cfg(feature = "test-hooks")]
         fill_delay: options.test_fill_delay,
     };
-    let (values, trimmed) = ValueStore::open(dir, Arc::clone(&fs), value_options, values, &reaches)?;
+    let (values, trimmed) =
+        ValueStore::open(dir, Arc::clone(&fs), value_options, values, &reaches)?;
     let wal_number = versions.new_file_number();
     let mut edit = VersionEdit {
         log_number: Some(wal_number),
@@ -705,7 +718,13 @@ impl DbInner {
         // Every live value, read and checked against its pointer's CRC (and every table entry
         // the scan passes through decoded).
         let (sv, seq) = self.pin();
-        let all = Iter::new(Arc::clone(&self.values), sv, seq, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+        let all = Iter::new(
+            Arc::clone(&self.values),
+            sv,
+            seq,
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+        );
         for pair in all {
             let (_, value) = pair?;
             report.live_values += 1;
@@ -750,6 +769,8 @@ impl DbInner {
             value_pending_blocks: v.pending_blocks,
             value_store_blocks: v.store_blocks,
             value_relocations: v.relocations,
+            value_punched_blocks: v.punched_blocks,
+            value_punch_unsupported: v.punch_unsupported,
             pool_hits: v.pool.hits,
             pool_misses: v.pool.misses,
             pool_fills: v.pool.fills,

@@ -20,9 +20,9 @@ use crate::db::SuperVersion;
 use crate::error::Result;
 use crate::index::memtable::MemtableIter;
 use crate::index::merge::{LevelIter, MergeIter, Source};
+use crate::index::table::ReadMode;
 use crate::index::tombstones::TombstoneIndex;
 use crate::key::{Entry, SeqNo, ValueKind};
-use crate::index::table::ReadMode;
 use crate::types::{Key, Value};
 use crate::value::ValueStore;
 use crate::value::block::ValueFileId;
@@ -129,7 +129,10 @@ impl Iter {
     /// The pair to return for the chosen version of a key, if it is live; a separated value
     /// is read from its value file (with readahead when `front` walks values in order).
     fn visible(&mut self, e: Entry, front: bool) -> Result<Option<(Key, Value)>> {
-        if self.tombstones.covers(&e.key.user_key, e.key.seq, self.snapshot) {
+        if self
+            .tombstones
+            .covers(&e.key.user_key, e.key.seq, self.snapshot)
+        {
             return Ok(None);
         }
         let value = match e.key.kind {
@@ -141,7 +144,10 @@ impl Iter {
                 self.values.read_ahead(&p, ReadMode::Blocking, ahead)?
             }
         };
-        Ok(Some((Key::from_bytes(e.key.user_key), Value::from_bytes(value))))
+        Ok(Some((
+            Key::from_bytes(e.key.user_key),
+            Value::from_bytes(value),
+        )))
     }
 
     fn fail<T>(&mut self, e: crate::Error) -> Option<Result<T>> {

@@ -56,9 +56,7 @@ pub use batch::WriteBatch;
 pub use db::{Db, VerifyReport};
 pub use error::{Error, Result};
 pub use iter::Iter;
-pub use options::{
-    Durability, MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Options, ReadPath,
-};
+pub use options::{Durability, MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Options, ReadPath};
 pub use snapshot::Snapshot;
 pub use stats::{LevelStats, Stats};
 pub use types::{Key, Value};

@@ -268,10 +268,13 @@ impl Options {
             self.bloom_bits_per_key <= 64,
             "bloom_bits_per_key must be at most 64",
         )?;
-        check(self.value_threshold_bytes >= 1, "value_threshold_bytes must be at least 1")?;
+        check(
+            self.value_threshold_bytes >= 1,
+            "value_threshold_bytes must be at least 1",
+        )?;
         let block = self.block_size_bytes as u64;
         check(
-            self.value_segment_bytes >= 4 * block && self.value_segment_bytes % block == 0,
+            self.value_segment_bytes >= 4 * block && self.value_segment_bytes.is_multiple_of(block),
             "value_segment_bytes must be a multiple of block_size_bytes, at least 4 blocks",
         )?;
         Ok(())

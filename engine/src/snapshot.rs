@@ -43,13 +43,25 @@ impl Snapshot {
     /// The pairs in `range` as of the snapshot, in key order, from either end.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         let (lower, upper) = owned_bounds(&range);
-        Iter::new(Arc::clone(&self.db.values), self.db.super_version(), self.seq, lower, upper)
+        Iter::new(
+            Arc::clone(&self.db.values),
+            self.db.super_version(),
+            self.seq,
+            lower,
+            upper,
+        )
     }
 
     /// The pairs whose keys start with `prefix`, as of the snapshot.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
         let (lower, upper) = prefix_bounds(prefix.as_ref());
-        Iter::new(Arc::clone(&self.db.values), self.db.super_version(), self.seq, lower, upper)
+        Iter::new(
+            Arc::clone(&self.db.values),
+            self.db.super_version(),
+            self.seq,
+            lower,
+            upper,
+        )
     }
 }
 

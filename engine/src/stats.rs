@@ -94,6 +94,11 @@ pub struct Stats {
     pub value_store_blocks: u64,
     /// Value files relocated (extents moved, pointers unchanged).
     pub value_relocations: u64,
+    /// Freed blocks whose space was given back to the file system (hole punching).
+    pub value_punched_blocks: u64,
+    /// True if the file system refused to punch holes: freed blocks are still reused, but their
+    /// space is not returned to the file system.
+    pub value_punch_unsupported: bool,
     /// Buffer pool: lookups served from memory.
     pub pool_hits: u64,
     /// Buffer pool: lookups that needed a fill.

@@ -3,7 +3,7 @@
 //! Normal builds use parking_lot's locks (no poisoning, small, fast) and std's atomics and
 //! `Arc`. Under `RUSTFLAGS="--cfg loom"` the same names resolve to loom's primitives, so the
 //! fill-versus-invalidate protocol can be model-checked by exhaustively exploring thread
-//! interleavings (`engine/tests/loom_invalidate.rs`). Code of that protocol must take its locks,
+//! interleavings (`engine/src/cache/loom_tests.rs`). Code of that protocol must take its locks,
 //! atomics and `Arc`s from here, never from `std::sync` or `parking_lot` directly.
 //!
 //! The API is parking_lot's: `lock()`, `read()` and `write()` return guards directly.
@@ -11,7 +11,7 @@
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(not(loom))]
 pub(crate) use parking_lot::{
@@ -21,7 +21,7 @@ pub(crate) use parking_lot::{
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub(crate) use self::loom_shim::{
@@ -42,7 +42,9 @@ mod loom_shim {
         }
 
         pub fn lock(&self) -> MutexGuard<'_, T> {
-            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
     }
 
@@ -55,11 +57,15 @@ mod loom_shim {
         }
 
         pub fn read(&self) -> RwLockReadGuard<'_, T> {
-            self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
 
         pub fn write(&self) -> RwLockWriteGuard<'_, T> {
-            self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.0
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
 
         pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
@@ -77,7 +83,9 @@ mod loom_shim {
 
         /// Waits; unlike parking_lot's, takes the guard by value and returns it.
         pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-            self.0.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner)
+            self.0
+                .wait(guard)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
 
         pub fn notify_all(&self) {

@@ -141,7 +141,9 @@ impl DbInner {
         let mut bytes = 0;
         let threshold = self.options.value_threshold_bytes;
         for p in group.iter_mut() {
-            let separated = p.batch.separate_values(threshold, |v| self.values.append(v, self));
+            let separated = p
+                .batch
+                .separate_values(threshold, |v| self.values.append(v, self));
             self.poison_on_error(separated)?;
             let first = seq.next();
             seq = SeqNo(seq.0 + p.batch.len() as u64);

@@ -105,6 +105,11 @@ fn options(background: bool, wide: bool) -> Options {
         .level_base_bytes(16384)
         .l0_compaction_trigger(2)
         .l0_stop_writes(6)
+        // Values of 128 bytes and more go to value files, read through an 8-block pool over
+        // 64 KiB segments: separation, fills, evictions and segment boundaries run constantly.
+        .value_threshold_bytes(128)
+        .cache_bytes(8 * 256)
+        .value_segment_bytes(64 << 10)
         .background_compaction(background);
     if wide {
         // The smallest tables and levels allowed, so that a few hundred writes reach level 3.

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use extentdb::{Db, Error, Options, ReadPath};
+use extentdb::{Error, Options, ReadPath};
 
 const KEYS: u64 = 48;
 
@@ -70,7 +70,10 @@ impl Tally {
             // Wrong bytes returned as a value: never acceptable, lock or no lock.
             Ok(other) => {
                 self.wrong.fetch_add(1, Ordering::Relaxed);
-                eprintln!("{key}: wrong value returned ({:?} bytes)", other.map(|v| v.len()));
+                eprintln!(
+                    "{key}: wrong value returned ({:?} bytes)",
+                    other.map(|v| v.len())
+                );
             }
             // Bytes of a reused block fail the pointer's checksum.
             Err(Error::Corruption { .. }) => {
@@ -90,7 +93,10 @@ fn run(dir: &Path, read_path: ReadPath) -> Arc<Tally> {
     }
     // Reopened, the values above are in a value file nobody appends to: it can be relocated.
     let db = options(read_path).open(dir).unwrap();
-    let seconds = std::env::var("EXTENTDB_RACE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let seconds = std::env::var("EXTENTDB_RACE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -147,15 +153,25 @@ fn run(dir: &Path, read_path: ReadPath) -> Arc<Tally> {
         stats.pool_hits,
         stats.pool_retries,
     );
-    assert!(stats.value_relocations > 0, "the test never relocated anything");
+    assert!(
+        stats.value_relocations > 0,
+        "the test never relocated anything"
+    );
     tally
 }
 
 fn judge(tally: &Tally) {
-    assert_eq!(tally.wrong.load(Ordering::Relaxed), 0, "wrong bytes were returned as a value");
+    assert_eq!(
+        tally.wrong.load(Ordering::Relaxed),
+        0,
+        "wrong bytes were returned as a value"
+    );
     let stale = tally.stale.load(Ordering::Relaxed);
     if cfg!(feature = "test-disable-invalidate-lock") {
-        assert!(stale > 0, "without the invalidate lock the race must show up as stale reads");
+        assert!(
+            stale > 0,
+            "without the invalidate lock the race must show up as stale reads"
+        );
     } else {
         assert_eq!(stale, 0, "stale reads with the invalidate lock held");
     }
@@ -171,4 +187,38 @@ fn readers_never_see_reused_blocks_through_the_pool() {
 fn readers_never_see_reused_blocks_through_the_mmap_path() {
     let dir = tempfile::tempdir().unwrap();
     judge(&run(dir.path(), ReadPath::Mmap));
+}
+
+#[test]
+fn relocation_keeps_every_pointer_valid_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || options(ReadPath::Pool).test_fill_delay(Duration::ZERO);
+    {
+        let db = opts().open(dir.path()).unwrap();
+        for i in 0..KEYS {
+            db.put(key(i), value(&key(i), len_of(i))).unwrap();
+        }
+    }
+    let db = opts().open(dir.path()).unwrap();
+    for round in 0..3 {
+        assert!(
+            db.test_relocate_value_files().unwrap() > 0,
+            "round {round} moved nothing"
+        );
+        for i in 0..KEYS {
+            assert_eq!(db.get(key(i)).unwrap().unwrap(), value(&key(i), len_of(i)));
+        }
+        db.verify().unwrap();
+    }
+    let stats = db.stats();
+    assert!(
+        stats.value_relocations >= 3 && stats.pool_invalidations > 0,
+        "{stats:?}"
+    );
+    drop(db);
+    let db = opts().open(dir.path()).unwrap();
+    for i in 0..KEYS {
+        assert_eq!(db.get(key(i)).unwrap().unwrap(), value(&key(i), len_of(i)));
+    }
+    db.verify().unwrap();
 }

@@ -64,7 +64,6 @@
 //! Thread-safety of the whole: [`BufferPool`] is `Send + Sync`; see each file for its part.
 //! Read next: `pool.rs`.
 
-
 mod evict;
 mod pool;
 mod run;

@@ -161,14 +161,10 @@ impl BufferPool {
         }
     }
 
+    #[cfg(test)]
     /// The byte budget.
     pub(crate) fn capacity_bytes(&self) -> u64 {
         self.capacity_bytes
-    }
-
-    /// The block size.
-    pub(crate) fn block_size_bytes(&self) -> usize {
-        self.block_size_bytes
     }
 
     /// The counters now.

@@ -29,6 +29,10 @@ impl<'g> SharedLockToken<'g> {
     ///
     /// `guard` must be a guard of `file`'s invalidate lock; the type system checks only that
     /// it is *a* read guard, the pool's debug assertions check the file.
+    #[cfg_attr(
+        feature = "test-disable-invalidate-lock",
+        allow(dead_code, reason = "with the lock disabled no guard exists to prove")
+    )]
     pub(crate) fn new<T>(file: ValueFileId, _guard: &'g RwLockReadGuard<'_, T>) -> Self {
         Self {
             file,
@@ -66,6 +70,10 @@ impl<'g> ExclusiveLockToken<'g> {
     /// # Locking
     ///
     /// As for [`SharedLockToken::new`], with a write guard.
+    #[cfg_attr(
+        feature = "test-disable-invalidate-lock",
+        allow(dead_code, reason = "with the lock disabled no guard exists to prove")
+    )]
     pub(crate) fn new<T>(file: ValueFileId, _guard: &'g RwLockWriteGuard<'_, T>) -> Self {
         Self {
             file,
@@ -87,6 +95,7 @@ impl<'g> ExclusiveLockToken<'g> {
         self.file
     }
 
+    #[cfg(test)]
     /// An exclusive hold also allows what a shared one does (a remap may fill).
     pub(crate) fn shared(&self) -> SharedLockToken<'_> {
         SharedLockToken {

@@ -212,14 +212,21 @@ mod tests {
                     physical: PhysicalBlock(900),
                     len: 256,
                 },
-                ValueEdit::Unmapped { file: ValueFileId(3), logical: LogicalBlock(5), len: 2 },
+                ValueEdit::Unmapped {
+                    file: ValueFileId(3),
+                    logical: LogicalBlock(5),
+                    len: 2,
+                },
                 ValueEdit::Moved {
                     file: ValueFileId(3),
                     logical: LogicalBlock(10),
                     physical: PhysicalBlock(4),
                     len: 3,
                 },
-                ValueEdit::Reaches { file: ValueFileId(3), end: 70_000 },
+                ValueEdit::Reaches {
+                    file: ValueFileId(3),
+                    end: 70_000,
+                },
                 ValueEdit::FileRemoved(ValueFileId(2)),
             ],
         }

@@ -23,11 +23,11 @@ use crate::index::edit::{TableMeta, VersionEdit};
 use crate::index::memtable::Memtable;
 use crate::index::table::{TableBuilder, TableOptions};
 use crate::key::{RangeTombstone, ValueKind};
+use crate::stats::Counters;
 use crate::value::block::ValueFileId;
 use crate::value::edit::ValueEdit;
 use crate::value::pointer::ValuePointer;
 use std::collections::BTreeMap;
-use crate::stats::Counters;
 
 /// Writes every version and range tombstone of `mem` to table `number`, synced. Also returns
 /// how far the table's value pointers reach into each value file, for the manifest: recovery
@@ -64,7 +64,10 @@ pub(crate) fn write_table(
         smallest,
         largest,
     };
-    let reaches = reaches.into_iter().map(|(file, end)| ValueEdit::Reaches { file, end }).collect();
+    let reaches = reaches
+        .into_iter()
+        .map(|(file, end)| ValueEdit::Reaches { file, end })
+        .collect();
     Ok((meta, reaches))
 }
 
@@ -141,7 +144,8 @@ impl DbInner {
         };
         let mut opened = Vec::new();
         if !mem.is_empty() {
-            let (meta, reaches) = write_table(&self.fs, &self.dir, &self.table_options, number, mem)?;
+            let (meta, reaches) =
+                write_table(&self.fs, &self.dir, &self.table_options, number, mem)?;
             edit.values = reaches;
             self.fs.sync_dir(&self.dir)?;
             Counters::add(&self.counters.flush_bytes, meta.size_bytes);

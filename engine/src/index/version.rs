@@ -383,7 +383,11 @@ impl VersionSet {
     /// # Errors
     /// An I/O error; the caller must then poison the database.
     pub fn log_values(&mut self, values: Vec<ValueEdit>) -> Result<()> {
-        let edit = VersionEdit { next_file: Some(self.next_file), values, ..VersionEdit::default() };
+        let edit = VersionEdit {
+            next_file: Some(self.next_file),
+            values,
+            ..VersionEdit::default()
+        };
         self.manifest.add_record(&edit.encode())?;
         self.manifest.sync()
     }

@@ -64,6 +64,7 @@ fn corrupt(block: u64, what: impl std::fmt::Display) -> Error {
 }
 
 impl Allocator {
+    #[cfg(test)]
     /// An allocator of an empty store: no block is mapped and `end` is 0.
     #[must_use]
     pub fn new() -> Self {
@@ -112,6 +113,7 @@ impl Allocator {
         Ok(alloc)
     }
 
+    #[cfg(test)]
     /// Makes the store prefer several smaller free runs over growing past `limit` (see
     /// [`Self::allocate`]); `None` (the default) lets it grow whenever no run fits. Growth
     /// past the limit still happens when the free runs are too few: allocation never fails.

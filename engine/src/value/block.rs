@@ -19,6 +19,10 @@ pub struct PhysicalBlock(pub u64);
 
 macro_rules! block_arith {
     ($t:ident) => {
+        #[allow(
+            dead_code,
+            reason = "generated for both block types; each uses its share"
+        )]
         impl $t {
             /// The block `n` blocks further on.
             #[must_use]

@@ -28,11 +28,28 @@ pub(crate) const TAG_REACHES: u64 = 11;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ValueEdit {
     FileCreated(ValueFileId),
-    Mapped { file: ValueFileId, logical: LogicalBlock, physical: PhysicalBlock, len: u64 },
-    Unmapped { file: ValueFileId, logical: LogicalBlock, len: u64 },
-    Moved { file: ValueFileId, logical: LogicalBlock, physical: PhysicalBlock, len: u64 },
+    Mapped {
+        file: ValueFileId,
+        logical: LogicalBlock,
+        physical: PhysicalBlock,
+        len: u64,
+    },
+    Unmapped {
+        file: ValueFileId,
+        logical: LogicalBlock,
+        len: u64,
+    },
+    Moved {
+        file: ValueFileId,
+        logical: LogicalBlock,
+        physical: PhysicalBlock,
+        len: u64,
+    },
     FileRemoved(ValueFileId),
-    Reaches { file: ValueFileId, end: u64 },
+    Reaches {
+        file: ValueFileId,
+        end: u64,
+    },
 }
 
 impl ValueEdit {
@@ -45,11 +62,23 @@ impl ValueEdit {
         };
         match *self {
             Self::FileCreated(f) => fields(TAG_FILE_CREATED, &[f.0]),
-            Self::Mapped { file, logical, physical, len } => {
+            Self::Mapped {
+                file,
+                logical,
+                physical,
+                len,
+            } => {
                 fields(TAG_MAPPED, &[file.0, logical.0, physical.0, len]);
             }
-            Self::Unmapped { file, logical, len } => fields(TAG_UNMAPPED, &[file.0, logical.0, len]),
-            Self::Moved { file, logical, physical, len } => {
+            Self::Unmapped { file, logical, len } => {
+                fields(TAG_UNMAPPED, &[file.0, logical.0, len])
+            }
+            Self::Moved {
+                file,
+                logical,
+                physical,
+                len,
+            } => {
                 fields(TAG_MOVED, &[file.0, logical.0, physical.0, len]);
             }
             Self::FileRemoved(f) => fields(TAG_FILE_REMOVED, &[f.0]),
@@ -68,9 +97,11 @@ impl ValueEdit {
                 physical: PhysicalBlock(d.varint()?),
                 len: d.varint()?,
             },
-            TAG_UNMAPPED => {
-                Self::Unmapped { file: file(d)?, logical: LogicalBlock(d.varint()?), len: d.varint()? }
-            }
+            TAG_UNMAPPED => Self::Unmapped {
+                file: file(d)?,
+                logical: LogicalBlock(d.varint()?),
+                len: d.varint()?,
+            },
             TAG_MOVED => Self::Moved {
                 file: file(d)?,
                 logical: LogicalBlock(d.varint()?),
@@ -78,7 +109,10 @@ impl ValueEdit {
                 len: d.varint()?,
             },
             TAG_FILE_REMOVED => Self::FileRemoved(file(d)?),
-            TAG_REACHES => Self::Reaches { file: file(d)?, end: d.varint()? },
+            TAG_REACHES => Self::Reaches {
+                file: file(d)?,
+                end: d.varint()?,
+            },
             _ => return Ok(None),
         }))
     }

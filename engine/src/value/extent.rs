@@ -177,6 +177,7 @@ impl ExtentMap {
             .map_or(LogicalBlock(0), |(&l, &(_, len))| l.add(len))
     }
 
+    #[cfg(test)]
     /// True if no block is mapped.
     #[must_use]
     pub fn is_empty(&self) -> bool {

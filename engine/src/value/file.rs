@@ -31,7 +31,12 @@ pub(crate) struct ValueFile {
 
 impl ValueFile {
     pub fn new(id: ValueFileId, extents: ExtentMap, written: u64) -> Self {
-        Self { id, invalidate: InvalidateLock::default(), extents: RwLock::new(extents), written: AtomicU64::new(written) }
+        Self {
+            id,
+            invalidate: InvalidateLock::default(),
+            extents: RwLock::new(extents),
+            written: AtomicU64::new(written),
+        }
     }
 
     /// Logical bytes appended so far.
@@ -104,16 +109,24 @@ impl InvalidateLock {
     /// Takes the lock shared: for fills.
     pub fn shared(&self) -> SharedGuard<'_> {
         #[cfg(not(feature = "test-disable-invalidate-lock"))]
-        return SharedGuard { _guard: self.lock.read() };
+        return SharedGuard {
+            _guard: self.lock.read(),
+        };
         #[cfg(feature = "test-disable-invalidate-lock")]
-        return SharedGuard { _lock: std::marker::PhantomData };
+        return SharedGuard {
+            _lock: std::marker::PhantomData,
+        };
     }
 
     /// Takes the lock exclusive: for invalidation, remapping and freeing.
     pub fn exclusive(&self) -> ExclusiveGuard<'_> {
         #[cfg(not(feature = "test-disable-invalidate-lock"))]
-        return ExclusiveGuard { _guard: self.lock.write() };
+        return ExclusiveGuard {
+            _guard: self.lock.write(),
+        };
         #[cfg(feature = "test-disable-invalidate-lock")]
-        return ExclusiveGuard { _lock: std::marker::PhantomData };
+        return ExclusiveGuard {
+            _lock: std::marker::PhantomData,
+        };
     }
 }

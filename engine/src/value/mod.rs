@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::index::table::ReadMode;
 use crate::options::ReadPath;
-use crate::sync::{Arc, Mutex, RwLock};
+use crate::sync::{Mutex, RwLock};
 use crate::value::allocator::Allocator;
 use crate::value::block::{LogicalBlock, PhysicalBlock, ValueFileId};
 use crate::value::edit::ValueEdit;
@@ -41,6 +41,8 @@ use crate::value::file::ValueFile;
 use crate::value::pointer::ValuePointer;
 use crate::value::state::ValueState;
 use crate::value::store::BlockStore;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// How the value store is laid out and read.
 #[derive(Debug, Clone)]
@@ -79,6 +81,8 @@ pub(crate) struct ValueStats {
     pub pending_blocks: u64,
     pub store_blocks: u64,
     pub relocations: u64,
+    pub punched_blocks: u64,
+    pub punch_unsupported: bool,
     pub pool: PoolStats,
 }
 
@@ -95,7 +99,16 @@ pub(crate) struct ValueStore {
     /// Serializes relocations: the "compaction / range-delete job lock" of the lock order, so
     /// at most one set of freed blocks waits for its record to become durable.
     relocation: Mutex<u64>,
+    /// Blocks whose space was given back to the file system.
+    punched_blocks: AtomicU64,
+    /// Set when the file system refused to punch a hole: space then stays allocated (the
+    /// blocks are still reused).
+    punch_unsupported: AtomicBool,
 }
+
+/// Freed runs shorter than this are not punched: the file system's own extent bookkeeping
+/// would cost more than the space is worth, and the blocks are reused soon anyway.
+const PUNCH_MIN_BYTES: u64 = 64 << 10;
 
 /// What the store needs from the manifest: logging value edits durably and naming files.
 pub(crate) trait ValueLog {
@@ -126,7 +139,11 @@ impl ValueStore {
             if tail > 0 {
                 // Blocks reserved for appends that no pointer reached before the crash.
                 f.extents.unmap(keep, tail);
-                edits.push(ValueEdit::Unmapped { file: id, logical: keep, len: tail });
+                edits.push(ValueEdit::Unmapped {
+                    file: id,
+                    logical: keep,
+                    len: tail,
+                });
             }
             if end > f.end {
                 edits.push(ValueEdit::Reaches { file: id, end });
@@ -136,10 +153,19 @@ impl ValueStore {
         let mapped: Vec<(PhysicalBlock, u64)> = state
             .files
             .values()
-            .flat_map(|f| f.extents.extents().map(|e| (e.physical, e.len)).collect::<Vec<_>>())
+            .flat_map(|f| {
+                f.extents
+                    .extents()
+                    .map(|e| (e.physical, e.len))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let store_end = blocks.end_block();
-        let mapped_end = mapped.iter().map(|(p, n)| p.add(*n)).max().unwrap_or_default();
+        let mapped_end = mapped
+            .iter()
+            .map(|(p, n)| p.add(*n))
+            .max()
+            .unwrap_or_default();
         let allocator = Allocator::from_mapped(mapped, store_end.max(mapped_end))?;
         let files = state
             .files
@@ -156,6 +182,8 @@ impl ValueStore {
             allocator: Mutex::new(allocator),
             appender: Mutex::new(Appender::default()),
             relocation: Mutex::new(0),
+            punched_blocks: AtomicU64::new(0),
+            punch_unsupported: AtomicBool::new(false),
         };
         Ok((store, edits))
     }
@@ -166,7 +194,11 @@ impl ValueStore {
 
     fn file(&self, id: ValueFileId) -> Result<Arc<ValueFile>> {
         self.files.read().get(&id).cloned().ok_or_else(|| {
-            Error::corruption(&self.dir, 0, format!("a pointer names value file {id}, which does not exist"))
+            Error::corruption(
+                &self.dir,
+                0,
+                format!("a pointer names value file {id}, which does not exist"),
+            )
         })
     }
 
@@ -184,7 +216,10 @@ impl ValueStore {
                 log.log(vec![ValueEdit::FileCreated(id)])?;
                 let f = Arc::new(ValueFile::new(id, ExtentMap::new(), 0));
                 self.files.write().insert(id, Arc::clone(&f));
-                *app = Appender { file: Some(Arc::clone(&f)), ..Appender::default() };
+                *app = Appender {
+                    file: Some(Arc::clone(&f)),
+                    ..Appender::default()
+                };
                 f
             }
         };
@@ -192,17 +227,33 @@ impl ValueStore {
         let end = offset + value.len() as u64;
         let needed = LogicalBlock(end.div_ceil(self.block_size()));
         if let Some(missing) = needed.since(app.mapped_end).filter(|&n| n > 0) {
-            self.reserve(&mut app, &file, missing.max(self.options.reserve_blocks), log)?;
+            self.reserve(
+                &mut app,
+                &file,
+                missing.max(self.options.reserve_blocks),
+                log,
+            )?;
         }
         self.write_logical(&file, offset, value)?;
         app.cursor = end;
         file.set_written(end);
-        Ok(ValuePointer { file: file.id, offset, len: value.len() as u64, crc: crc32fast::hash(value) })
+        Ok(ValuePointer {
+            file: file.id,
+            offset,
+            len: value.len() as u64,
+            crc: crc32fast::hash(value),
+        })
     }
 
     /// Maps `n` more blocks at the end of the active file, durably, before anything is written
     /// into them: a log record may point into them as soon as it is written.
-    fn reserve(&self, app: &mut Appender, file: &ValueFile, n: u64, log: &dyn ValueLog) -> Result<()> {
+    fn reserve(
+        &self,
+        app: &mut Appender,
+        file: &ValueFile,
+        n: u64,
+        log: &dyn ValueLog,
+    ) -> Result<()> {
         let runs = self.allocator.lock().allocate(n, app.next_physical);
         let mut edits = Vec::with_capacity(runs.len());
         let mut logical = app.mapped_end;
@@ -210,7 +261,12 @@ impl ValueStore {
             let mut extents = file.extents.write();
             for &(physical, len) in &runs {
                 extents.map(logical, physical, len)?;
-                edits.push(ValueEdit::Mapped { file: file.id, logical, physical, len });
+                edits.push(ValueEdit::Mapped {
+                    file: file.id,
+                    logical,
+                    physical,
+                    len,
+                });
                 logical = logical.add(len);
                 app.next_physical = Some(physical.add(len));
             }
@@ -229,7 +285,13 @@ impl ValueStore {
                 .extents
                 .read()
                 .lookup(LogicalBlock(at / bs))
-                .ok_or_else(|| Error::corruption(&self.dir, at, format!("value file {} has no block for offset {at}", file.id)))?;
+                .ok_or_else(|| {
+                    Error::corruption(
+                        &self.dir,
+                        at,
+                        format!("value file {} has no block for offset {at}", file.id),
+                    )
+                })?;
             let in_block = (at % bs) as usize;
             let room = usize::try_from(left * bs).unwrap_or(usize::MAX) - in_block;
             let piece = data.get(done..).unwrap_or_default();
@@ -271,30 +333,40 @@ impl ValueStore {
             if mode == ReadMode::CacheOnly {
                 return Err(Error::WouldBlock);
             }
-            let file = self.file(p.file)?;
-            let guard = file.invalidate.shared();
-            let last_block = LogicalBlock((p.end().max(1) - 1) / self.block_size());
-            if last_block >= file.first_open_block(self.block_size()) {
-                // The block appends are still filling must not be cached: read it directly.
-                let bytes = self.read_uncached(&file, p.offset, len)?;
-                drop(guard);
-                return self.checked(p, bytes);
-            }
-            let complete = file.first_open_block(self.block_size()).0 * self.block_size();
-            let span = ahead_bytes.min(complete.saturating_sub(p.offset)).max(p.len);
-            let span = usize::try_from(span).unwrap_or(len);
-            let token = guard.token(p.file);
-            let filled = self.pool.fill(p.file, p.offset, span, &token, |first, buf| {
-                self.read_blocks(&file, first, buf)
-            });
-            drop(guard);
-            match filled {
-                Ok(bytes) => return self.checked(p, bytes.slice(..len)),
+            match self.fill(p, len, ahead_bytes) {
+                Ok(bytes) => return self.checked(p, bytes),
                 // A run we waited for was dropped: look the extents up again.
                 Err(FillError::Retry) => continue,
                 Err(FillError::Failed(e)) => return Err(e),
             }
         }
+    }
+
+    /// One attempt to read the value through the pool, under the file's invalidate lock held
+    /// shared for the extent lookups, the block reads and the pool insertion (E2-E4, E6).
+    fn fill(&self, p: &ValuePointer, len: usize, ahead_bytes: u64) -> Result<Bytes, FillError> {
+        let file = self.file(p.file).map_err(FillError::Failed)?;
+        let guard = file.invalidate.shared();
+        let bs = self.block_size();
+        let open_block = file.first_open_block(bs);
+        if LogicalBlock((p.end().max(1) - 1) / bs) >= open_block {
+            // The block appends are still filling must not be cached: read it directly (E16).
+            return self
+                .read_uncached(&file, p.offset, len)
+                .map_err(FillError::Failed);
+        }
+        let span = ahead_bytes
+            .min((open_block.0 * bs).saturating_sub(p.offset))
+            .max(p.len);
+        let span = usize::try_from(span).unwrap_or(len);
+        let filled = self.pool.fill(
+            p.file,
+            p.offset,
+            span,
+            &guard.token(p.file),
+            |first, buf| self.read_blocks(&file, first, buf),
+        );
+        filled.map(|bytes| bytes.slice(..len))
     }
 
     fn checked(&self, p: &ValuePointer, bytes: Bytes) -> Result<Bytes> {
@@ -304,7 +376,10 @@ impl ValueStore {
             Err(Error::corruption(
                 &self.dir,
                 p.offset,
-                format!("value in value file {} at offset {} ({} bytes) fails its checksum", p.file, p.offset, p.len),
+                format!(
+                    "value in value file {} at offset {} ({} bytes) fails its checksum",
+                    p.file, p.offset, p.len
+                ),
             ))
         }
     }
@@ -317,7 +392,8 @@ impl ValueStore {
         let bs = self.block_size();
         let first = LogicalBlock(offset / bs);
         let blocks = (offset + len as u64).div_ceil(bs) - first.0;
-        let mut buf = vec![0u8; usize::try_from(blocks * bs).map_err(|_| Error::invalid("value too large"))?];
+        let mut buf =
+            vec![0u8; usize::try_from(blocks * bs).map_err(|_| Error::invalid("value too large"))?];
         self.read_blocks(file, first, &mut buf)?;
         let start = (offset % bs) as usize;
         Ok(Bytes::from(buf).slice(start..start + len))
@@ -333,13 +409,19 @@ impl ValueStore {
         let mut rest = buf;
         while !rest.is_empty() {
             let (physical, left) = file.extents.read().lookup(block).ok_or_else(|| {
-                Error::corruption(&self.dir, block.0 * bs as u64, format!("value file {} has no block {block}", file.id))
+                Error::corruption(
+                    &self.dir,
+                    block.0 * bs as u64,
+                    format!("value file {} has no block {block}", file.id),
+                )
             })?;
             #[cfg(feature = "test-hooks")]
             if let Some(delay) = self.options.fill_delay {
                 std::thread::sleep(delay);
             }
-            let n = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len() / bs);
+            let n = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(rest.len() / bs);
             let (now, later) = rest.split_at_mut(n * bs);
             match self.options.read_path {
                 ReadPath::Pool => self.blocks.read(physical, now)?,
@@ -371,7 +453,13 @@ impl ValueStore {
     /// which needs blocks freed and reused on demand).
     fn relocate_file(&self, id: ValueFileId, force: bool, log: &dyn ValueLog) -> Result<bool> {
         let mut ticket = self.relocation.lock();
-        if self.appender.lock().file.as_ref().is_some_and(|f| f.id == id) {
+        if self
+            .appender
+            .lock()
+            .file
+            .as_ref()
+            .is_some_and(|f| f.id == id)
+        {
             return Ok(false);
         }
         let file = self.file(id)?;
@@ -385,8 +473,8 @@ impl ValueStore {
                 return Ok(false);
             }
             let runs = self.allocator.lock().allocate(total, None);
-            let [(target, len)] = runs[..] else {
-                self.allocator.lock().free_now(runs);
+            let [(target, len)] = *runs.as_slice() else {
+                self.allocator.lock().free_now(runs)?;
                 return Ok(false);
             };
             debug_assert_eq!(len, total);
@@ -403,36 +491,62 @@ impl ValueStore {
         // Switch, under the exclusive lock.
         *ticket += 1;
         let mut edits = Vec::with_capacity(before.len());
+        let mut freed = Vec::new();
         {
             let exclusive = file.invalidate.exclusive();
             let mut extents = file.extents.write();
             let now: Vec<Extent> = extents.extents().collect();
             if now != before {
-                drop(extents);
-                drop(exclusive);
-                self.allocator.lock().free_now(vec![(target, before.iter().map(|e| e.len).sum())]);
+                // Only relocation changes a file that is not being appended to, and relocations
+                // are serialized: this cannot happen, but freeing the copy is the safe answer.
+                self.allocator
+                    .lock()
+                    .free_now(vec![(target, before.iter().map(|e| e.len).sum())])?;
                 return Ok(false);
             }
             self.pool.invalidate_file(id, &exclusive.token(id));
             let mut at = target;
-            let mut freed = Vec::new();
             for e in &before {
                 freed.extend(extents.remap(e.logical, e.len, at)?);
-                edits.push(ValueEdit::Moved { file: id, logical: e.logical, physical: at, len: e.len });
+                edits.push(ValueEdit::Moved {
+                    file: id,
+                    logical: e.logical,
+                    physical: at,
+                    len: e.len,
+                });
                 at = at.add(e.len);
             }
-            self.allocator.lock().free_later(freed, *ticket);
+            self.allocator.lock().free_later(freed.clone(), *ticket)?;
         }
         log.log(edits)?;
+        // The move is durable: the old blocks hold nothing anyone can reach. Give their space
+        // back to the file system while they are still pending (nothing can be written into
+        // them yet), then let the allocator reuse them.
+        self.punch(&freed)?;
         self.allocator.lock().release(*ticket);
         Ok(true)
     }
 
+    /// Punches holes over freed runs of at least [`PUNCH_MIN_BYTES`].
+    ///
+    /// # Locking
+    /// REQUIRES: the runs are pending in the allocator (nobody may write them meanwhile).
+    fn punch(&self, freed: &[(PhysicalBlock, u64)]) -> Result<()> {
+        let min_blocks = PUNCH_MIN_BYTES.div_ceil(self.block_size());
+        for &(first, n) in freed.iter().filter(|(_, n)| *n >= min_blocks) {
+            if self.blocks.punch(first, n)? {
+                self.punched_blocks.fetch_add(n, Ordering::Relaxed);
+            } else {
+                self.punch_unsupported.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
     /// Relocates every fragmented file that is not being appended to.
     pub fn defragment(&self, log: &dyn ValueLog) -> Result<u64> {
-        let ids: Vec<ValueFileId> = self.files.read().keys().copied().collect();
         let mut moved = 0;
-        for id in ids {
+        for id in self.file_ids() {
             if self.relocate(id, log)? {
                 moved += 1;
             }
@@ -464,9 +578,17 @@ impl ValueStore {
         for (&id, f) in files.iter() {
             edits.push(ValueEdit::FileCreated(id));
             for e in f.extents.read().extents() {
-                edits.push(ValueEdit::Mapped { file: id, logical: e.logical, physical: e.physical, len: e.len });
+                edits.push(ValueEdit::Mapped {
+                    file: id,
+                    logical: e.logical,
+                    physical: e.physical,
+                    len: e.len,
+                });
             }
-            edits.push(ValueEdit::Reaches { file: id, end: f.written() });
+            edits.push(ValueEdit::Reaches {
+                file: id,
+                end: f.written(),
+            });
         }
         edits
     }
@@ -477,7 +599,9 @@ impl ValueStore {
         let files = self.files.read();
         let mut mapped = Vec::new();
         for f in files.values() {
-            mapped.extend(f.extents.read().extents().map(|e| (e.physical, e.len)));
+            let extents = f.extents.read();
+            extents.check()?;
+            mapped.extend(extents.extents().map(|e| (e.physical, e.len)));
         }
         self.allocator.lock().check(&mapped)
     }
@@ -487,11 +611,16 @@ impl ValueStore {
         let allocator = self.allocator.lock();
         ValueStats {
             files: files.len(),
-            mapped_blocks: files.values().map(|f| f.extents.read().mapped_blocks()).sum(),
+            mapped_blocks: files
+                .values()
+                .map(|f| f.extents.read().mapped_blocks())
+                .sum(),
             free_blocks: allocator.free_blocks(),
             pending_blocks: allocator.pending_blocks(),
             store_blocks: allocator.end().0,
             relocations: *self.relocation.lock(),
+            punched_blocks: self.punched_blocks.load(Ordering::Relaxed),
+            punch_unsupported: self.punch_unsupported.load(Ordering::Relaxed),
             pool: self.pool.stats(),
         }
     }

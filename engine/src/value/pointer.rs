@@ -73,17 +73,34 @@ mod tests {
 
     #[test]
     fn worked_example_in_the_value_doc_encodes_byte_for_byte() {
-        let p = ValuePointer { file: ValueFileId(7), offset: 8192, len: 65536, crc: 0xdead_beef };
-        assert_eq!(p.encode(), [0x07, 0x80, 0x40, 0x80, 0x80, 0x04, 0xef, 0xbe, 0xad, 0xde]);
+        let p = ValuePointer {
+            file: ValueFileId(7),
+            offset: 8192,
+            len: 65536,
+            crc: 0xdead_beef,
+        };
+        assert_eq!(
+            p.encode(),
+            [0x07, 0x80, 0x40, 0x80, 0x80, 0x04, 0xef, 0xbe, 0xad, 0xde]
+        );
     }
 
     #[test]
     fn pointers_round_trip_and_truncations_are_corruption() {
-        let p = ValuePointer { file: ValueFileId(7), offset: 1 << 40, len: 65536, crc: 0xdead_beef };
+        let p = ValuePointer {
+            file: ValueFileId(7),
+            offset: 1 << 40,
+            len: 65536,
+            crc: 0xdead_beef,
+        };
         let bytes = p.encode();
         assert_eq!(ValuePointer::decode(&bytes, Path::new("t"), 0).unwrap(), p);
         for len in 0..bytes.len() {
-            assert!(ValuePointer::decode(&bytes[..len], Path::new("t"), 0).unwrap_err().is_corruption());
+            assert!(
+                ValuePointer::decode(&bytes[..len], Path::new("t"), 0)
+                    .unwrap_err()
+                    .is_corruption()
+            );
         }
         let mut long = bytes.clone();
         long.push(0);

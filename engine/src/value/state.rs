@@ -41,18 +41,34 @@ impl ValueState {
                     return Err(bad(format!("value file {id} created twice")));
                 }
             }
-            ValueEdit::Mapped { file, logical, physical, len } => {
-                let f = self.file_mut(file).ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
+            ValueEdit::Mapped {
+                file,
+                logical,
+                physical,
+                len,
+            } => {
+                let f = self
+                    .file_mut(file)
+                    .ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
                 f.extents
                     .map(logical, physical, len)
                     .map_err(|e| bad(format!("value file {file}: {e}")))?;
             }
             ValueEdit::Unmapped { file, logical, len } => {
-                let f = self.file_mut(file).ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
+                let f = self
+                    .file_mut(file)
+                    .ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
                 f.extents.unmap(logical, len);
             }
-            ValueEdit::Moved { file, logical, physical, len } => {
-                let f = self.file_mut(file).ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
+            ValueEdit::Moved {
+                file,
+                logical,
+                physical,
+                len,
+            } => {
+                let f = self
+                    .file_mut(file)
+                    .ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
                 f.extents
                     .remap(logical, len, physical)
                     .map_err(|e| bad(format!("value file {file}: {e}")))?;
@@ -63,7 +79,9 @@ impl ValueState {
                 }
             }
             ValueEdit::Reaches { file, end } => {
-                let f = self.file_mut(file).ok_or_else(|| bad(format!("end of unknown value file {file}")))?;
+                let f = self
+                    .file_mut(file)
+                    .ok_or_else(|| bad(format!("end of unknown value file {file}")))?;
                 f.end = f.end.max(end);
             }
         }
@@ -80,9 +98,17 @@ impl ValueState {
         for (&file, state) in &self.files {
             edits.push(ValueEdit::FileCreated(file));
             for e in state.extents.extents() {
-                edits.push(ValueEdit::Mapped { file, logical: e.logical, physical: e.physical, len: e.len });
+                edits.push(ValueEdit::Mapped {
+                    file,
+                    logical: e.logical,
+                    physical: e.physical,
+                    len: e.len,
+                });
             }
-            edits.push(ValueEdit::Reaches { file, end: state.end });
+            edits.push(ValueEdit::Reaches {
+                file,
+                end: state.end,
+            });
         }
         edits
     }

@@ -127,18 +127,7 @@ impl BlockStore {
         })
     }
 
-    /// Bytes per block.
-    #[must_use]
-    pub fn block_size(&self) -> usize {
-        self.block_size
-    }
-
-    /// Blocks per segment file.
-    #[must_use]
-    pub fn blocks_per_segment(&self) -> u64 {
-        self.blocks_per_segment
-    }
-
+    #[cfg(test)]
     /// How many segment files exist.
     #[must_use]
     pub fn segment_count(&self) -> usize {
@@ -159,14 +148,19 @@ impl BlockStore {
     /// Any I/O error.
     pub fn copy_to(&self, dest: &Path) -> Result<()> {
         const CHUNK_BYTES: usize = 1 << 20;
-        let segments: Vec<(u64, Arc<dyn SegmentFile>)> =
-            self.segments.read().iter().map(|(i, f)| (*i, Arc::clone(f))).collect();
+        let segments: Vec<(u64, Arc<dyn SegmentFile>)> = self
+            .segments
+            .read()
+            .iter()
+            .map(|(i, f)| (*i, Arc::clone(f)))
+            .collect();
         let mut buf = vec![0u8; CHUNK_BYTES];
         for (index, segment) in segments {
             let mut out = self.fs.create(&dest.join(filename::segment(index)))?;
             let mut at = 0u64;
             while at < segment.len() {
-                let n = usize::try_from(segment.len() - at).map_or(CHUNK_BYTES, |r| r.min(CHUNK_BYTES));
+                let n =
+                    usize::try_from(segment.len() - at).map_or(CHUNK_BYTES, |r| r.min(CHUNK_BYTES));
                 let chunk = buf.get_mut(..n).unwrap_or_default();
                 segment.read_exact_at(at, chunk)?;
                 out.append(chunk)?;
