@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::sync::Rank;
+use crate::sync::ordered::{Condvar, Mutex, RwLock};
 use bytes::Bytes;
-use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::batch::{self, BatchOp, WriteBatch};
 use crate::error::{Error, Result};
@@ -471,21 +472,24 @@ fn recover_wals(
         options,
         table_options,
         cache,
-        super_version: RwLock::new(Arc::new(sv)),
+        super_version: RwLock::ranked(Rank::SuperVersion, Arc::new(sv)),
         values: Arc::new(values),
-        versions: Mutex::new(versions),
+        versions: Mutex::ranked(Rank::Versions, versions),
         commit: CommitQueue::default(),
-        wal: Mutex::new(WalState {
-            writer,
-            number: wal_number,
-            last_seq: last,
-        }),
+        wal: Mutex::ranked(
+            Rank::Wal,
+            WalState {
+                writer,
+                number: wal_number,
+                last_seq: last,
+            },
+        ),
         visible_seq: AtomicU64::new(last.0),
-        snapshots: Mutex::new(BTreeMap::new()),
+        snapshots: Mutex::ranked(Rank::Leaf, BTreeMap::new()),
         poisoned: AtomicBool::new(false),
-        flush_lock: Mutex::new(()),
-        compaction_lock: Mutex::new(Default::default()),
-        jobs: Mutex::new(JobState::default()),
+        flush_lock: Mutex::ranked(Rank::Job, ()),
+        compaction_lock: Mutex::ranked(Rank::Job, Default::default()),
+        jobs: Mutex::ranked(Rank::Leaf, JobState::default()),
         jobs_changed: Condvar::new(),
         counters: Counters::default(),
         _lock: lock,

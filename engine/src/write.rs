@@ -20,7 +20,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::Rank;
+use crate::sync::ordered::{Condvar, Mutex};
 
 use crate::batch::{self, WriteBatch};
 use crate::db::{DbInner, SuperVersion, apply};
@@ -64,10 +65,19 @@ struct QueueState {
 }
 
 /// Writers waiting to be committed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CommitQueue {
     state: Mutex<QueueState>,
     changed: Condvar,
+}
+
+impl Default for CommitQueue {
+    fn default() -> Self {
+        Self {
+            state: Mutex::ranked(Rank::CommitQueue, QueueState::default()),
+            changed: Condvar::new(),
+        }
+    }
 }
 
 impl DbInner {

@@ -24,7 +24,7 @@
 
 use bytes::Bytes;
 
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering, Rank};
 use crate::value::block::{LogicalBlock, ValueFileId};
 
 use super::evict::Evictor;
@@ -153,7 +153,10 @@ impl BufferPool {
         let block_size_bytes = block_size_bytes.max(1);
         Self {
             table: PageTable::new(shards),
-            evictor: Mutex::new(Evictor::new(capacity_bytes, block_size_bytes)),
+            evictor: Mutex::ranked(
+                Rank::PoolEvictor,
+                Evictor::new(capacity_bytes, block_size_bytes),
+            ),
             capacity_bytes,
             block_size_bytes,
             resident_bytes: AtomicU64::new(0),

@@ -21,7 +21,7 @@
 
 use bytes::Bytes;
 
-use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{Arc, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, Rank};
 use crate::value::block::{LogicalBlock, ValueFileId};
 
 /// The ceiling of the 2-bit access counter (S3-FIFO).
@@ -70,10 +70,13 @@ impl Run {
             file,
             first,
             freq: AtomicUsize::new(0),
-            latch: Mutex::new(Latch {
-                state: RunState::Loading,
-                blocks: 1,
-            }),
+            latch: Mutex::ranked(
+                Rank::PoolRun,
+                Latch {
+                    state: RunState::Loading,
+                    blocks: 1,
+                },
+            ),
             loaded: Condvar::new(),
         })
     }

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::sync::{Arc, Rank, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::value::block::ValueFileId;
 
 use super::run::Run;
@@ -169,7 +169,7 @@ impl PageTable {
     pub(super) fn new(shards: usize) -> Self {
         Self {
             shards: (0..shards.max(1))
-                .map(|_| RwLock::new(Shard::default()))
+                .map(|_| RwLock::ranked(Rank::PoolShard, Shard::default()))
                 .collect(),
         }
     }

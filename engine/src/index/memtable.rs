@@ -14,9 +14,10 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 
+use crate::sync::Rank;
+use crate::sync::ordered::RwLock;
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
-use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::index::table::ReadMode;
@@ -96,7 +97,7 @@ impl Memtable {
     pub fn new(wal_number: u64) -> Self {
         Self {
             entries: SkipMap::new(),
-            tombstones: RwLock::new(Vec::new()),
+            tombstones: RwLock::ranked(Rank::Leaf, Vec::new()),
             approximate_bytes: AtomicUsize::new(0),
             max_seq: AtomicU64::new(0),
             wal_number,

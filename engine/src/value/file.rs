@@ -16,7 +16,7 @@
 //!   is therefore never cached.
 
 use crate::cache::{ExclusiveLockToken, SharedLockToken};
-use crate::sync::{AtomicU64, Ordering, RwLock};
+use crate::sync::{AtomicU64, Ordering, Rank, RwLock};
 use crate::value::block::{LogicalBlock, ValueFileId};
 use crate::value::extent::ExtentMap;
 
@@ -34,7 +34,7 @@ impl ValueFile {
         Self {
             id,
             invalidate: InvalidateLock::default(),
-            extents: RwLock::new(extents),
+            extents: RwLock::ranked(Rank::Extents, extents),
             written: AtomicU64::new(written),
         }
     }
@@ -60,10 +60,21 @@ impl ValueFile {
 /// With the test-only feature `test-disable-invalidate-lock` it takes nothing: the race test
 /// shows that the engine then serves or caches bytes of reused blocks, which proves the lock is
 /// what prevents it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InvalidateLock {
-    #[cfg(not(feature = "test-disable-invalidate-lock"))]
+    #[cfg_attr(
+        feature = "test-disable-invalidate-lock",
+        allow(dead_code, reason = "the test feature compiles the lock out")
+    )]
     lock: RwLock<()>,
+}
+
+impl Default for InvalidateLock {
+    fn default() -> Self {
+        Self {
+            lock: RwLock::ranked(Rank::Invalidate, ()),
+        }
+    }
 }
 
 /// Proof that the invalidate lock is held shared (or, with the lock disabled, that it was

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::index::table::ReadMode;
 use crate::options::ReadPath;
-use crate::sync::{Mutex, RwLock};
+use crate::sync::{Mutex, Rank, RwLock};
 use crate::value::allocator::Allocator;
 use crate::value::block::{LogicalBlock, PhysicalBlock, ValueFileId};
 use crate::value::edit::ValueEdit;
@@ -99,6 +99,8 @@ pub(crate) struct ValueStore {
     /// Serializes relocations: the "compaction / range-delete job lock" of the lock order, so
     /// at most one set of freed blocks waits for its record to become durable.
     relocation: Mutex<u64>,
+    /// Relocations done (readable without the job lock).
+    relocations: AtomicU64,
     /// Blocks whose space was given back to the file system.
     punched_blocks: AtomicU64,
     /// Set when the file system refused to punch a hole: space then stays allocated (the
@@ -178,10 +180,11 @@ impl ValueStore {
             options,
             blocks,
             pool,
-            files: RwLock::new(files),
-            allocator: Mutex::new(allocator),
-            appender: Mutex::new(Appender::default()),
-            relocation: Mutex::new(0),
+            files: RwLock::ranked(Rank::ValueFiles, files),
+            allocator: Mutex::ranked(Rank::Allocator, allocator),
+            appender: Mutex::ranked(Rank::ValueAppender, Appender::default()),
+            relocation: Mutex::ranked(Rank::Job, 0),
+            relocations: AtomicU64::new(0),
             punched_blocks: AtomicU64::new(0),
             punch_unsupported: AtomicBool::new(false),
         };
@@ -524,6 +527,7 @@ impl ValueStore {
         // them yet), then let the allocator reuse them.
         self.punch(&freed)?;
         self.allocator.lock().release(*ticket);
+        self.relocations.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
 
@@ -607,18 +611,29 @@ impl ValueStore {
     }
 
     pub fn stats(&self) -> ValueStats {
-        let files = self.files.read();
-        let allocator = self.allocator.lock();
-        ValueStats {
-            files: files.len(),
-            mapped_blocks: files
+        let (files, mapped_blocks) = {
+            let files = self.files.read();
+            let mapped = files
                 .values()
                 .map(|f| f.extents.read().mapped_blocks())
-                .sum(),
-            free_blocks: allocator.free_blocks(),
-            pending_blocks: allocator.pending_blocks(),
-            store_blocks: allocator.end().0,
-            relocations: *self.relocation.lock(),
+                .sum();
+            (files.len(), mapped)
+        };
+        let (free_blocks, pending_blocks, store_blocks) = {
+            let allocator = self.allocator.lock();
+            (
+                allocator.free_blocks(),
+                allocator.pending_blocks(),
+                allocator.end().0,
+            )
+        };
+        ValueStats {
+            files,
+            mapped_blocks,
+            free_blocks,
+            pending_blocks,
+            store_blocks,
+            relocations: self.relocations.load(Ordering::Relaxed),
             punched_blocks: self.punched_blocks.load(Ordering::Relaxed),
             punch_unsupported: self.punch_unsupported.load(Ordering::Relaxed),
             pool: self.pool.stats(),
