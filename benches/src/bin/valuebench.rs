@@ -9,9 +9,10 @@
 //!   and the bytes allocated on disk (`st_blocks`, so the sparse segment files count only what
 //!   they hold).
 //! - **seqfill**: the disk's sequential write bandwidth (`--fill-mib` MiB of 1 MiB writes then
-//!   one `fdatasync`, in the same directory), measured before and after a fill of `--fill-mib`
-//!   MiB of 64 KiB values with `Durability::Buffered` ended by `Db::sync`. Prints MB/s and the
-//!   fill's ratio to the mean of the two disk figures (target >= 60%).
+//!   one `fdatasync`, in the same directory) alternated `--seqfill-reps` times with a fill of
+//!   `--fill-mib` MiB of 64 KiB values with `Durability::Buffered` ended by `Db::sync` (which
+//!   syncs the value segments, then the log). Prints every MB/s figure, the medians, and the
+//!   ratio of the medians (target >= 60%).
 //! - **tail**: one reader thread doing random gets of 64 KiB values (`--tail-data-mib` MiB of
 //!   them behind a `--tail-pool-mib` MiB pool, so most gets miss) for `--tail-secs` seconds
 //!   idle, then `--tail-secs` seconds while a second thread keeps writing new keys, forces a
@@ -27,7 +28,7 @@
 //! Flags (`--name=value`; defaults give a run of about a minute and a half on 2 cores):
 //! `--dir=.` (a temporary directory is made inside it: use the disk under test),
 //! `--parts=threshold,seqfill,tail,cached`, `--keys=20000`, `--threshold-cache-mib=256`,
-//! `--fill-mib=512`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
+//! `--fill-mib=512`, `--seqfill-reps=3`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
 //! `--cached-data-mib=32`, `--cached-secs=3`.
 //!
 //! Run: `cargo run --release -p extentdb-benches --bin valuebench -- --dir=target`.
@@ -56,6 +57,7 @@ struct Params {
     keys: u64,
     threshold_cache_mib: u64,
     fill_mib: u64,
+    seqfill_reps: u64,
     tail_data_mib: u64,
     tail_pool_mib: u64,
     tail_secs: u64,
@@ -67,10 +69,13 @@ impl Params {
     fn parse() -> Res<Self> {
         let mut p = Self {
             dir: ".".into(),
-            parts: ["threshold", "seqfill", "tail", "cached"].map(String::from).into(),
+            parts: ["threshold", "seqfill", "tail", "cached"]
+                .map(String::from)
+                .into(),
             keys: 20_000,
             threshold_cache_mib: 256,
             fill_mib: 512,
+            seqfill_reps: 3,
             tail_data_mib: 128,
             tail_pool_mib: 8,
             tail_secs: 10,
@@ -89,6 +94,7 @@ impl Params {
                 "keys" => p.keys = number()?,
                 "threshold-cache-mib" => p.threshold_cache_mib = number()?,
                 "fill-mib" => p.fill_mib = number()?,
+                "seqfill-reps" => p.seqfill_reps = number()?,
                 "tail-data-mib" => p.tail_data_mib = number()?,
                 "tail-pool-mib" => p.tail_pool_mib = number()?,
                 "tail-secs" => p.tail_secs = number()?,
@@ -157,13 +163,14 @@ fn main() -> Res<()> {
     let p = Params::parse()?;
     println!(
         "valuebench: dir={} parts={} keys={} threshold-cache-mib={} fill-mib={} \
-         tail-data-mib={} tail-pool-mib={} tail-secs={} cached-data-mib={} cached-secs={} \
+         seqfill-reps={} tail-data-mib={} tail-pool-mib={} tail-secs={} cached-data-mib={} cached-secs={} \
          (extentdb built with feature test-hooks)",
         p.dir,
         p.parts.join(","),
         p.keys,
         p.threshold_cache_mib,
         p.fill_mib,
+        p.seqfill_reps,
         p.tail_data_mib,
         p.tail_pool_mib,
         p.tail_secs,
@@ -262,39 +269,57 @@ fn disk_bandwidth(dir: &Path, mib: u64) -> Res<f64> {
     Ok(rate(mib * MIB, elapsed) / 1e6)
 }
 
-/// Part b: a sequential fill of 64 KiB values against the disk's bandwidth.
-fn seqfill(p: &Params) -> Res<()> {
-    let dir = tempdir(p)?;
-    let before = disk_bandwidth(dir.path(), p.fill_mib)?;
-    let db_dir = dir.path().join("db");
+/// MB/s of one fill of `mib` MiB of 64 KiB values (single `Buffered` puts, then `Db::sync`)
+/// into a new database in `dir`, which is removed afterwards.
+fn fill_bandwidth(dir: &Path, mib: u64) -> Res<f64> {
+    let db_dir = dir.join("db");
     let db = Options::new()
         .durability(Durability::Buffered)
         .open(&db_dir)?;
-    let n = p.fill_mib * MIB / LARGE_VALUE_BYTES as u64;
+    let n = mib * MIB / LARGE_VALUE_BYTES as u64;
     let mut value = vec![0u8; LARGE_VALUE_BYTES];
     let start = Instant::now();
     for i in 0..n {
         value_for(i, &mut value);
         db.put(key(i), &value)?;
     }
-    let acked = start.elapsed();
     db.sync()?;
     let synced = start.elapsed();
     drop(db);
     std::fs::remove_dir_all(&db_dir)?;
-    let after = disk_bandwidth(dir.path(), p.fill_mib)?;
-    let disk = f64::midpoint(before, after);
-    let fill = rate(n * LARGE_VALUE_BYTES as u64, synced) / 1e6;
+    Ok(rate(n * LARGE_VALUE_BYTES as u64, synced) / 1e6)
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Part b: a sequential fill of 64 KiB values against the disk's bandwidth, alternated
+/// `--seqfill-reps` times (disk, fill, disk, fill, ...) so both see the same noise.
+fn seqfill(p: &Params) -> Res<()> {
+    let dir = tempdir(p)?;
+    let (mut disk, mut fill) = (Vec::new(), Vec::new());
+    for _ in 0..p.seqfill_reps {
+        disk.push(disk_bandwidth(dir.path(), p.fill_mib)?);
+        fill.push(fill_bandwidth(dir.path(), p.fill_mib)?);
+    }
+    let show = |xs: &[f64]| {
+        xs.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!(
-        "seqfill: {n} x 64 KiB single puts (Buffered) then Db::sync; disk = {} MiB of 1 MiB \
-         writes + fdatasync",
-        p.fill_mib
+        "seqfill: {} MiB of 64 KiB single puts (Buffered) then Db::sync, vs {} MiB of 1 MiB \
+         writes + fdatasync, alternated {} times",
+        p.fill_mib, p.fill_mib, p.seqfill_reps
     );
+    println!("  disk MB/s: {}", show(&disk));
+    println!("  fill MB/s: {}", show(&fill));
+    let (disk, fill) = (median(&mut disk), median(&mut fill));
     println!(
-        "  disk MB/s: before {before:.0} after {after:.0} mean {disk:.0}; fill MB/s {fill:.0} \
-         (acked in {:.2} s, synced in {:.2} s); fill/disk {:.0}% (target >= 60%)",
-        acked.as_secs_f64(),
-        synced.as_secs_f64(),
+        "  medians: disk {disk:.0} MB/s, fill {fill:.0} MB/s; fill/disk {:.0}% (target >= 60%)",
         100.0 * fill / disk
     );
     Ok(())
@@ -404,24 +429,29 @@ fn tail(p: &Params) -> Res<()> {
     let stop = AtomicBool::new(false);
     let before = db.stats();
     let idle = std::thread::scope(|s| {
-        let reader = s.spawn(|| read_latencies(&db, n, 11, &stop));
+        let reader = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn_scoped(s, || read_latencies(&db, n, 11, &stop))?;
         std::thread::sleep(secs);
         stop.store(true, Ordering::Relaxed);
-        reader.join().map_err(|_| "reader panicked")
-    })??;
+        Ok::<_, Box<dyn Error + Send + Sync>>(reader.join().map_err(|_| "reader panicked")??)
+    })?;
     print_phase("idle", &idle, p.tail_secs, &db, &before);
     let stop = AtomicBool::new(false);
     let before = db.stats();
     let (busy, work) = std::thread::scope(|s| {
-        let reader = s.spawn(|| read_latencies(&db, n, 12, &stop));
-        let writer = s.spawn(|| churn(&db, n, &stop));
+        let reader = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn_scoped(s, || read_latencies(&db, n, 12, &stop))?;
+        let writer = std::thread::Builder::new()
+            .name("churn".into())
+            .spawn_scoped(s, || churn(&db, n, &stop))?;
         std::thread::sleep(secs);
         stop.store(true, Ordering::Relaxed);
-        let busy = reader.join().map_err(|_| "reader panicked");
-        let work = writer.join().map_err(|_| "writer panicked");
-        (busy, work)
-    });
-    let (busy, work) = (busy??, work??);
+        let busy = reader.join().map_err(|_| "reader panicked")?;
+        let work = writer.join().map_err(|_| "writer panicked")?;
+        Ok::<_, Box<dyn Error + Send + Sync>>((busy?, work?))
+    })?;
     print_phase("busy", &busy, p.tail_secs, &db, &before);
     let after = db.stats();
     println!(
