@@ -25,11 +25,16 @@
 //!   enough to hold them, for `--cached-secs` seconds per mode: copy each value into one reused
 //!   `Vec` (GB/s), and read one byte per value (values/s).
 //!
+//! - **scan**: one full scan of `--scan-data-mib` MiB of 64 KiB values (written in key order,
+//!   so a scan walks each file in order and the iterator's readahead grows to 2 MiB) for pool
+//!   sizes from 4 to 64 MiB. Prints MB/s and the read amplification: bytes the pool's fills read
+//!   over bytes of values returned.
+//!
 //! Flags (`--name=value`; defaults give a run of about a minute and a half on 2 cores):
 //! `--dir=.` (a temporary directory is made inside it: use the disk under test),
 //! `--parts=threshold,seqfill,tail,cached`, `--keys=20000`, `--threshold-cache-mib=256`,
 //! `--fill-mib=512`, `--seqfill-reps=3`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
-//! `--cached-data-mib=32`, `--cached-secs=3`.
+//! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`.
 //!
 //! Run: `cargo run --release -p extentdb-benches --bin valuebench -- --dir=target`.
 
@@ -63,13 +68,14 @@ struct Params {
     tail_secs: u64,
     cached_data_mib: u64,
     cached_secs: u64,
+    scan_data_mib: u64,
 }
 
 impl Params {
     fn parse() -> Res<Self> {
         let mut p = Self {
             dir: ".".into(),
-            parts: ["threshold", "seqfill", "tail", "cached"]
+            parts: ["threshold", "seqfill", "tail", "cached", "scan"]
                 .map(String::from)
                 .into(),
             keys: 20_000,
@@ -81,6 +87,7 @@ impl Params {
             tail_secs: 10,
             cached_data_mib: 32,
             cached_secs: 3,
+            scan_data_mib: 128,
         };
         for arg in std::env::args().skip(1) {
             let (name, value) = arg
@@ -100,6 +107,7 @@ impl Params {
                 "tail-secs" => p.tail_secs = number()?,
                 "cached-data-mib" => p.cached_data_mib = number()?,
                 "cached-secs" => p.cached_secs = number()?,
+                "scan-data-mib" => p.scan_data_mib = number()?,
                 _ => return Err(format!("unknown flag --{name}").into()),
             }
         }
@@ -163,7 +171,7 @@ fn main() -> Res<()> {
     let p = Params::parse()?;
     println!(
         "valuebench: dir={} parts={} keys={} threshold-cache-mib={} fill-mib={} \
-         seqfill-reps={} tail-data-mib={} tail-pool-mib={} tail-secs={} cached-data-mib={} cached-secs={} \
+         seqfill-reps={} tail-data-mib={} tail-pool-mib={} tail-secs={} cached-data-mib={} cached-secs={} scan-data-mib={} \
          (extentdb built with feature test-hooks)",
         p.dir,
         p.parts.join(","),
@@ -175,7 +183,8 @@ fn main() -> Res<()> {
         p.tail_pool_mib,
         p.tail_secs,
         p.cached_data_mib,
-        p.cached_secs
+        p.cached_secs,
+        p.scan_data_mib
     );
     if p.runs("threshold") {
         threshold(&p)?;
@@ -188,6 +197,9 @@ fn main() -> Res<()> {
     }
     if p.runs("cached") {
         cached(&p)?;
+    }
+    if p.runs("scan") {
+        scan(&p)?;
     }
     Ok(())
 }
@@ -434,7 +446,7 @@ fn tail(p: &Params) -> Res<()> {
             .spawn_scoped(s, || read_latencies(&db, n, 11, &stop))?;
         std::thread::sleep(secs);
         stop.store(true, Ordering::Relaxed);
-        Ok::<_, Box<dyn Error + Send + Sync>>(reader.join().map_err(|_| "reader panicked")??)
+        reader.join().map_err(|_| "reader panicked")?
     })?;
     print_phase("idle", &idle, p.tail_secs, &db, &before);
     let stop = AtomicBool::new(false);
@@ -541,5 +553,62 @@ fn cached(p: &Params) -> Res<()> {
         rate(inspected, inspect),
         rate(inspected * LARGE_VALUE_BYTES as u64, inspect) / 1e9
     );
+    Ok(())
+}
+
+/// Part e: readahead of a scan against the pool size.
+fn scan(p: &Params) -> Res<()> {
+    const POOLS_MIB: [u64; 5] = [4, 8, 16, 32, 64];
+    let n = p.scan_data_mib * MIB / LARGE_VALUE_BYTES as u64;
+    println!(
+        "scan: one scan of {n} x 64 KiB ({} MiB) written in key order, per pool size (fresh \
+         open, so the pool starts empty; the OS page cache holds the segments)",
+        p.scan_data_mib
+    );
+    println!(
+        "  {:>8} {:>8} {:>10} {:>8} {:>8} {:>10}",
+        "pool MiB", "MB/s", "fill MiB", "fills", "hits", "read amp"
+    );
+    let dir = tempdir(p)?;
+    {
+        let db = Options::new()
+            .durability(Durability::Buffered)
+            .open(dir.path())?;
+        let mut value = vec![0u8; LARGE_VALUE_BYTES];
+        for i in 0..n {
+            value_for(i, &mut value);
+            db.put(key(i), &value)?;
+        }
+        db.flush()?;
+    }
+    for pool_mib in POOLS_MIB {
+        let db = Options::new()
+            .cache_bytes(pool_mib * MIB)
+            .open(dir.path())?;
+        let before = db.stats();
+        let start = Instant::now();
+        let mut seen = 0u64;
+        for pair in db.range::<&[u8], _>(..) {
+            let (_, v) = pair?;
+            black_box(v.first());
+            seen += 1;
+        }
+        let elapsed = start.elapsed();
+        if seen != n {
+            return Err(format!("scan saw {seen} of {n} keys").into());
+        }
+        let s = db.stats();
+        let fill_bytes = s.pool_fill_bytes - before.pool_fill_bytes;
+        let data_bytes = n * LARGE_VALUE_BYTES as u64;
+        println!(
+            "  {:>8} {:>8.0} {:>10.0} {:>8} {:>8} {:>9.1}x",
+            pool_mib,
+            rate(data_bytes, elapsed) / 1e6,
+            fill_bytes as f64 / MIB as f64,
+            s.pool_fills - before.pool_fills,
+            s.pool_hits - before.pool_hits,
+            fill_bytes as f64 / data_bytes as f64
+        );
+    }
     Ok(())
 }
