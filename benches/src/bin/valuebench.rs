@@ -1,0 +1,614 @@
+//! `valuebench`: measurements of the value store that criterion's per-call timing cannot make.
+//!
+//! Four parts, each printed as its own block after one line naming every parameter:
+//!
+//! - **threshold**: for each value size, fill `--keys` keys and read them back warm, once with
+//!   `value_threshold_bytes` just above the size (values inline in the index) and once at the
+//!   size (values in value files). Both caches (`table_cache_bytes`, `cache_bytes`) are
+//!   `--threshold-cache-mib`, so both layouts read warm from memory. Prints fill and read ops/s
+//!   and the bytes allocated on disk (`st_blocks`, so the sparse segment files count only what
+//!   they hold).
+//! - **seqfill**: the disk's sequential write bandwidth (`--fill-mib` MiB of 1 MiB writes then
+//!   one `fdatasync`, in the same directory) alternated `--seqfill-reps` times with a fill of
+//!   `--fill-mib` MiB of 64 KiB values with `Durability::Buffered` ended by `Db::sync` (which
+//!   syncs the value segments, then the log). Prints every MB/s figure, the medians, and the
+//!   ratio of the medians (target >= 60%).
+//! - **tail**: one reader thread doing random gets of 64 KiB values (`--tail-data-mib` MiB of
+//!   them behind a `--tail-pool-mib` MiB pool, so most gets miss) for `--tail-secs` seconds
+//!   idle, then `--tail-secs` seconds while a second thread keeps writing new keys, forces a
+//!   relocation of every value file (`Db::test_relocate_value_files`, feature `test-hooks`,
+//!   enabled for this bench-only package) and runs `Db::compact` every few rounds. Prints
+//!   p50/p99/p999 of both phases and the p99 ratio (target <= 1.5x). Latencies are kept in a
+//!   `Vec` and sorted: a few hundred thousand samples per phase, so percentiles are exact and
+//!   need no histogram crate.
+//! - **cached**: random gets of `--cached-data-mib` MiB of 64 KiB values, all in a pool large
+//!   enough to hold them, for `--cached-secs` seconds per mode: copy each value into one reused
+//!   `Vec` (GB/s), and read one byte per value (values/s).
+//!
+//! - **scan**: one full scan of `--scan-data-mib` MiB of 64 KiB values (written in key order,
+//!   so a scan walks each file in order and the iterator's readahead grows to 2 MiB) for pool
+//!   sizes from 4 to 64 MiB. Prints MB/s and the read amplification: bytes the pool's fills read
+//!   over bytes of values returned.
+//!
+//! Flags (`--name=value`; defaults give a run of about a minute and a half on 2 cores):
+//! `--dir=.` (a temporary directory is made inside it: use the disk under test),
+//! `--parts=threshold,seqfill,tail,cached`, `--keys=20000`, `--threshold-cache-mib=256`,
+//! `--fill-mib=512`, `--seqfill-reps=3`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
+//! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`.
+//!
+//! Run: `cargo run --release -p extentdb-benches --bin valuebench -- --dir=target`.
+
+use std::error::Error;
+use std::fs::File;
+use std::hint::black_box;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use extentdb::{Db, Durability, Options, WriteBatch};
+
+type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const MIB: u64 = 1 << 20;
+const LARGE_VALUE_BYTES: usize = 64 << 10;
+const THRESHOLD_SIZES: [usize; 5] = [256, 512, 1 << 10, 2 << 10, 4 << 10];
+
+#[derive(Debug, Clone)]
+struct Params {
+    dir: String,
+    parts: Vec<String>,
+    keys: u64,
+    threshold_cache_mib: u64,
+    fill_mib: u64,
+    seqfill_reps: u64,
+    tail_data_mib: u64,
+    tail_pool_mib: u64,
+    tail_secs: u64,
+    cached_data_mib: u64,
+    cached_secs: u64,
+    scan_data_mib: u64,
+}
+
+impl Params {
+    fn parse() -> Res<Self> {
+        let mut p = Self {
+            dir: ".".into(),
+            parts: ["threshold", "seqfill", "tail", "cached", "scan"]
+                .map(String::from)
+                .into(),
+            keys: 20_000,
+            threshold_cache_mib: 256,
+            fill_mib: 512,
+            seqfill_reps: 3,
+            tail_data_mib: 128,
+            tail_pool_mib: 8,
+            tail_secs: 10,
+            cached_data_mib: 32,
+            cached_secs: 3,
+            scan_data_mib: 128,
+        };
+        for arg in std::env::args().skip(1) {
+            let (name, value) = arg
+                .strip_prefix("--")
+                .and_then(|a| a.split_once('='))
+                .ok_or_else(|| format!("expected --name=value, got {arg:?}"))?;
+            let number = || value.parse::<u64>();
+            match name {
+                "dir" => p.dir = value.into(),
+                "parts" => p.parts = value.split(',').map(String::from).collect(),
+                "keys" => p.keys = number()?,
+                "threshold-cache-mib" => p.threshold_cache_mib = number()?,
+                "fill-mib" => p.fill_mib = number()?,
+                "seqfill-reps" => p.seqfill_reps = number()?,
+                "tail-data-mib" => p.tail_data_mib = number()?,
+                "tail-pool-mib" => p.tail_pool_mib = number()?,
+                "tail-secs" => p.tail_secs = number()?,
+                "cached-data-mib" => p.cached_data_mib = number()?,
+                "cached-secs" => p.cached_secs = number()?,
+                "scan-data-mib" => p.scan_data_mib = number()?,
+                _ => return Err(format!("unknown flag --{name}").into()),
+            }
+        }
+        Ok(p)
+    }
+
+    fn runs(&self, part: &str) -> bool {
+        self.parts.iter().any(|p| p == part)
+    }
+}
+
+/// `key:` and 12 decimal digits.
+fn key(i: u64) -> [u8; 16] {
+    let mut k = *b"key:000000000000";
+    let mut n = i;
+    for digit in k.iter_mut().rev().take(12) {
+        *digit = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+    }
+    k
+}
+
+/// SplitMix64: cheap, seeded, enough to spread keys.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
+
+/// A value whose bytes depend on its key, so a read of the wrong value is visible.
+fn value_for(i: u64, buf: &mut [u8]) {
+    buf.fill(u8::try_from(i % 251).unwrap_or(0));
+}
+
+/// Bytes allocated on disk under `dir` (like `du`), recursively.
+fn allocated_bytes(dir: &Path) -> Res<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            allocated_bytes(&entry.path())?
+        } else {
+            meta.blocks() * 512
+        };
+    }
+    Ok(total)
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn main() -> Res<()> {
+    let p = Params::parse()?;
+    println!(
+        "valuebench: dir={} parts={} keys={} threshold-cache-mib={} fill-mib={} \
+         seqfill-reps={} tail-data-mib={} tail-pool-mib={} tail-secs={} cached-data-mib={} cached-secs={} scan-data-mib={} \
+         (extentdb built with feature test-hooks)",
+        p.dir,
+        p.parts.join(","),
+        p.keys,
+        p.threshold_cache_mib,
+        p.fill_mib,
+        p.seqfill_reps,
+        p.tail_data_mib,
+        p.tail_pool_mib,
+        p.tail_secs,
+        p.cached_data_mib,
+        p.cached_secs,
+        p.scan_data_mib
+    );
+    if p.runs("threshold") {
+        threshold(&p)?;
+    }
+    if p.runs("seqfill") {
+        seqfill(&p)?;
+    }
+    if p.runs("tail") {
+        tail(&p)?;
+    }
+    if p.runs("cached") {
+        cached(&p)?;
+    }
+    if p.runs("scan") {
+        scan(&p)?;
+    }
+    Ok(())
+}
+
+fn tempdir(p: &Params) -> Res<tempfile::TempDir> {
+    std::fs::create_dir_all(&p.dir)?;
+    Ok(tempfile::tempdir_in(&p.dir)?)
+}
+
+/// Part a: inline versus separated values around the threshold.
+fn threshold(p: &Params) -> Res<()> {
+    println!(
+        "threshold: {} keys per run, single puts (Buffered), then flush; reads: one warm pass, \
+         then {} random gets timed; caches {} MiB each",
+        p.keys, p.keys, p.threshold_cache_mib
+    );
+    println!(
+        "  {:>6} {:>9} {:>12} {:>12} {:>12}",
+        "size", "layout", "fill ops/s", "read ops/s", "disk MiB"
+    );
+    for size in THRESHOLD_SIZES {
+        for (layout, threshold) in [("inline", size + 1), ("separate", size)] {
+            let dir = tempdir(p)?;
+            let cache = p.threshold_cache_mib * MIB;
+            let db = Options::new()
+                .durability(Durability::Buffered)
+                .value_threshold_bytes(threshold)
+                .cache_bytes(cache)
+                .table_cache_bytes(cache)
+                .open(dir.path())?;
+            let mut value = vec![0u8; size];
+            let start = Instant::now();
+            for i in 0..p.keys {
+                value_for(i, &mut value);
+                db.put(key(i), &value)?;
+            }
+            db.flush()?;
+            let fill = start.elapsed();
+            let disk = allocated_bytes(dir.path())?;
+            for i in 0..p.keys {
+                db.get(key(i))?.ok_or("key lost")?;
+            }
+            let mut rng = Rng(7);
+            let start = Instant::now();
+            for _ in 0..p.keys {
+                let i = rng.below(p.keys);
+                let v = db.get(key(i))?.ok_or("key lost")?;
+                if v.len() != size {
+                    return Err("wrong value size".into());
+                }
+            }
+            let read = start.elapsed();
+            println!(
+                "  {:>6} {:>9} {:>12.0} {:>12.0} {:>12.1}",
+                size,
+                layout,
+                rate(p.keys, fill),
+                rate(p.keys, read),
+                disk as f64 / MIB as f64
+            );
+        }
+    }
+    Ok(())
+}
+
+/// MB/s of `mib` MiB written to a new file in `dir` in 1 MiB writes, then one `fdatasync`.
+fn disk_bandwidth(dir: &Path, mib: u64) -> Res<f64> {
+    let path = dir.join("bandwidth.tmp");
+    let buf = vec![0x5au8; MIB as usize];
+    let start = Instant::now();
+    let mut f = File::create(&path)?;
+    for _ in 0..mib {
+        f.write_all(&buf)?;
+    }
+    f.sync_data()?;
+    let elapsed = start.elapsed();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(rate(mib * MIB, elapsed) / 1e6)
+}
+
+/// MB/s of one fill of `mib` MiB of 64 KiB values (single `Buffered` puts, then `Db::sync`)
+/// into a new database in `dir`, which is removed afterwards.
+fn fill_bandwidth(dir: &Path, mib: u64) -> Res<f64> {
+    let db_dir = dir.join("db");
+    let db = Options::new()
+        .durability(Durability::Buffered)
+        .open(&db_dir)?;
+    let n = mib * MIB / LARGE_VALUE_BYTES as u64;
+    let mut value = vec![0u8; LARGE_VALUE_BYTES];
+    let start = Instant::now();
+    for i in 0..n {
+        value_for(i, &mut value);
+        db.put(key(i), &value)?;
+    }
+    db.sync()?;
+    let synced = start.elapsed();
+    drop(db);
+    std::fs::remove_dir_all(&db_dir)?;
+    Ok(rate(n * LARGE_VALUE_BYTES as u64, synced) / 1e6)
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Part b: a sequential fill of 64 KiB values against the disk's bandwidth, alternated
+/// `--seqfill-reps` times (disk, fill, disk, fill, ...) so both see the same noise.
+fn seqfill(p: &Params) -> Res<()> {
+    let dir = tempdir(p)?;
+    let (mut disk, mut fill) = (Vec::new(), Vec::new());
+    for _ in 0..p.seqfill_reps {
+        disk.push(disk_bandwidth(dir.path(), p.fill_mib)?);
+        fill.push(fill_bandwidth(dir.path(), p.fill_mib)?);
+    }
+    let show = |xs: &[f64]| {
+        xs.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "seqfill: {} MiB of 64 KiB single puts (Buffered) then Db::sync, vs {} MiB of 1 MiB \
+         writes + fdatasync, alternated {} times",
+        p.fill_mib, p.fill_mib, p.seqfill_reps
+    );
+    println!("  disk MB/s: {}", show(&disk));
+    println!("  fill MB/s: {}", show(&fill));
+    let (disk, fill) = (median(&mut disk), median(&mut fill));
+    println!(
+        "  medians: disk {disk:.0} MB/s, fill {fill:.0} MB/s; fill/disk {:.0}% (target >= 60%)",
+        100.0 * fill / disk
+    );
+    Ok(())
+}
+
+/// Sorted latencies in nanoseconds -> the `q` quantile, in microseconds.
+fn quantile_us(sorted: &[u64], q: f64) -> f64 {
+    let last = sorted.len().saturating_sub(1);
+    let at = ((last as f64) * q).round() as usize;
+    sorted.get(at.min(last)).copied().unwrap_or(0) as f64 / 1e3
+}
+
+/// Random gets of keys `0..n` until `stop`; returns sorted latencies (ns).
+fn read_latencies(db: &Db, n: u64, seed: u64, stop: &AtomicBool) -> Res<Vec<u64>> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::with_capacity(1 << 20);
+    while !stop.load(Ordering::Relaxed) {
+        let i = rng.below(n);
+        let start = Instant::now();
+        let v = db.get(key(i))?.ok_or("key lost")?;
+        out.push(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        if v.first() != Some(&u8::try_from(i % 251).unwrap_or(0)) {
+            return Err(format!("key {i} read a wrong value").into());
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// What the busy thread did.
+#[derive(Debug, Default)]
+struct Churn {
+    rounds: u64,
+    puts: u64,
+    relocated_files: u64,
+    compactions: u64,
+}
+
+/// Writes new keys, relocates every value file and compacts every 4th round, until `stop`.
+fn churn(db: &Db, first_key: u64, stop: &AtomicBool) -> Res<Churn> {
+    const PUTS_PER_ROUND: u64 = 16;
+    let mut c = Churn::default();
+    let mut value = vec![0u8; LARGE_VALUE_BYTES];
+    let mut next = first_key;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..PUTS_PER_ROUND {
+            value_for(next, &mut value);
+            db.put(key(next), &value)?;
+            next += 1;
+            c.puts += 1;
+        }
+        c.relocated_files += db.test_relocate_value_files()?;
+        c.rounds += 1;
+        if c.rounds.is_multiple_of(4) {
+            db.compact()?;
+            c.compactions += 1;
+        }
+    }
+    Ok(c)
+}
+
+fn print_phase(name: &str, lat: &[u64], secs: u64, db: &Db, before: &extentdb::Stats) {
+    let s = db.stats();
+    let hits = s.pool_hits - before.pool_hits;
+    let misses = s.pool_misses - before.pool_misses;
+    println!(
+        "  {name:>4}: {} gets ({:.0}/s), pool hit ratio {:.1}%, p50 {:.1} us, p99 {:.1} us, \
+         p999 {:.1} us, max {:.1} us",
+        lat.len(),
+        lat.len() as f64 / secs as f64,
+        100.0 * hits as f64 / (hits + misses).max(1) as f64,
+        quantile_us(lat, 0.5),
+        quantile_us(lat, 0.99),
+        quantile_us(lat, 0.999),
+        quantile_us(lat, 1.0),
+    );
+}
+
+/// Part c: reader latency idle versus during relocations, writes and compactions.
+fn tail(p: &Params) -> Res<()> {
+    let dir = tempdir(p)?;
+    let n = p.tail_data_mib * MIB / LARGE_VALUE_BYTES as u64;
+    let options = || {
+        Options::new()
+            .durability(Durability::Buffered)
+            .cache_bytes(p.tail_pool_mib * MIB)
+    };
+    {
+        // Loaded in one session and read in the next: files of an earlier session are never
+        // appended to again, so they are the ones relocation moves.
+        let db = options().open(dir.path())?;
+        let mut value = vec![0u8; LARGE_VALUE_BYTES];
+        for i in 0..n {
+            value_for(i, &mut value);
+            db.put(key(i), &value)?;
+        }
+        db.flush()?;
+    }
+    let db = options().open(dir.path())?;
+    println!(
+        "tail: 1 reader, random gets of {n} x 64 KiB ({} MiB) through a {} MiB pool, {} s idle \
+         then {} s with 1 thread putting new 64 KiB keys (16 per round), \
+         Db::test_relocate_value_files each round, Db::compact every 4th round",
+        p.tail_data_mib, p.tail_pool_mib, p.tail_secs, p.tail_secs
+    );
+    let secs = Duration::from_secs(p.tail_secs);
+    let stop = AtomicBool::new(false);
+    let before = db.stats();
+    let idle = std::thread::scope(|s| {
+        let reader = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn_scoped(s, || read_latencies(&db, n, 11, &stop))?;
+        std::thread::sleep(secs);
+        stop.store(true, Ordering::Relaxed);
+        reader.join().map_err(|_| "reader panicked")?
+    })?;
+    print_phase("idle", &idle, p.tail_secs, &db, &before);
+    let stop = AtomicBool::new(false);
+    let before = db.stats();
+    let (busy, work) = std::thread::scope(|s| {
+        let reader = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn_scoped(s, || read_latencies(&db, n, 12, &stop))?;
+        let writer = std::thread::Builder::new()
+            .name("churn".into())
+            .spawn_scoped(s, || churn(&db, n, &stop))?;
+        std::thread::sleep(secs);
+        stop.store(true, Ordering::Relaxed);
+        let busy = reader.join().map_err(|_| "reader panicked")?;
+        let work = writer.join().map_err(|_| "writer panicked")?;
+        Ok::<_, Box<dyn Error + Send + Sync>>((busy?, work?))
+    })?;
+    print_phase("busy", &busy, p.tail_secs, &db, &before);
+    let after = db.stats();
+    println!(
+        "  busy work: {} rounds, {} puts, {} files relocated ({} relocations in stats), \
+         {} compactions, {} pool invalidations, {} fill retries",
+        work.rounds,
+        work.puts,
+        work.relocated_files,
+        after.value_relocations - before.value_relocations,
+        work.compactions,
+        after.pool_invalidations - before.pool_invalidations,
+        after.pool_retries - before.pool_retries
+    );
+    println!(
+        "  p99 busy/idle {:.2}x (target <= 1.5x); p50 {:.2}x; p999 {:.2}x",
+        quantile_us(&busy, 0.99) / quantile_us(&idle, 0.99).max(1e-9),
+        quantile_us(&busy, 0.5) / quantile_us(&idle, 0.5).max(1e-9),
+        quantile_us(&busy, 0.999) / quantile_us(&idle, 0.999).max(1e-9),
+    );
+    Ok(())
+}
+
+/// Part d: warm-pool get throughput, copying the value out versus touching one byte.
+fn cached(p: &Params) -> Res<()> {
+    let dir = tempdir(p)?;
+    let n = p.cached_data_mib * MIB / LARGE_VALUE_BYTES as u64;
+    let db = Options::new()
+        .durability(Durability::Buffered)
+        .cache_bytes((p.cached_data_mib * 4).max(64) * MIB)
+        .open(dir.path())?;
+    let mut value = vec![0u8; LARGE_VALUE_BYTES];
+    let mut batch = WriteBatch::new();
+    for i in 0..n {
+        value_for(i, &mut value);
+        batch.put(key(i), &value);
+        if i % 64 == 63 {
+            db.write(std::mem::take(&mut batch))?;
+        }
+    }
+    db.write(batch)?;
+    db.flush()?;
+    for i in 0..n {
+        db.get(key(i))?.ok_or("key lost")?;
+    }
+    let before = db.stats();
+    let secs = Duration::from_secs(p.cached_secs);
+    let mut rng = Rng(13);
+    let mut out: Vec<u8> = Vec::with_capacity(LARGE_VALUE_BYTES);
+    let (mut copied, start) = (0u64, Instant::now());
+    while start.elapsed() < secs {
+        for _ in 0..64 {
+            let v = db.get(key(rng.below(n)))?.ok_or("key lost")?;
+            out.clear();
+            out.extend_from_slice(&v);
+            black_box(&out);
+            copied += 1;
+        }
+    }
+    let copy = start.elapsed();
+    let (mut inspected, start) = (0u64, Instant::now());
+    let mut sum = 0u64;
+    while start.elapsed() < secs {
+        for _ in 0..64 {
+            let v = db.get(key(rng.below(n)))?.ok_or("key lost")?;
+            sum += u64::from(v.first().copied().unwrap_or(0));
+            inspected += 1;
+        }
+    }
+    black_box(sum);
+    let inspect = start.elapsed();
+    let s = db.stats();
+    println!(
+        "cached: random gets of {n} x 64 KiB ({} MiB), pool {} MiB, warm; {} s per mode; \
+         pool misses while timed: {}",
+        p.cached_data_mib,
+        (p.cached_data_mib * 4).max(64),
+        p.cached_secs,
+        s.pool_misses - before.pool_misses
+    );
+    println!(
+        "  copy into a reused Vec: {:.0} gets/s = {:.2} GB/s",
+        rate(copied, copy),
+        rate(copied * LARGE_VALUE_BYTES as u64, copy) / 1e9
+    );
+    println!(
+        "  inspect one byte:       {:.0} values/s = {:.2} GB/s of values",
+        rate(inspected, inspect),
+        rate(inspected * LARGE_VALUE_BYTES as u64, inspect) / 1e9
+    );
+    Ok(())
+}
+
+/// Part e: readahead of a scan against the pool size.
+fn scan(p: &Params) -> Res<()> {
+    const POOLS_MIB: [u64; 5] = [4, 8, 16, 32, 64];
+    let n = p.scan_data_mib * MIB / LARGE_VALUE_BYTES as u64;
+    println!(
+        "scan: one scan of {n} x 64 KiB ({} MiB) written in key order, per pool size (fresh \
+         open, so the pool starts empty; the OS page cache holds the segments)",
+        p.scan_data_mib
+    );
+    println!(
+        "  {:>8} {:>8} {:>10} {:>8} {:>8} {:>10}",
+        "pool MiB", "MB/s", "fill MiB", "fills", "hits", "read amp"
+    );
+    let dir = tempdir(p)?;
+    {
+        let db = Options::new()
+            .durability(Durability::Buffered)
+            .open(dir.path())?;
+        let mut value = vec![0u8; LARGE_VALUE_BYTES];
+        for i in 0..n {
+            value_for(i, &mut value);
+            db.put(key(i), &value)?;
+        }
+        db.flush()?;
+    }
+    for pool_mib in POOLS_MIB {
+        let db = Options::new()
+            .cache_bytes(pool_mib * MIB)
+            .open(dir.path())?;
+        let before = db.stats();
+        let start = Instant::now();
+        let mut seen = 0u64;
+        for pair in db.range::<&[u8], _>(..) {
+            let (_, v) = pair?;
+            black_box(v.first());
+            seen += 1;
+        }
+        let elapsed = start.elapsed();
+        if seen != n {
+            return Err(format!("scan saw {seen} of {n} keys").into());
+        }
+        let s = db.stats();
+        let fill_bytes = s.pool_fill_bytes - before.pool_fill_bytes;
+        let data_bytes = n * LARGE_VALUE_BYTES as u64;
+        println!(
+            "  {:>8} {:>8.0} {:>10.0} {:>8} {:>8} {:>9.1}x",
+            pool_mib,
+            rate(data_bytes, elapsed) / 1e6,
+            fill_bytes as f64 / MIB as f64,
+            s.pool_fills - before.pool_fills,
+            s.pool_hits - before.pool_hits,
+            fill_bytes as f64 / data_bytes as f64
+        );
+    }
+    Ok(())
+}
