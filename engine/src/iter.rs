@@ -60,14 +60,15 @@ const READAHEAD_MIN_BYTES: u64 = 128 << 10;
 const READAHEAD_MAX_BYTES: u64 = 2 << 20;
 
 impl Readahead {
-    /// The readahead to use for `p`, and remembers it.
-    fn next(&mut self, p: &ValuePointer) -> u64 {
+    /// The readahead to use for `p`, at most `max_bytes`, and remembers it.
+    fn next(&mut self, p: &ValuePointer, max_bytes: u64) -> u64 {
         let sequential = self.last == Some((p.file, p.offset));
         self.window_bytes = match (sequential, self.window_bytes) {
             (false, _) => 0,
             (true, 0) => READAHEAD_MIN_BYTES,
             (true, w) => (w * 2).min(READAHEAD_MAX_BYTES),
-        };
+        }
+        .min(max_bytes);
         self.last = Some((p.file, p.end()));
         self.window_bytes
     }
@@ -140,7 +141,11 @@ impl Iter {
             ValueKind::Put => e.value,
             ValueKind::Pointer => {
                 let p = ValuePointer::decode(&e.value, std::path::Path::new("table"), 0)?;
-                let ahead = if front { self.ahead.next(&p) } else { 0 };
+                let ahead = if front {
+                    self.ahead.next(&p, self.values.readahead_max_bytes())
+                } else {
+                    0
+                };
                 self.values.read_ahead(&p, ReadMode::Blocking, ahead)?
             }
         };

@@ -305,6 +305,13 @@ impl ValueStore {
         Ok(())
     }
 
+    /// The largest readahead worth doing: a readahead run must fit the pool's probation queue
+    /// (a tenth of the pool under S3-FIFO) with room to spare, or it is evicted before the
+    /// scan reaches it, and it must stay under the size the pool refuses to cache (a quarter).
+    pub fn readahead_max_bytes(&self) -> u64 {
+        self.options.cache_bytes / 16
+    }
+
     /// Makes appended values durable: called before the write-ahead log is synced.
     pub fn sync(&self) -> Result<()> {
         self.blocks.sync()
