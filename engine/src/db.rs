@@ -438,7 +438,7 @@ fn recover_wals(
         cache_bytes: options.cache_bytes,
         read_path: options.read_path,
         #[cfg(feature = "test-hooks")]
-        fill_delay: options.test_fill_delay,
+        race_window: options.test_race_window,
     };
     let (values, trimmed) =
         ValueStore::open(dir, Arc::clone(&fs), value_options, values, &reaches)?;

@@ -57,9 +57,9 @@ pub struct Options {
     pub(crate) bloom_bits_per_key: u32,
     pub(crate) create_if_missing: bool,
     pub(crate) background_compaction: bool,
-    /// Test-only: see [`Options::test_fill_delay`].
+    /// Test-only: see [`Options::test_race_window`].
     #[cfg(feature = "test-hooks")]
-    pub(crate) test_fill_delay: Option<std::time::Duration>,
+    pub(crate) test_race_window: Option<std::time::Duration>,
     /// The file system to run on; the host's unless a test injects another.
     pub(crate) fs: Option<std::sync::Arc<dyn crate::fs::FileSystem>>,
 }
@@ -93,7 +93,7 @@ impl Options {
             background_compaction: true,
             fs: None,
             #[cfg(feature = "test-hooks")]
-            test_fill_delay: None,
+            test_race_window: None,
         }
     }
 
@@ -201,12 +201,13 @@ impl Options {
         self
     }
 
-    /// Test-only (feature `test-hooks`): pause for `delay` between each extent lookup of a
-    /// buffer-pool fill and its block read, widening the window the invalidate lock protects.
+    /// Test-only (feature `test-hooks`): pause for `delay` inside the two windows the
+    /// invalidate lock protects: between a buffer-pool fill's extent lookup and its block read,
+    /// and between a relocation's pool invalidation and its extent remap.
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
-    pub fn test_fill_delay(mut self, delay: std::time::Duration) -> Self {
-        self.test_fill_delay = Some(delay);
+    pub fn test_race_window(mut self, delay: std::time::Duration) -> Self {
+        self.test_race_window = Some(delay);
         self
     }
 

@@ -39,7 +39,7 @@ fn options(read_path: ReadPath) -> Options {
         .value_threshold_bytes(1024)
         .cache_bytes(128 << 10)
         .read_path(read_path)
-        .test_fill_delay(Duration::from_millis(8))
+        .test_race_window(Duration::from_millis(8))
 }
 
 /// A recognisable value for `key`: its name repeated, so bytes from any other value differ.
@@ -192,7 +192,7 @@ fn readers_never_see_reused_blocks_through_the_mmap_path() {
 #[test]
 fn relocation_keeps_every_pointer_valid_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = || options(ReadPath::Pool).test_fill_delay(Duration::ZERO);
+    let opts = || options(ReadPath::Pool).test_race_window(Duration::ZERO);
     {
         let db = opts().open(dir.path()).unwrap();
         for i in 0..KEYS {

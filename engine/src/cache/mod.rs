@@ -73,5 +73,7 @@ mod token;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
-pub(crate) use pool::{BufferPool, Cached, FillError, PoolStats};
+#[cfg(all(test, loom))]
+pub(crate) use pool::Cached;
+pub(crate) use pool::{BufferPool, Checked, FillError, PoolStats};
 pub(crate) use token::{ExclusiveLockToken, SharedLockToken};

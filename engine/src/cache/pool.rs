@@ -32,13 +32,25 @@ use super::run::Run;
 use super::table::{PageTable, SHARDS_DEFAULT, Slot, chunk_spans};
 use super::token::{ExclusiveLockToken, SharedLockToken};
 
-/// The answer of a lookup.
+/// The answer of an unchecked lookup (tests compare raw bytes with it).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Cached {
     /// The requested bytes.
     Hit(Bytes),
     /// Some block is absent or still loading.
     Miss,
+}
+
+/// The answer of a checked lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// The requested bytes, which match the checksum.
+    Hit(Bytes),
+    /// Some block is absent or still loading.
+    Miss,
+    /// The cached bytes do not match the checksum.
+    Mismatch,
 }
 
 /// Why a fill returned no bytes.
@@ -102,6 +114,7 @@ struct Piece {
     blocks: u64,
     data: Bytes,
     base: u64,
+    run: Arc<Run>,
 }
 
 /// Where a fill gets a span of blocks from, decided while claiming.
@@ -210,6 +223,7 @@ impl BufferPool {
     /// None needed (E1): no invalidate lock, no I/O, never waits for a fill. Takes each
     /// touched chunk's shard lock shared, briefly. Does not allocate when one run covers the
     /// request.
+    #[cfg(test)]
     pub(crate) fn lookup(&self, file: ValueFileId, offset: u64, len: usize) -> Cached {
         if len == 0 {
             return Cached::Hit(Bytes::new());
@@ -227,6 +241,56 @@ impl BufferPool {
                 Cached::Miss
             }
         }
+    }
+
+    /// Like [`Self::lookup`], but the bytes must match `crc` (CRC-32): a checksum mismatch is
+    /// reported, never the bytes. When one run covers the request, the run remembers that the
+    /// range was verified, so later hits of the same value return it without hashing it again.
+    ///
+    /// # Locking
+    ///
+    /// As [`Self::lookup`], plus the covering run's small verified-range list, briefly.
+    pub(crate) fn lookup_checked(
+        &self,
+        file: ValueFileId,
+        offset: u64,
+        len: usize,
+        crc: u32,
+    ) -> Checked {
+        if len == 0 {
+            let empty = crc32fast::hash(&[]) == crc;
+            return if empty {
+                Checked::Hit(Bytes::new())
+            } else {
+                Checked::Mismatch
+            };
+        }
+        let found = self.block_span(offset, len);
+        let Some((last, earlier)) =
+            found.and_then(|(first, end)| self.collect_ready(file, first, end))
+        else {
+            bump(&self.counters.misses, 1);
+            return Checked::Miss;
+        };
+        let one_run = earlier.is_empty().then(|| Arc::clone(&last.run));
+        let Some(bytes) = self.assemble(last, earlier, offset, len) else {
+            bump(&self.counters.misses, 1);
+            return Checked::Miss;
+        };
+        bump(&self.counters.hits, 1);
+        if one_run
+            .as_ref()
+            .is_some_and(|run| run.is_verified(offset, len, crc))
+        {
+            return Checked::Hit(bytes);
+        }
+        if crc32fast::hash(&bytes) != crc {
+            return Checked::Mismatch;
+        }
+        if let Some(run) = one_run {
+            run.mark_verified(offset, len, crc);
+        }
+        Checked::Hit(bytes)
     }
 
     /// The pieces covering blocks `[first, end)` if all are Ready: the last piece, and the
@@ -258,6 +322,7 @@ impl BufferPool {
                     blocks: 1,
                     data: data.clone(),
                     base: slot.run.first().0,
+                    run: Arc::clone(&slot.run),
                 };
                 if let Some((previous, _)) = current.replace((piece, run)) {
                     done.push(previous);
@@ -520,6 +585,7 @@ impl BufferPool {
             blocks: segment.blocks,
             data,
             base: run.first().0,
+            run,
         })
     }
 
@@ -710,6 +776,31 @@ mod tests {
         let stats = pool.stats();
         assert_eq!((stats.hits, stats.misses, stats.fills), (2, 0, 1));
         assert_eq!(stats.resident_bytes, 3 * BS as u64);
+    }
+
+    #[test]
+    fn checked_lookup_verifies_once_per_run_and_reports_a_mismatch() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(9);
+        let filled = fill(&pool, file, 5, 40);
+        let crc = crc32fast::hash(&filled);
+        let run = {
+            let (last, earlier) = pool.collect_ready(file, 0, 1).unwrap();
+            assert!(earlier.is_empty());
+            last.run
+        };
+        assert!(!run.is_verified(5, 40, crc));
+        assert_eq!(
+            pool.lookup_checked(file, 5, 40, crc),
+            Checked::Hit(filled.clone())
+        );
+        // The run remembers the range: the next hit is served without hashing it.
+        assert!(run.is_verified(5, 40, crc));
+        assert_eq!(pool.lookup_checked(file, 5, 40, crc), Checked::Hit(filled));
+        // A checksum the bytes do not match is never answered with the bytes.
+        assert_eq!(pool.lookup_checked(file, 5, 40, crc ^ 1), Checked::Mismatch);
+        assert!(!run.is_verified(5, 40, crc ^ 1));
+        assert_eq!(pool.lookup_checked(file, 5000, 40, crc), Checked::Miss);
     }
 
     #[test]

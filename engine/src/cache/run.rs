@@ -61,7 +61,14 @@ pub(super) struct Run {
     freq: AtomicUsize,
     latch: Mutex<Latch>,
     loaded: Condvar,
+    /// Byte ranges of this run whose checksum a reader already verified: `(offset, len, crc)`.
+    /// A run's bytes never change once it is Ready, so a range checked once stays checked for
+    /// the run's life, and later hits need not hash it again.
+    verified: Mutex<Vec<(u64, usize, u32)>>,
 }
+
+/// Verified ranges remembered per run; past this, ranges are checked on every hit.
+const VERIFIED_MAX: usize = 64;
 
 impl Run {
     /// A new Loading run of one block, owned by the fill that creates it.
@@ -78,7 +85,21 @@ impl Run {
                 },
             ),
             loaded: Condvar::new(),
+            verified: Mutex::ranked(Rank::Leaf, Vec::new()),
         })
+    }
+
+    /// True if `(offset, len)` was verified against `crc`.
+    pub(super) fn is_verified(&self, offset: u64, len: usize, crc: u32) -> bool {
+        self.verified.lock().contains(&(offset, len, crc))
+    }
+
+    /// Remembers that `(offset, len)` matches `crc`.
+    pub(super) fn mark_verified(&self, offset: u64, len: usize, crc: u32) {
+        let mut verified = self.verified.lock();
+        if verified.len() < VERIFIED_MAX {
+            verified.push((offset, len, crc));
+        }
     }
 
     pub(super) fn file(&self) -> ValueFileId {

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::cache::{BufferPool, Cached, FillError, PoolStats};
+use crate::cache::{BufferPool, Checked, FillError, PoolStats};
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::index::table::ReadMode;
@@ -53,10 +53,11 @@ pub(crate) struct ValueOptions {
     pub reserve_blocks: u64,
     pub cache_bytes: u64,
     pub read_path: ReadPath,
-    /// Test-only: a pause between each extent lookup of a fill and its block read, so the race
-    /// test can make a relocation land inside the window.
+    /// Test-only: a pause between each extent lookup of a fill and its block read, and between
+    /// a relocation's pool invalidation and its remap, so the race test can make the two land
+    /// inside each other's window.
     #[cfg(feature = "test-hooks")]
-    pub fill_delay: Option<std::time::Duration>,
+    pub race_window: Option<std::time::Duration>,
 }
 
 /// The file being appended to, owned by the commit leader.
@@ -337,8 +338,10 @@ impl ValueStore {
     pub fn read_ahead(&self, p: &ValuePointer, mode: ReadMode, ahead_bytes: u64) -> Result<Bytes> {
         let len = usize::try_from(p.len).map_err(|_| Error::invalid("value too large"))?;
         loop {
-            if let Cached::Hit(bytes) = self.pool.lookup(p.file, p.offset, len) {
-                return self.checked(p, bytes);
+            match self.pool.lookup_checked(p.file, p.offset, len, p.crc) {
+                Checked::Hit(bytes) => return Ok(bytes),
+                Checked::Mismatch => return Err(self.mismatch(p)),
+                Checked::Miss => {}
             }
             if mode == ReadMode::CacheOnly {
                 return Err(Error::WouldBlock);
@@ -383,15 +386,19 @@ impl ValueStore {
         if crc32fast::hash(&bytes) == p.crc {
             Ok(bytes)
         } else {
-            Err(Error::corruption(
-                &self.dir,
-                p.offset,
-                format!(
-                    "value in value file {} at offset {} ({} bytes) fails its checksum",
-                    p.file, p.offset, p.len
-                ),
-            ))
+            Err(self.mismatch(p))
         }
+    }
+
+    fn mismatch(&self, p: &ValuePointer) -> Error {
+        Error::corruption(
+            &self.dir,
+            p.offset,
+            format!(
+                "value in value file {} at offset {} ({} bytes) fails its checksum",
+                p.file, p.offset, p.len
+            ),
+        )
     }
 
     /// Reads `len` bytes at logical `offset`, bypassing the pool.
@@ -426,7 +433,7 @@ impl ValueStore {
                 )
             })?;
             #[cfg(feature = "test-hooks")]
-            if let Some(delay) = self.options.fill_delay {
+            if let Some(delay) = self.options.race_window {
                 std::thread::sleep(delay);
             }
             let n = usize::try_from(left)
@@ -504,17 +511,17 @@ impl ValueStore {
         let mut freed = Vec::new();
         {
             let exclusive = file.invalidate.exclusive();
-            let mut extents = file.extents.write();
-            let now: Vec<Extent> = extents.extents().collect();
-            if now != before {
-                // Only relocation changes a file that is not being appended to, and relocations
-                // are serialized: this cannot happen, but freeing the copy is the safe answer.
-                self.allocator
-                    .lock()
-                    .free_now(vec![(target, before.iter().map(|e| e.len).sum())])?;
-                return Ok(false);
-            }
+            // As the kernel's hole punch: drop the cached blocks, then change the map. It is the
+            // exclusive lock, not the extent-map lock, that keeps a fill from starting in
+            // between and reading a block about to be freed.
             self.pool.invalidate_file(id, &exclusive.token(id));
+            #[cfg(feature = "test-hooks")]
+            if let Some(delay) = self.options.race_window {
+                std::thread::sleep(delay);
+            }
+            let mut extents = file.extents.write();
+            // Relocations are serialized and nothing else changes a file nobody appends to.
+            debug_assert!(extents.extents().eq(before.iter().copied()));
             let mut at = target;
             for e in &before {
                 freed.extend(extents.remap(e.logical, e.len, at)?);
@@ -526,6 +533,7 @@ impl ValueStore {
                 });
                 at = at.add(e.len);
             }
+            drop(extents);
             self.allocator.lock().free_later(freed.clone(), *ticket)?;
         }
         log.log(edits)?;
