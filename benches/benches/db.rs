@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use extentdb::{Db, Durability, Options, WriteBatch};
+use extentdb_benches::{Rng, key};
 
 /// Keys the write benchmarks overwrite at random: bounded, so disk use stays bounded however
 /// many iterations criterion runs.
@@ -27,30 +28,6 @@ const SMALL_VALUE_BYTES: usize = 100;
 const LARGE_VALUE_BYTES: usize = 4 << 10;
 const SCAN_KEYS: u64 = 1_000;
 const BATCH_PUTS: u64 = 100;
-
-/// `key:` and 12 decimal digits, without allocating.
-fn key(i: u64) -> [u8; 16] {
-    let mut k = *b"key:000000000000";
-    let mut n = i;
-    for digit in k.iter_mut().rev().take(12) {
-        *digit = b'0' + u8::try_from(n % 10).unwrap_or(0);
-        n /= 10;
-    }
-    k
-}
-
-/// SplitMix64: cheap, seeded, enough to spread keys.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-}
 
 fn open() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();

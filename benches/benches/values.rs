@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use extentdb::{Db, Durability, Options, ReadPath, WriteBatch};
+use extentdb_benches::{Rng, key};
 
 const SIZES: [(&str, usize); 2] = [("4KiB", 4 << 10), ("64KiB", 64 << 10)];
 const PATHS: [(&str, ReadPath); 2] = [("pool", ReadPath::Pool), ("mmap", ReadPath::Mmap)];
@@ -44,30 +45,6 @@ const SCAN_VALUE_BYTES: usize = 64 << 10;
 const SCAN_DATA_BYTES: usize = 64 << 20;
 /// Pools for the scan: 8 MiB (a quarter is 2 MiB, the largest readahead window) and 4 MiB.
 const SCAN_POOLS: [(&str, u64); 2] = [("pool8MiB", 8 << 20), ("pool4MiB", 4 << 20)];
-
-/// `key:` and 12 decimal digits, without allocating.
-fn key(i: u64) -> [u8; 16] {
-    let mut k = *b"key:000000000000";
-    let mut n = i;
-    for digit in k.iter_mut().rev().take(12) {
-        *digit = b'0' + u8::try_from(n % 10).unwrap_or(0);
-        n /= 10;
-    }
-    k
-}
-
-/// SplitMix64: cheap, seeded, enough to spread keys.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-}
 
 /// A temporary directory on the repository's disk (`/tmp` may be a RAM file system).
 fn tempdir() -> tempfile::TempDir {

@@ -48,6 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use extentdb::{Db, Durability, Options, WriteBatch};
+use extentdb_benches::{Rng, key};
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -116,30 +117,6 @@ impl Params {
 
     fn runs(&self, part: &str) -> bool {
         self.parts.iter().any(|p| p == part)
-    }
-}
-
-/// `key:` and 12 decimal digits.
-fn key(i: u64) -> [u8; 16] {
-    let mut k = *b"key:000000000000";
-    let mut n = i;
-    for digit in k.iter_mut().rev().take(12) {
-        *digit = b'0' + u8::try_from(n % 10).unwrap_or(0);
-        n /= 10;
-    }
-    k
-}
-
-/// SplitMix64: cheap, seeded, enough to spread keys.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n.max(1)
     }
 }
 
