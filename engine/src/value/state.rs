@@ -41,24 +41,24 @@ impl ValueState {
                     return Err(bad(format!("value file {id} created twice")));
                 }
             }
+            ValueEdit::FileRemoved(id) => {
+                if self.files.remove(&id).is_none() {
+                    return Err(bad(format!("removal of unknown value file {id}")));
+                }
+            }
             ValueEdit::Mapped {
                 file,
                 logical,
                 physical,
                 len,
             } => {
-                let f = self
-                    .file_mut(file)
-                    .ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
-                f.extents
+                let extents = &mut self.known(file, path, offset)?.extents;
+                extents
                     .map(logical, physical, len)
                     .map_err(|e| bad(format!("value file {file}: {e}")))?;
             }
             ValueEdit::Unmapped { file, logical, len } => {
-                let f = self
-                    .file_mut(file)
-                    .ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
-                f.extents.unmap(logical, len);
+                self.known(file, path, offset)?.extents.unmap(logical, len);
             }
             ValueEdit::Moved {
                 file,
@@ -66,30 +66,24 @@ impl ValueState {
                 physical,
                 len,
             } => {
-                let f = self
-                    .file_mut(file)
-                    .ok_or_else(|| bad(format!("extent of unknown value file {file}")))?;
-                f.extents
+                let extents = &mut self.known(file, path, offset)?.extents;
+                extents
                     .remap(logical, len, physical)
                     .map_err(|e| bad(format!("value file {file}: {e}")))?;
             }
-            ValueEdit::FileRemoved(id) => {
-                if self.files.remove(&id).is_none() {
-                    return Err(bad(format!("removal of unknown value file {id}")));
-                }
-            }
             ValueEdit::Reaches { file, end } => {
-                let f = self
-                    .file_mut(file)
-                    .ok_or_else(|| bad(format!("end of unknown value file {file}")))?;
+                let f = self.known(file, path, offset)?;
                 f.end = f.end.max(end);
             }
         }
         Ok(())
     }
 
-    fn file_mut(&mut self, id: ValueFileId) -> Option<&mut FileState> {
-        self.files.get_mut(&id)
+    /// The state of `file`, which an earlier edit must have created.
+    fn known(&mut self, file: ValueFileId, path: &Path, offset: u64) -> Result<&mut FileState> {
+        self.files.get_mut(&file).ok_or_else(|| {
+            Error::corruption(path, offset, format!("edit of unknown value file {file}"))
+        })
     }
 
     /// The whole state as edits: each file's creation, its extents and how far it is used.
