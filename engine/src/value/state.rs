@@ -112,3 +112,91 @@ impl ValueState {
         LogicalBlock(end.div_ceil(block_size))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::block::PhysicalBlock;
+
+    fn apply_all(edits: &[ValueEdit]) -> Result<ValueState> {
+        let mut state = ValueState::default();
+        for e in edits {
+            state.apply(e, Path::new("MANIFEST"), 0)?;
+        }
+        Ok(state)
+    }
+
+    #[test]
+    fn replaying_the_snapshot_of_a_state_gives_the_same_state() {
+        let f = ValueFileId(4);
+        let state = apply_all(&[
+            ValueEdit::FileCreated(f),
+            ValueEdit::Mapped {
+                file: f,
+                logical: LogicalBlock(0),
+                physical: PhysicalBlock(10),
+                len: 8,
+            },
+            ValueEdit::Moved {
+                file: f,
+                logical: LogicalBlock(2),
+                physical: PhysicalBlock(40),
+                len: 2,
+            },
+            ValueEdit::Unmapped {
+                file: f,
+                logical: LogicalBlock(6),
+                len: 2,
+            },
+            ValueEdit::Reaches { file: f, end: 3000 },
+        ])
+        .unwrap();
+        let again = apply_all(&state.snapshot_edits()).unwrap();
+        assert_eq!(again.snapshot_edits(), state.snapshot_edits());
+        let file = &again.files[&f];
+        assert_eq!(file.end, 3000);
+        assert_eq!(
+            file.extents.lookup(LogicalBlock(3)),
+            Some((PhysicalBlock(41), 1))
+        );
+        assert_eq!(file.extents.lookup(LogicalBlock(6)), None);
+    }
+
+    #[test]
+    fn edits_that_contradict_the_state_are_corruption() {
+        let f = ValueFileId(1);
+        let map = ValueEdit::Mapped {
+            file: f,
+            logical: LogicalBlock(0),
+            physical: PhysicalBlock(0),
+            len: 4,
+        };
+        assert!(apply_all(&[map]).unwrap_err().is_corruption());
+        assert!(
+            apply_all(&[ValueEdit::FileCreated(f), ValueEdit::FileCreated(f)])
+                .unwrap_err()
+                .is_corruption()
+        );
+        assert!(
+            apply_all(&[ValueEdit::FileCreated(f), map, map])
+                .unwrap_err()
+                .is_corruption()
+        );
+        let moved = ValueEdit::Moved {
+            file: f,
+            logical: LogicalBlock(8),
+            physical: PhysicalBlock(50),
+            len: 2,
+        };
+        assert!(
+            apply_all(&[ValueEdit::FileCreated(f), map, moved])
+                .unwrap_err()
+                .is_corruption()
+        );
+        assert!(
+            apply_all(&[ValueEdit::FileRemoved(f)])
+                .unwrap_err()
+                .is_corruption()
+        );
+    }
+}
