@@ -52,6 +52,48 @@ pub(crate) struct SuperVersion {
     /// Frozen memtables, newest first.
     pub imm: Vec<Arc<Memtable>>,
     pub version: Arc<Version>,
+    live: Live,
+}
+
+impl SuperVersion {
+    /// The successor of `self` holding `mem`, `imm` and `version`.
+    pub fn derive(
+        &self,
+        mem: Arc<Memtable>,
+        imm: Vec<Arc<Memtable>>,
+        version: Arc<Version>,
+    ) -> Self {
+        Self {
+            mem,
+            imm,
+            version,
+            live: Live::new(&self.live.0),
+        }
+    }
+
+    /// How many super versions exist (the current one and those readers still pin).
+    pub fn alive(&self) -> usize {
+        self.live.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts the super versions alive. Readers pin one for each read; a value file may be deleted
+/// once none but the current one is left, since every reader then sees only what the current
+/// one holds.
+#[derive(Debug)]
+struct Live(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Live {
+    fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(counter))
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Signals between writers and the background jobs.
@@ -290,7 +332,8 @@ impl Db {
         self.flush()?;
         self.inner.compact_all()?;
         let moved = self.inner.values.defragment(self.inner.as_ref());
-        self.inner.poison_on_error(moved).map(|_| ())
+        self.inner.poison_on_error(moved)?;
+        self.inner.delete_dead_value_files().map(|_| ())
     }
 
     /// Reads every table and checks every block checksum, the key order inside each table,
@@ -465,6 +508,7 @@ fn recover_wals(
         mem: Arc::new(Memtable::new(wal_number)),
         imm: Vec::new(),
         version: versions.current(),
+        live: Live::new(&Arc::default()),
     };
     let inner = DbInner {
         dir: dir.to_path_buf(),
@@ -684,6 +728,52 @@ impl DbInner {
         Ok(())
     }
 
+    /// Deletes every value file no pointer names any more (DESIGN invariant 2):
+    /// - the log is synced first, so every delete or overwrite that killed the values is
+    ///   durable and a crash cannot revive a pointer into a deleted file;
+    /// - every version of every key in the current super version is scanned, shadowed ones
+    ///   included, so values a snapshot can still read keep their file;
+    /// - nothing is deleted unless the current super version is the only one alive: a reader
+    ///   pinning an older one might hold a pointer the scan did not see.
+    ///
+    /// Returns how many files were deleted.
+    pub fn delete_dead_value_files(&self) -> Result<u64> {
+        self.sync_wal()?;
+        let sv = self.super_version();
+        let mut live: std::collections::BTreeSet<ValueFileId> = std::collections::BTreeSet::new();
+        let mut note = |entry: &crate::key::Entry, path: &Path| -> Result<()> {
+            if entry.key.kind == ValueKind::Pointer {
+                live.insert(ValuePointer::decode(&entry.value, path, 0)?.file);
+            }
+            Ok(())
+        };
+        for mem in std::iter::once(&sv.mem).chain(&sv.imm) {
+            for entry in mem.entries() {
+                note(&entry, &self.dir)?;
+            }
+        }
+        for (_, file) in sv.version.files() {
+            for entry in file
+                .table
+                .iter(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+            {
+                note(&entry?, file.table.path())?;
+            }
+        }
+        if sv.alive() > 1 {
+            return Ok(0);
+        }
+        drop(sv);
+        let dead: Vec<ValueFileId> = self
+            .values
+            .file_ids()
+            .into_iter()
+            .filter(|id| !live.contains(id))
+            .collect();
+        let deleted = self.values.delete_files(&dead, self);
+        self.poison_on_error(deleted)
+    }
+
     /// Deletes the logs whose writes are all in tables.
     pub fn delete_obsolete_wals(&self, log_number: u64) -> Result<()> {
         for name in self.fs.list_dir(&self.dir)? {
@@ -773,6 +863,7 @@ impl DbInner {
             value_pending_blocks: v.pending_blocks,
             value_store_blocks: v.store_blocks,
             value_relocations: v.relocations,
+            value_files_deleted: v.deleted_files,
             value_punched_blocks: v.punched_blocks,
             value_punch_unsupported: v.punch_unsupported,
             pool_hits: v.pool.hits,

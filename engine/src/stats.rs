@@ -94,6 +94,8 @@ pub struct Stats {
     pub value_store_blocks: u64,
     /// Value files relocated (extents moved, pointers unchanged).
     pub value_relocations: u64,
+    /// Value files deleted because no pointer named them any more.
+    pub value_files_deleted: u64,
     /// Freed blocks whose space was given back to the file system (hole punching).
     pub value_punched_blocks: u64,
     /// True if the file system refused to punch holes: freed blocks are still reused, but their

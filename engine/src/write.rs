@@ -24,7 +24,7 @@ use crate::sync::Rank;
 use crate::sync::ordered::{Condvar, Mutex};
 
 use crate::batch::{self, WriteBatch};
-use crate::db::{DbInner, SuperVersion, apply};
+use crate::db::{DbInner, apply};
 use crate::error::{Error, Result};
 use crate::filename;
 use crate::index::memtable::Memtable;
@@ -248,11 +248,12 @@ impl DbInner {
             let mut imm = Vec::with_capacity(current.imm.len() + 1);
             imm.push(Arc::clone(&current.mem));
             imm.extend(current.imm.iter().cloned());
-            *current = Arc::new(SuperVersion {
-                mem: Arc::new(Memtable::new(number)),
+            let next = current.derive(
+                Arc::new(Memtable::new(number)),
                 imm,
-                version: Arc::clone(&current.version),
-            });
+                Arc::clone(&current.version),
+            );
+            *current = Arc::new(next);
         }
         self.request_jobs(true, false);
         Ok(())

@@ -1,8 +1,9 @@
 //! The race the invalidate lock exists to close, with teeth.
 //!
 //! Readers (point reads, scans with readahead, and the mmap read path) read large values while
-//! another thread relocates every value file (copy, remap, free the old blocks) and at once
-//! appends new, different values, which reuse the freed blocks. Every byte read is checked
+//! another thread relocates every value file (copy, remap, free the old blocks), deletes a value
+//! file no pointer names any more, and at once appends new, different values, which reuse the
+//! freed blocks. Every byte read is checked
 //! against what was written. A test hook widens the window between a fill's extent lookup and
 //! its block read, so a relocation lands inside it often.
 //!
@@ -91,8 +92,19 @@ fn run(dir: &Path, read_path: ReadPath) -> Arc<Tally> {
             db.put(key(i), value(&key(i), len_of(i))).unwrap();
         }
     }
-    // Reopened, the values above are in a value file nobody appends to: it can be relocated.
+    {
+        // A second session's file, whose values are deleted during the race: the file is then
+        // deleted whole once no reader pins a state that can reach it.
+        let db = options(read_path).open(dir).unwrap();
+        for i in 0..KEYS {
+            let k = format!("tmp{i:04}");
+            db.put(&k, value(&k, len_of(i))).unwrap();
+        }
+    }
+    // Reopened, the values above are in value files nobody appends to: they can be relocated
+    // and deleted.
     let db = options(read_path).open(dir).unwrap();
+    db.delete_range("tmp".."tmp~").unwrap();
     let seconds = std::env::var("EXTENTDB_RACE_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -131,7 +143,10 @@ fn run(dir: &Path, read_path: ReadPath) -> Arc<Tally> {
     let mut round = 0u64;
     while Instant::now() < deadline {
         db.test_relocate_value_files().unwrap();
-        // New values land in the blocks the relocation just freed.
+        if round % 8 == 0 {
+            db.compact().unwrap();
+        }
+        // New values land in the blocks the relocation and the deletion just freed.
         for j in 0..16 {
             let k = format!("new{round:05}-{j:02}");
             db.put(&k, value(&k, 4000)).unwrap();
@@ -142,13 +157,17 @@ fn run(dir: &Path, read_path: ReadPath) -> Arc<Tally> {
     for t in threads {
         t.join().unwrap();
     }
+    // With the readers gone nothing pins an older state: the dead file must go now if it has
+    // not already.
+    db.compact().unwrap();
     let stats = db.stats();
     eprintln!(
-        "{read_path:?}: {} reads, {} stale, {} wrong; {round} relocation rounds, {} relocations, pool: {} fills, {} hits, {} retries",
+        "{read_path:?}: {} reads, {} stale, {} wrong; {round} relocation rounds, {} relocations, {} files deleted, pool: {} fills, {} hits, {} retries",
         tally.reads.load(Ordering::Relaxed),
         tally.stale.load(Ordering::Relaxed),
         tally.wrong.load(Ordering::Relaxed),
         stats.value_relocations,
+        stats.value_files_deleted,
         stats.pool_fills,
         stats.pool_hits,
         stats.pool_retries,
@@ -156,6 +175,10 @@ fn run(dir: &Path, read_path: ReadPath) -> Arc<Tally> {
     assert!(
         stats.value_relocations > 0,
         "the test never relocated anything"
+    );
+    assert!(
+        stats.value_files_deleted > 0,
+        "the test never deleted a value file"
     );
     tally
 }

@@ -147,3 +147,73 @@ fn a_damaged_value_is_corruption_not_wrong_bytes() {
     assert!(db.get("v").unwrap_err().is_corruption());
     assert!(db.verify().unwrap_err().is_corruption());
 }
+
+#[test]
+fn a_value_file_nothing_points_into_is_deleted_and_its_blocks_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = options().open(dir.path()).unwrap();
+        for i in 0..20u64 {
+            db.put(format!("tmp{i:02}"), big(i, 6000)).unwrap();
+        }
+    }
+    {
+        let db = options().open(dir.path()).unwrap();
+        db.put("keep", big(100, 5000)).unwrap();
+        let snapshot = db.snapshot();
+        db.delete_range("tmp".."tmp~").unwrap();
+        db.compact().unwrap();
+        // A snapshot can still read the deleted values: their file stays.
+        assert_eq!(db.stats().value_files_deleted, 0);
+        assert_eq!(snapshot.get("tmp03").unwrap().unwrap(), big(3, 6000));
+        drop(snapshot);
+        db.compact().unwrap();
+        let stats = db.stats();
+        assert_eq!(stats.value_files_deleted, 1, "{stats:?}");
+        assert!(stats.value_free_blocks > 0);
+        assert!(db.get("tmp03").unwrap().is_none());
+        assert_eq!(db.get("keep").unwrap().unwrap(), big(100, 5000));
+        // New values take the freed blocks instead of growing the store.
+        let store = stats.value_store_blocks;
+        for i in 0..10u64 {
+            db.put(format!("new{i}"), big(200 + i, 6000)).unwrap();
+        }
+        assert_eq!(db.stats().value_store_blocks, store);
+        db.verify().unwrap();
+    }
+    let db = options().open(dir.path()).unwrap();
+    // The first session's file is gone; the second's holds `keep` and the new values.
+    assert_eq!(db.stats().value_files, 1);
+    assert_eq!(db.get("keep").unwrap().unwrap(), big(100, 5000));
+    for i in 0..10u64 {
+        assert_eq!(
+            db.get(format!("new{i}")).unwrap().unwrap(),
+            big(200 + i, 6000)
+        );
+    }
+    db.verify().unwrap();
+}
+
+#[test]
+fn a_value_file_an_open_iterator_may_read_is_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = options().open(dir.path()).unwrap();
+        for i in 0..5u64 {
+            db.put(format!("tmp{i}"), big(i, 3000)).unwrap();
+        }
+    }
+    let db = options().open(dir.path()).unwrap();
+    let mut iter = db.range::<&str, _>(..);
+    db.delete_range("tmp".."tmp~").unwrap();
+    db.compact().unwrap();
+    assert_eq!(
+        db.stats().value_files_deleted,
+        0,
+        "an iterator still pins the old state"
+    );
+    assert_eq!(iter.next().unwrap().unwrap().1, big(0, 3000));
+    drop(iter);
+    db.compact().unwrap();
+    assert_eq!(db.stats().value_files_deleted, 1);
+}

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::db::{DbInner, SuperVersion};
+use crate::db::DbInner;
 use crate::error::Result;
 use crate::filename;
 use crate::index::edit::{NUM_LEVELS, TableMeta, VersionEdit};
@@ -45,21 +45,24 @@ pub(crate) struct CompactionState {
     cursors: [Option<Bytes>; NUM_LEVELS],
 }
 
-/// One compaction: tables of `level` and the overlapping tables of `level + 1`.
+/// One compaction: tables of `level` and the overlapping tables of `level + 1`, written to
+/// `level + 1`; or, to rewrite the bottom of the tree, all tables of one level written back to
+/// it.
 #[derive(Debug)]
 pub(crate) struct Plan {
     level: usize,
     inputs: Vec<Arc<TableFile>>,
     next: Vec<Arc<TableFile>>,
+    output: usize,
 }
 
 impl Plan {
     fn output_level(&self) -> usize {
-        self.level + 1
+        self.output
     }
 
     fn is_trivial_move(&self) -> bool {
-        self.next.is_empty() && self.inputs.len() == 1
+        self.output != self.level && self.next.is_empty() && self.inputs.len() == 1
     }
 
     fn all_inputs(&self) -> impl Iterator<Item = (usize, &Arc<TableFile>)> {
@@ -97,6 +100,7 @@ fn plan_for(version: &Version, level: usize, inputs: Vec<Arc<TableFile>>) -> Pla
     let (lower, upper) = span(&inputs);
     let next = version.overlapping(level + 1, &lower, &upper);
     Plan {
+        output: level + 1,
         level,
         inputs,
         next,
@@ -185,7 +189,7 @@ impl DbInner {
         Ok(true)
     }
 
-    /// Compacts every level into the deepest non-empty one.
+    /// Compacts every level into the deepest non-empty one, then rewrites that one.
     pub fn compact_all(&self) -> Result<()> {
         let _state = self.compaction_lock.lock();
         self.check_not_poisoned()?;
@@ -201,6 +205,21 @@ impl DbInner {
                 continue;
             }
             let plan = plan_for(&version, level, inputs);
+            let r = self.run_compaction(&version, plan);
+            self.poison_on_error(r)?;
+        }
+        // Rewrite the bottom level too: the versions it still holds that a newer version, a
+        // tombstone or a range tombstone has made invisible to every reader are dropped only
+        // by rewriting it (and with them the last pointers into dead value files).
+        let version = Arc::clone(&self.super_version().version);
+        let inputs = version.level(target).to_vec();
+        if !inputs.is_empty() {
+            let plan = Plan {
+                level: target,
+                inputs,
+                next: Vec::new(),
+                output: target,
+            };
             let r = self.run_compaction(&version, plan);
             self.poison_on_error(r)?;
         }
@@ -239,11 +258,8 @@ impl DbInner {
         let mut versions = self.versions.lock();
         let version = versions.log_and_apply(edit, opened)?;
         let mut current = self.super_version.write();
-        *current = Arc::new(SuperVersion {
-            mem: Arc::clone(&current.mem),
-            imm: current.imm.clone(),
-            version,
-        });
+        let next = current.derive(Arc::clone(&current.mem), current.imm.clone(), version);
+        *current = Arc::new(next);
         drop(current);
         drop(versions);
         self.jobs_changed.notify_all();

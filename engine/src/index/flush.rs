@@ -164,11 +164,8 @@ impl DbInner {
                 .filter(|m| !Arc::ptr_eq(m, mem))
                 .cloned()
                 .collect();
-            *current = Arc::new(SuperVersion {
-                mem: Arc::clone(&current.mem),
-                imm,
-                version: Arc::clone(&version),
-            });
+            let next = current.derive(Arc::clone(&current.mem), imm, Arc::clone(&version));
+            *current = Arc::new(next);
             version.levels[0].len()
         };
         Counters::add(&self.counters.flushes, 1);

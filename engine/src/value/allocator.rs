@@ -136,13 +136,13 @@ impl Allocator {
         if need == 0 {
             return out;
         }
-        if let Some(hint) = hint {
-            if let Some(&len) = self.by_start.get(&hint) {
-                need -= self.take(&mut out, hint, len, need);
-            } else if hint == self.end && self.can_grow(need) {
-                self.grow(&mut out, need);
-                return out;
-            }
+        // A free run right after the previous allocation keeps a file contiguous. Growing the
+        // store at its end would too, but only after every hole that fits is used: reuse
+        // before growth, or freed space is never given back to new values.
+        if let Some(hint) = hint
+            && let Some(&len) = self.by_start.get(&hint)
+        {
+            need -= self.take(&mut out, hint, len, need);
         }
         if need == 0 {
             return out;
@@ -519,12 +519,14 @@ mod tests {
         assert_eq!(a.allocate(2, Some(p(12))), vec![(p(12), 2)]);
         // A hint run too short is used up, and the rest found by best fit.
         assert_eq!(a.allocate(4, Some(p(14))), vec![(p(14), 2), (p(0), 2)]);
-        // A hint at the end extends by growing.
+        // A hint at the end does not grow the store while a free run fits: reuse comes first.
         let end = a.end();
         assert_eq!(a.allocate(3, None), vec![(p(20), 3)]);
-        assert_eq!(a.allocate(5, Some(end)), vec![(end, 5)]);
+        assert_eq!(a.allocate(5, Some(end)), vec![(p(23), 5)]);
+        // With no free run that fits, it grows, contiguous with the hint.
+        assert_eq!(a.allocate(2, Some(end)), vec![(end, 2)]);
         // A hint at an allocated block is ignored.
-        assert_eq!(a.allocate(1, Some(p(5))), vec![(p(23), 1)]);
+        assert_eq!(a.allocate(1, Some(p(5))), vec![(p(28), 1)]);
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub(crate) struct ValueStats {
     pub pending_blocks: u64,
     pub store_blocks: u64,
     pub relocations: u64,
+    pub deleted_files: u64,
     pub punched_blocks: u64,
     pub punch_unsupported: bool,
     pub pool: PoolStats,
@@ -102,6 +103,8 @@ pub(crate) struct ValueStore {
     relocation: Mutex<u64>,
     /// Relocations done (readable without the job lock).
     relocations: AtomicU64,
+    /// Value files deleted because nothing pointed into them.
+    deleted_files: AtomicU64,
     /// Blocks whose space was given back to the file system.
     punched_blocks: AtomicU64,
     /// Set when the file system refused to punch a hole: space then stays allocated (the
@@ -186,6 +189,7 @@ impl ValueStore {
             appender: Mutex::ranked(Rank::ValueAppender, Appender::default()),
             relocation: Mutex::ranked(Rank::Job, 0),
             relocations: AtomicU64::new(0),
+            deleted_files: AtomicU64::new(0),
             punched_blocks: AtomicU64::new(0),
             punch_unsupported: AtomicBool::new(false),
         };
@@ -562,6 +566,44 @@ impl ValueStore {
         Ok(())
     }
 
+    /// Deletes the value files of `dead` (no pointer anywhere names them): drops their blocks
+    /// from the pool, unmaps them and frees their blocks, which become reusable once the
+    /// manifest record of the removal is durable. The file being appended to is never deleted:
+    /// values written to it may not have reached the index yet.
+    ///
+    /// # Locking
+    /// Takes the relocation job lock, then each file's invalidate lock exclusive (E15); logs
+    /// after the exclusive section. The caller guarantees that no reader can still hold a
+    /// pointer into the files (see `DbInner::delete_dead_value_files`).
+    pub fn delete_files(&self, dead: &[ValueFileId], log: &dyn ValueLog) -> Result<u64> {
+        let mut ticket = self.relocation.lock();
+        let active = self.appender.lock().file.as_ref().map(|f| f.id);
+        let mut deleted = 0;
+        for &id in dead.iter().filter(|&&id| Some(id) != active) {
+            let Some(file) = self.files.read().get(&id).cloned() else {
+                continue;
+            };
+            *ticket += 1;
+            let freed = {
+                let exclusive = file.invalidate.exclusive();
+                self.pool.invalidate_file(id, &exclusive.token(id));
+                let mut extents = file.extents.write();
+                let end = extents.end();
+                let freed = extents.unmap(LogicalBlock(0), end.0);
+                drop(extents);
+                self.allocator.lock().free_later(freed.clone(), *ticket)?;
+                freed
+            };
+            self.files.write().remove(&id);
+            log.log(vec![ValueEdit::FileRemoved(id)])?;
+            self.punch(&freed)?;
+            self.allocator.lock().release(*ticket);
+            self.deleted_files.fetch_add(1, Ordering::Relaxed);
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
     /// Relocates every fragmented file that is not being appended to.
     pub fn defragment(&self, log: &dyn ValueLog) -> Result<u64> {
         let mut moved = 0;
@@ -649,6 +691,7 @@ impl ValueStore {
             pending_blocks,
             store_blocks,
             relocations: self.relocations.load(Ordering::Relaxed),
+            deleted_files: self.deleted_files.load(Ordering::Relaxed),
             punched_blocks: self.punched_blocks.load(Ordering::Relaxed),
             punch_unsupported: self.punch_unsupported.load(Ordering::Relaxed),
             pool: self.pool.stats(),
