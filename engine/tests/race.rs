@@ -143,7 +143,7 @@ fn run(dir: &Path, read_path: ReadPath) -> Arc<Tally> {
     let mut round = 0u64;
     while Instant::now() < deadline {
         db.test_relocate_value_files().unwrap();
-        if round % 8 == 0 {
+        if round.is_multiple_of(8) {
             db.compact().unwrap();
         }
         // New values land in the blocks the relocation and the deletion just freed.
