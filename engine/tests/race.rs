@@ -61,6 +61,8 @@ struct Tally {
     reads: AtomicU64,
     stale: AtomicU64,
     wrong: AtomicU64,
+    /// What `Db::verify` said at the end: it compares every cached block with the disk.
+    verified: std::sync::OnceLock<Result<(), String>>,
 }
 
 impl Tally {
@@ -160,6 +162,7 @@ fn run(dir: &Path, read_path: ReadPath) -> Arc<Tally> {
     // With the readers gone nothing pins an older state: the dead file must go now if it has
     // not already.
     db.compact().unwrap();
+    let verified = db.verify().map(|_| ()).map_err(|e| e.to_string());
     let stats = db.stats();
     eprintln!(
         "{read_path:?}: {} reads, {} stale, {} wrong; {round} relocation rounds, {} relocations, {} files deleted, pool: {} fills, {} hits, {} retries",
@@ -180,6 +183,8 @@ fn run(dir: &Path, read_path: ReadPath) -> Arc<Tally> {
         stats.value_files_deleted > 0,
         "the test never deleted a value file"
     );
+    eprintln!("{read_path:?}: verify after the run: {verified:?}");
+    let _ = tally.verified.set(verified);
     tally
 }
 
@@ -197,6 +202,11 @@ fn judge(tally: &Tally) {
         );
     } else {
         assert_eq!(stale, 0, "stale reads with the invalidate lock held");
+        assert_eq!(
+            tally.verified.get(),
+            Some(&Ok(())),
+            "verify found stale pool blocks"
+        );
     }
 }
 

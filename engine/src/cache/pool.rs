@@ -589,6 +589,33 @@ impl BufferPool {
         })
     }
 
+    /// Every loaded block of `file` and its cached bytes, for `Db::verify` to compare with the
+    /// disk (DESIGN invariant 1).
+    ///
+    /// # Locking
+    ///
+    /// REQUIRES: `file`'s invalidate lock held (`token`), so no invalidation runs meanwhile.
+    /// Takes each shard lock shared, one at a time.
+    pub(crate) fn resident_blocks(
+        &self,
+        file: ValueFileId,
+        token: &SharedLockToken<'_>,
+    ) -> Vec<(LogicalBlock, Bytes)> {
+        debug_assert_eq!(token.file(), file);
+        let bs = self.block_size();
+        let mut out = Vec::new();
+        for shard in self.table.shards() {
+            for (block, data, first) in shard.read().loaded_blocks(file) {
+                let start = usize::try_from((block - first) * bs).unwrap_or(usize::MAX);
+                if let Some(bytes) = data.get(start..start.saturating_add(self.block_size_bytes)) {
+                    out.push((LogicalBlock(block), data.slice_ref(bytes)));
+                }
+            }
+        }
+        out.sort_by_key(|(block, _)| *block);
+        out
+    }
+
     /// Drops every run with a block in `[first, first + n)` of `file`: all their table
     /// entries go, so no later lookup or fill returns them. Callers holding their bytes keep
     /// them. A fill waiting on a dropped Loading run gets `Retry`.

@@ -150,6 +150,29 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// The loaded blocks of `file` in this shard, with the buffer of the run holding each and
+    /// that run's first block.
+    pub(super) fn loaded_blocks(&self, file: ValueFileId) -> Vec<(u64, Bytes, u64)> {
+        let mut out = Vec::new();
+        for (&(f, chunk), c) in &self.chunks {
+            if f != file {
+                continue;
+            }
+            for (i, slot) in c.slots.iter().enumerate() {
+                if let Some(Slot {
+                    run,
+                    data: Some(data),
+                }) = slot
+                {
+                    out.push((chunk * CHUNK_BLOCKS + i as u64, data.clone(), run.first().0));
+                }
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 impl Shard {
     /// Every slot, for invariant checks in tests.

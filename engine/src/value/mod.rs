@@ -656,15 +656,37 @@ impl ValueStore {
 
     /// Checks DESIGN invariant 3: every mapped logical block maps to one physical block, no
     /// physical block is mapped twice or both mapped and free, mapped + free = all blocks.
+    ///
+    /// Also checks invariant 1, no stale fill: every block the pool holds equals the block on
+    /// disk, compared under the file's invalidate lock held shared so no invalidation runs
+    /// in between.
     pub fn verify(&self) -> Result<()> {
-        let files = self.files.read();
+        let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
         let mut mapped = Vec::new();
-        for f in files.values() {
+        for f in &files {
             let extents = f.extents.read();
             extents.check()?;
             mapped.extend(extents.extents().map(|e| (e.physical, e.len)));
         }
-        self.allocator.lock().check(&mapped)
+        self.allocator.lock().check(&mapped)?;
+        let mut disk = vec![0u8; self.options.block_size];
+        for f in &files {
+            let shared = f.invalidate.shared();
+            for (block, cached) in self.pool.resident_blocks(f.id, &shared.token(f.id)) {
+                self.read_blocks(f, block, &mut disk)?;
+                if cached[..] != disk[..] {
+                    return Err(Error::corruption(
+                        &self.dir,
+                        block.0 * self.block_size(),
+                        format!(
+                            "the buffer pool holds stale bytes for block {block} of value file {}",
+                            f.id
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn stats(&self) -> ValueStats {
