@@ -423,6 +423,9 @@ fn run(ops: &[Op], background: bool, wide: bool) -> Result<(), TestCaseError> {
                 "{}",
                 at("live snapshots")
             );
+            // DESIGN invariants 1-4 after every step: checksums of every table and live value,
+            // extent maps a function, mapped + free = all blocks, no stale pooled block.
+            d.verify().map_err(|e| fail(at(&format!("verify: {e}"))))?;
         }
     }
     let Some(d) = db.as_ref() else {
