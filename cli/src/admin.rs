@@ -1,4 +1,5 @@
-//! Maintenance commands: `stats`, `verify`, `compact` and `flush`, and the size and table
+//! Maintenance commands: `stats`, `verify`, `compact`, `flush` and `checkpoint`, and the size
+//! and table
 //! formatting they share with `kv demo`.
 //!
 //! Counters in `stats` (writes, flushes, cache hits...) count since the database was opened,
@@ -7,26 +8,27 @@
 use std::io::Write;
 use std::path::Path;
 
+use std::path::PathBuf;
+
 use clap::Args;
 use extentdb::Stats;
 
 use crate::outcome::{self, Access, Failure};
 
 #[derive(Debug, Args)]
-pub struct StatsArgs {
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    json: bool,
+pub struct CheckpointArgs {
+    /// The new directory to write the copy into (must not exist).
+    dest: PathBuf,
 }
 
-/// `kv stats [--json]`.
+/// `kv stats [--json]`: sizes in KiB/MiB as text, exact byte counts in JSON.
 ///
 /// # Errors
 /// `Engine` if the database cannot be opened.
-pub fn stats(dir: &Path, args: &StatsArgs, out: &mut dyn Write) -> Result<(), Failure> {
+pub fn stats(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let db = outcome::open(dir, Access::Existing)?;
     let stats = db.stats();
-    if args.json {
+    if json {
         writeln!(out, "{}", stats_json(&stats))?;
     } else {
         write_stats_table(&stats, out)?;
@@ -34,13 +36,26 @@ pub fn stats(dir: &Path, args: &StatsArgs, out: &mut dyn Write) -> Result<(), Fa
     Ok(())
 }
 
-/// `kv verify`: prints what was checked; corruption is an `Engine` failure (exit code 3).
+/// `kv verify [--json]`: prints what was checked; corruption is a `Corruption` failure (exit
+/// code 3).
 ///
 /// # Errors
-/// `Engine` with the engine's description of the damage.
-pub fn verify(dir: &Path, out: &mut dyn Write) -> Result<(), Failure> {
+/// `Corruption` with the engine's description of the damage.
+pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let db = outcome::open(dir, Access::Existing)?;
     let report = db.verify()?;
+    if json {
+        writeln!(
+            out,
+            "{{\"ok\":true,\"tables\":{},\"entries\":{},\"bytes\":{},\"live_values\":{},\"live_value_bytes\":{}}}",
+            report.tables,
+            report.entries,
+            report.bytes,
+            report.live_values,
+            report.live_value_bytes
+        )?;
+        return Ok(());
+    }
     writeln!(
         out,
         "ok: {} tables, {} entries, {} verified",
@@ -70,6 +85,17 @@ pub fn flush(dir: &Path, out: &mut dyn Write) -> Result<(), Failure> {
     let db = outcome::open(dir, Access::Existing)?;
     db.flush()?;
     writeln!(out, "flushed: {}", tables_summary(&db.stats()))?;
+    Ok(())
+}
+
+/// `kv checkpoint DEST`: a consistent copy of the database in the new directory DEST.
+///
+/// # Errors
+/// `Engine` if DEST exists or the copy fails.
+pub fn checkpoint(dir: &Path, args: &CheckpointArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let db = outcome::open(dir, Access::Existing)?;
+    db.checkpoint(&args.dest)?;
+    writeln!(out, "checkpoint written to {}", args.dest.display())?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@
 //! 6. close, reopen and `verify`;
 //! 7. compare the whole contents, forward and backward, with the model.
 //!
-//! The first failed check stops the demo with exit code 3. The data comes from a seeded
+//! The first failed check stops the demo with exit code 1. The data comes from a seeded
 //! generator, so a failure reproduces with the same `--keys` and `--seed`.
 
 use std::collections::BTreeMap;

@@ -4,14 +4,16 @@
 //! the whole engine against an in-memory model. Every command opens the database named by
 //! `--db` (or `$KVDB_DIR`), does one thing, and closes it.
 //!
-//! Exit codes are part of the interface: 0 ok, 1 key not found, 2 usage error, 3 the engine
-//! (or the file system) failed or a demo check failed, with one line on stderr. The tool never
-//! panics on bad input. Keys and values are shown and read with the escapes of `escape.rs`.
+//! Exit codes are part of the interface (see [`EXIT_CODES`]), with one line on stderr for
+//! every failure. The tool never panics on bad input. Keys and values are shown and read with
+//! the escapes of `escape.rs`, or as hex with `--hex` (`codec.rs`).
 //!
-//! One file per command group: `read.rs` (get, scan), `write.rs` (put, delete, delete-range),
-//! `admin.rs` (stats, verify, compact, flush), `demo.rs`; `outcome.rs` holds what they share.
+//! One file per command group: `read.rs` (get, scan, count), `write.rs` (put, delete,
+//! delete-range, batch), `admin.rs` (stats, verify, compact, flush, checkpoint), `dump.rs`
+//! (dump, load), `demo.rs`; `outcome.rs` and `codec.rs` hold what they share.
 
 mod admin;
+mod codec;
 mod demo;
 mod escape;
 mod outcome;
@@ -24,15 +26,33 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 
+use crate::codec::{Codec, Style};
 use crate::outcome::Failure;
+
+/// The exit codes, shown by `kv --help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  key not found (get), or any other error
+  2  usage error (bad arguments, bad escape or hex, bad input line)
+  3  corruption found (for example by verify)
+  4  database locked by another handle or process";
 
 /// Read, write and inspect an extentdb database.
 #[derive(Debug, Parser)]
-#[command(name = "kv", version, about, max_term_width = 100)]
+#[command(name = "kv", version, about, max_term_width = 100, after_help = EXIT_CODES)]
 struct Cli {
     /// The database directory.
     #[arg(long, env = "KVDB_DIR", global = true, value_name = "DIR")]
     db: Option<PathBuf>,
+
+    /// Read and print keys and values as hex digits (two per byte) instead of escapes.
+    #[arg(long, global = true)]
+    hex: bool,
+
+    /// Print JSON (get, count, stats, verify: one object; scan: one object per line).
+    #[arg(long, global = true)]
+    json: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -52,10 +72,16 @@ enum Command {
     DeleteRange(write::DeleteRangeArgs),
     /// Print the pairs of a range or prefix as `key = value` lines, in key order.
     Scan(read::ScanArgs),
+    /// Count the keys of a range or prefix.
+    Count(read::CountArgs),
+    /// Apply `put`, `delete` and `delete-range` lines from stdin atomically.
+    Batch,
     /// Print sizes, levels and counters.
-    Stats(admin::StatsArgs),
+    Stats,
     /// Read and check every table; exit code 3 on corruption.
     Verify,
+    /// Write a consistent copy of the database to a new directory.
+    Checkpoint(admin::CheckpointArgs),
     /// Flush the memtable, then compact every level into the last one.
     Compact,
     /// Write the memtable to a table.
@@ -77,6 +103,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
     let db = cli.db;
+    let style = Style {
+        codec: if cli.hex { Codec::Hex } else { Codec::Escape },
+        json: cli.json,
+    };
+    let codec = style.codec;
     let dir = move || {
         db.ok_or_else(|| {
             Failure::Usage(
@@ -85,13 +116,16 @@ fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         })
     };
     match cli.command {
-        Command::Get(args) => read::get(&dir()?, &args, out),
-        Command::Scan(args) => read::scan(&dir()?, &args, out),
-        Command::Put(args) => write::put(&dir()?, &args),
-        Command::Delete(args) => write::delete(&dir()?, &args),
-        Command::DeleteRange(args) => write::delete_range(&dir()?, &args),
-        Command::Stats(args) => admin::stats(&dir()?, &args, out),
-        Command::Verify => admin::verify(&dir()?, out),
+        Command::Get(args) => read::get(&dir()?, &args, style, out),
+        Command::Scan(args) => read::scan(&dir()?, &args, style, out),
+        Command::Count(args) => read::count(&dir()?, &args, style, out),
+        Command::Put(args) => write::put(&dir()?, &args, codec),
+        Command::Delete(args) => write::delete(&dir()?, &args, codec),
+        Command::DeleteRange(args) => write::delete_range(&dir()?, &args, codec),
+        Command::Batch => write::batch(&dir()?, codec, &mut std::io::stdin().lock(), out),
+        Command::Stats => admin::stats(&dir()?, style.json, out),
+        Command::Verify => admin::verify(&dir()?, style.json, out),
+        Command::Checkpoint(args) => admin::checkpoint(&dir()?, &args, out),
         Command::Compact => admin::compact(&dir()?, out),
         Command::Flush => admin::flush(&dir()?, out),
         Command::Demo(args) => demo::run(&args, out),
@@ -107,13 +141,21 @@ fn report(failure: Failure) -> ExitCode {
             eprintln!("kv: not found: {}", escape::key(&key));
             ExitCode::from(1)
         }
+        Failure::Corruption(message) => {
+            eprintln!("kv: error: {message}");
+            ExitCode::from(3)
+        }
+        Failure::Locked(message) => {
+            eprintln!("kv: error: {message}");
+            ExitCode::from(4)
+        }
         // Clap prints the message with the usage line and exits with code 2.
         Failure::Usage(message) => Cli::command()
             .error(clap::error::ErrorKind::ValueValidation, message)
             .exit(),
         Failure::Engine(message) => {
             eprintln!("kv: error: {message}");
-            ExitCode::from(3)
+            ExitCode::from(1)
         }
     }
 }

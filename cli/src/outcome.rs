@@ -13,15 +13,23 @@ pub enum Failure {
     NotFound(Vec<u8>),
     /// The command line is wrong in a way clap cannot see (exit code 2).
     Usage(String),
-    /// The engine or the file system failed, or a demo check did not hold (exit code 3).
+    /// The engine or the file system failed, or a demo check did not hold (exit code 1).
     Engine(String),
+    /// The engine found damaged data (exit code 3).
+    Corruption(String),
+    /// Another handle or process holds the database (exit code 4).
+    Locked(String),
     /// Standard output was closed by its reader; stop quietly (exit code 0).
     OutputClosed,
 }
 
 impl From<extentdb::Error> for Failure {
     fn from(e: extentdb::Error) -> Self {
-        Self::Engine(e.to_string())
+        match e {
+            extentdb::Error::Corruption { .. } => Self::Corruption(e.to_string()),
+            extentdb::Error::Locked(_) => Self::Locked(e.to_string()),
+            _ => Self::Engine(e.to_string()),
+        }
     }
 }
 
@@ -48,7 +56,7 @@ pub enum Access {
 /// Opens the database in `dir`.
 ///
 /// # Errors
-/// `Failure::Engine` with the engine's message (missing, locked, corrupt, I/O).
+/// `Failure::Engine` with the engine's message (missing, I/O), `Locked` or `Corruption`.
 pub fn open(dir: &Path, access: Access) -> Result<Db, Failure> {
     if access == Access::Existing && !dir.is_dir() {
         // Checked here so that a mistyped path is not created as a side effect (the engine
@@ -62,12 +70,4 @@ pub fn open(dir: &Path, access: Access) -> Result<Db, Failure> {
         .create_if_missing(access == Access::CreateIfMissing)
         .open(dir)
         .map_err(Failure::from)
-}
-
-/// Decodes an escaped key or value argument (see `escape.rs`).
-///
-/// # Errors
-/// `Failure::Usage` naming the bad escape.
-pub fn arg_bytes(arg: &std::ffi::OsStr) -> Result<Vec<u8>, Failure> {
-    crate::escape::parse(arg.as_encoded_bytes()).map_err(Failure::Usage)
 }

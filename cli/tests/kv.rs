@@ -1,13 +1,14 @@
 //! The `kv` binary, run as a user would: its output, and its exit codes (0 ok, 1 not found,
-//! 2 usage error, 3 engine error).
+//! 2 usage error, 3 corruption, 4 locked, 1 any other error).
 
 #![allow(
     clippy::unwrap_used,
     reason = "a test fails loudly on the first unexpected error"
 )]
 
+use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// Runs `kv --db DIR ARGS...`.
 fn kv(dir: &Path, args: &[&str]) -> Output {
@@ -30,6 +31,29 @@ fn ok(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `kv --db DIR ARGS...` with `input` on standard input.
+fn kv_stdin(dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .arg("--db")
+        .arg(dir)
+        .args(args)
+        .env_remove("KVDB_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Written from a thread so that a child filling its stdout pipe cannot deadlock us.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
 }
 
 fn fresh() -> tempfile::TempDir {
@@ -218,11 +242,11 @@ fn db_directory_may_come_from_the_environment() {
 }
 
 #[test]
-fn reading_a_missing_database_is_an_engine_error_and_creates_nothing() {
+fn reading_a_missing_database_is_an_error_with_code_1_and_creates_nothing() {
     let dir = fresh();
     let missing = dir.path().join("nope");
     let out = kv(&missing, &["get", "k"]);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(1));
     assert!(!missing.exists());
 }
 
@@ -262,4 +286,158 @@ fn demo_keeps_a_given_directory_which_then_opens_with_kv() {
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(2), "a non-empty --dir is refused");
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let dir = fresh();
+    let help = ok(dir.path(), &["--help"]);
+    for line in [
+        "0  success",
+        "1  key not found",
+        "2  usage error",
+        "3  corruption",
+        "4  database locked",
+    ] {
+        assert!(help.contains(line), "{help}");
+    }
+}
+
+#[test]
+fn a_database_held_by_another_handle_exits_with_code_4() {
+    let dir = fresh();
+    ok(dir.path(), &["put", "k", "v"]);
+    let held = extentdb::Db::open(dir.path()).unwrap();
+    let out = kv(dir.path(), &["get", "k"]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("locked"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(kv(dir.path(), &["put", "k", "w"]).status.code(), Some(4));
+    drop(held);
+    assert_eq!(ok(dir.path(), &["get", "k"]), "v\n");
+}
+
+#[test]
+fn hex_flag_reads_and_prints_hex() {
+    let dir = fresh();
+    ok(dir.path(), &["--hex", "put", "00ff", "0a0B"]);
+    assert_eq!(ok(dir.path(), &["get", "--hex", "00FF"]), "0a0b\n");
+    assert_eq!(ok(dir.path(), &["get", "\\x00\\xff"]), "\\x0a\\x0b\n");
+    assert_eq!(ok(dir.path(), &["--hex", "scan"]), "00ff = 0a0b\n");
+    for bad in ["0", "zz", "0x00"] {
+        let out = kv(dir.path(), &["--hex", "get", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("bad hex"), "{stderr}");
+    }
+}
+
+#[test]
+fn json_flag_prints_one_document_per_command_and_lines_for_scan() {
+    let dir = fresh();
+    ok(dir.path(), &["put", "a\"", "x\\x00"]);
+    ok(dir.path(), &["put", "b", "y"]);
+    assert_eq!(
+        ok(dir.path(), &["--json", "get", "b"]),
+        "{\"key\":\"b\",\"value\":\"y\"}\n"
+    );
+    assert_eq!(
+        ok(dir.path(), &["scan", "--json"]),
+        "{\"key\":\"a\\\"\",\"value\":\"x\\\\x00\"}\n{\"key\":\"b\",\"value\":\"y\"}\n"
+    );
+    assert_eq!(
+        ok(dir.path(), &["--json", "--hex", "scan", "--keys-only"]),
+        "{\"key\":\"6122\"}\n{\"key\":\"62\"}\n"
+    );
+    assert_eq!(ok(dir.path(), &["--json", "count"]), "{\"count\":2}\n");
+    let verify = ok(dir.path(), &["--json", "verify"]);
+    assert!(verify.starts_with("{\"ok\":true,\"tables\":"), "{verify}");
+    let stats = ok(dir.path(), &["--json", "stats"]);
+    assert!(stats.starts_with("{\"last_sequence\":2,"), "{stats}");
+}
+
+#[test]
+fn count_honours_prefix_and_range() {
+    let dir = fresh();
+    for k in ["a", "b/1", "b/2", "b/3", "c"] {
+        ok(dir.path(), &["put", k, "v"]);
+    }
+    assert_eq!(ok(dir.path(), &["count"]), "5\n");
+    assert_eq!(ok(dir.path(), &["count", "--prefix", "b/"]), "3\n");
+    assert_eq!(
+        ok(dir.path(), &["count", "--from", "b/2", "--to", "c"]),
+        "2\n"
+    );
+    assert_eq!(ok(dir.path(), &["count", "--from", "z"]), "0\n");
+    assert_eq!(
+        kv(dir.path(), &["count", "--prefix", "a", "--to", "b"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn batch_applies_every_line_atomically() {
+    let dir = fresh();
+    ok(dir.path(), &["put", "k3", "old"]);
+    ok(dir.path(), &["put", "k5", "old"]);
+    let input = b"# a comment\nput k1 one\nput k\\x20two v\\x00\n\nput k3 three\r\ndelete k3\ndelete-range k4 k6\n";
+    let out = kv_stdin(dir.path(), &["batch"], input);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "applied 5 operations\n"
+    );
+    assert_eq!(ok(dir.path(), &["scan"]), "k two = v\\x00\nk1 = one\n");
+    let hex = kv_stdin(dir.path(), &["--hex", "batch"], b"put 6b39 ff\n");
+    assert_eq!(hex.status.code(), Some(0));
+    assert_eq!(ok(dir.path(), &["get", "k9"]), "\\xff\n");
+}
+
+#[test]
+fn batch_with_a_bad_line_names_it_and_writes_nothing() {
+    let dir = fresh();
+    ok(dir.path(), &["put", "keep", "v"]);
+    for (input, line) in [
+        (&b"put a 1\nput b\nput c 3\n"[..], "line 2"),
+        (b"put a 1\ndelete a\nfrob x\n", "line 3"),
+        (b"delete-range b a\n", "line 1"),
+        (b"put a\\q 1\n", "line 1"),
+    ] {
+        let out = kv_stdin(dir.path(), &["batch"], input);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(line), "{stderr}");
+        assert_eq!(ok(dir.path(), &["scan", "--keys-only"]), "keep\n");
+    }
+    let bad_hex = kv_stdin(dir.path(), &["--hex", "batch"], b"put 61 6\n");
+    assert_eq!(bad_hex.status.code(), Some(2));
+    assert_eq!(ok(dir.path(), &["count"]), "1\n");
+}
+
+#[test]
+fn checkpoint_writes_a_copy_that_opens_on_its_own() {
+    let dir = fresh();
+    let db = dir.path().join("db");
+    let copy = dir.path().join("copy");
+    for i in 0..20 {
+        ok(&db, &["put", &format!("k{i:02}"), "v"]);
+    }
+    ok(&db, &["checkpoint", copy.to_str().unwrap()]);
+    ok(&db, &["put", "after", "v"]);
+    assert_eq!(ok(&copy, &["count"]), "20\n");
+    assert!(ok(&copy, &["verify"]).starts_with("ok: "));
+    let again = kv(&db, &["checkpoint", copy.to_str().unwrap()]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an existing destination is refused"
+    );
 }
