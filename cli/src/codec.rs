@@ -70,6 +70,11 @@ pub fn to_hex(bytes: &[u8]) -> String {
     to_hex_with(bytes, b"0123456789abcdef")
 }
 
+/// Uppercase hex, as RocksDB's `ldb --hex` writes it.
+pub fn to_hex_upper(bytes: &[u8]) -> String {
+    to_hex_with(bytes, b"0123456789ABCDEF")
+}
+
 fn to_hex_with(bytes: &[u8], digits: &[u8; 16]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for &b in bytes {

@@ -15,6 +15,7 @@
 mod admin;
 mod codec;
 mod demo;
+mod dump;
 mod escape;
 mod outcome;
 mod read;
@@ -82,6 +83,10 @@ enum Command {
     Verify,
     /// Write a consistent copy of the database to a new directory.
     Checkpoint(admin::CheckpointArgs),
+    /// Write a range as hex lines to stdout (format in `load --help`).
+    Dump(dump::DumpArgs),
+    /// Put the records of a `dump` (or `ldb dump --hex`) read from stdin, in batches.
+    Load(dump::LoadArgs),
     /// Flush the memtable, then compact every level into the last one.
     Compact,
     /// Write the memtable to a table.
@@ -126,10 +131,29 @@ fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Stats => admin::stats(&dir()?, style.json, out),
         Command::Verify => admin::verify(&dir()?, style.json, out),
         Command::Checkpoint(args) => admin::checkpoint(&dir()?, &args, out),
+        Command::Dump(args) => dump::dump(&dir()?, &args, codec, out),
+        Command::Load(args) => {
+            let stdin = std::io::stdin();
+            let input_bytes = stdin_file_bytes();
+            dump::load(&dir()?, &args, &mut stdin.lock(), input_bytes, out)
+        }
         Command::Compact => admin::compact(&dir()?, out),
         Command::Flush => admin::flush(&dir()?, out),
         Command::Demo(args) => demo::run(&args, out),
     }
+}
+
+/// The size of standard input if it is a regular file (for a progress bar with an ETA).
+fn stdin_file_bytes() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        let file = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned().ok()?);
+        let meta = file.metadata().ok()?;
+        meta.is_file().then_some(meta.len())
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// Prints what went wrong and picks the exit code.
