@@ -93,6 +93,19 @@ enum Command {
     Flush,
     /// Load, read, scan, delete, compact, reopen and check a database against a model.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script (`source <(kv completions bash)`).
+    Completions {
+        /// The shell.
+        shell: CompletionShell,
+    },
+}
+
+/// The shells `kv completions` writes scripts for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 fn main() -> ExitCode {
@@ -140,6 +153,16 @@ fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Compact => admin::compact(&dir()?, out),
         Command::Flush => admin::flush(&dir()?, out),
         Command::Demo(args) => demo::run(&args, out),
+        Command::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut out = out;
+            clap_complete::generate(shell, &mut Cli::command(), "kv", &mut out);
+            Ok(())
+        }
     }
 }
 

@@ -575,3 +575,27 @@ fn load_stops_at_a_bad_line_and_names_it() {
     assert_eq!(ldb.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&ldb.stderr).contains("line 1"));
 }
+
+#[test]
+fn completions_are_generated_for_bash_zsh_and_fish_without_a_database() {
+    for (shell, marker) in [
+        ("bash", "_kv()"),
+        ("zsh", "#compdef kv"),
+        ("fish", "complete -c kv"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kv"))
+            .args(["completions", shell])
+            .env_remove("KVDB_DIR")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("checkpoint"), "{shell}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
