@@ -10,9 +10,10 @@
 //!
 //! One file per command group: `read.rs` (get, scan, count), `write.rs` (put, delete,
 //! delete-range, batch), `admin.rs` (stats, verify, compact, flush, checkpoint), `dump.rs`
-//! (dump, load), `demo.rs`; `outcome.rs` and `codec.rs` hold what they share.
+//! (dump, load), `bench.rs`, `demo.rs`; `outcome.rs` and `codec.rs` hold what they share.
 
 mod admin;
+mod bench;
 mod codec;
 mod demo;
 mod dump;
@@ -93,6 +94,8 @@ enum Command {
     Flush,
     /// Load, read, scan, delete, compact, reopen and check a database against a model.
     Demo(demo::DemoArgs),
+    /// Run a db_bench-style workload and print ops/s, MB/s and latency percentiles.
+    Bench(bench::BenchArgs),
     /// Print a shell completion script (`source <(kv completions bash)`).
     Completions {
         /// The shell.
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
     let db = cli.db;
+    let db_dir = db.clone();
     let style = Style {
         codec: if cli.hex { Codec::Hex } else { Codec::Escape },
         json: cli.json,
@@ -153,6 +157,7 @@ fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Compact => admin::compact(&dir()?, out),
         Command::Flush => admin::flush(&dir()?, out),
         Command::Demo(args) => demo::run(&args, out),
+        Command::Bench(args) => bench::run(db_dir.as_deref(), &args, style.json, out),
         Command::Completions { shell } => {
             let shell = match shell {
                 CompletionShell::Bash => clap_complete::Shell::Bash,

@@ -599,3 +599,42 @@ fn completions_are_generated_for_bash_zsh_and_fish_without_a_database() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn bench_runs_every_workload_and_reports_rates_and_percentiles() {
+    let dir = fresh();
+    for workload in [
+        "fillseq",
+        "fillrandom",
+        "readrandom",
+        "readseq",
+        "overwrite",
+        "deleterange",
+    ] {
+        let db = dir.path().join(workload);
+        let text = ok(
+            &db,
+            &[
+                "bench",
+                "--workload",
+                workload,
+                "--num",
+                "2000",
+                "--value-size",
+                "64",
+            ],
+        );
+        assert!(text.starts_with(&format!("{workload}: ")), "{text}");
+        for part in ["ops/s", "MB/s", "p50", "p99", "p999"] {
+            assert!(text.contains(part), "{text}");
+        }
+    }
+    let json = ok(
+        &dir.path().join("json"),
+        &["--json", "bench", "--workload", "readseq", "--num", "500"],
+    );
+    assert!(
+        json.starts_with("{\"workload\":\"readseq\",\"ops\":500,"),
+        "{json}"
+    );
+}
