@@ -84,7 +84,7 @@ enum Command {
     Verify,
     /// Write a consistent copy of the database to a new directory.
     Checkpoint(admin::CheckpointArgs),
-    /// Write a range as hex lines to stdout (format in `load --help`).
+    /// Write a range to stdout as `<key hex> <value hex>` lines (or `--format ldb`).
     Dump(dump::DumpArgs),
     /// Put the records of a `dump` (or `ldb dump --hex`) read from stdin, in batches.
     Load(dump::LoadArgs),
