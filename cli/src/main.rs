@@ -18,6 +18,7 @@ mod codec;
 mod demo;
 mod dump;
 mod escape;
+mod inspect;
 mod outcome;
 mod read;
 mod write;
@@ -82,6 +83,10 @@ enum Command {
     Stats,
     /// Read and check every table; exit code 3 on corruption.
     Verify,
+    /// List the tables, value files and segments the database is made of.
+    Files,
+    /// Print the extent map of one value file (ids as `kv files` lists them).
+    Extents(inspect::ExtentsArgs),
     /// Write a consistent copy of the database to a new directory.
     Checkpoint(admin::CheckpointArgs),
     /// Write a range to stdout as `<key hex> <value hex>` lines (or `--format ldb`).
@@ -147,6 +152,8 @@ fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Batch => write::batch(&dir()?, codec, &mut std::io::stdin().lock(), out),
         Command::Stats => admin::stats(&dir()?, style.json, out),
         Command::Verify => admin::verify(&dir()?, style.json, out),
+        Command::Files => inspect::files(&dir()?, style.json, out),
+        Command::Extents(args) => inspect::extents(&dir()?, &args, style.json, out),
         Command::Checkpoint(args) => admin::checkpoint(&dir()?, &args, out),
         Command::Dump(args) => dump::dump(&dir()?, &args, codec, out),
         Command::Load(args) => {

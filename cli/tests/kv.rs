@@ -638,3 +638,34 @@ fn bench_runs_every_workload_and_reports_rates_and_percentiles() {
         "{json}"
     );
 }
+
+#[test]
+fn files_and_extents_show_the_value_files_and_their_maps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let big = "x".repeat(5000);
+    ok(&db, &["put", "big", &big]);
+    ok(&db, &["put", "small", "v"]);
+    let listing = ok(&db, &["files"]);
+    assert!(listing.contains("value files (1)"), "{listing}");
+    assert!(listing.contains(".seg"), "{listing}");
+    let json = ok(&db, &["--json", "files"]);
+    let id_at = json.find("\"value_files\":[{\"id\":").unwrap() + "\"value_files\":[{\"id\":".len();
+    let id: String = json[id_at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let extents = ok(&db, &["extents", &format!("v{id}")]);
+    assert!(extents.contains("1 extents"), "{extents}");
+    let extents_json = ok(&db, &["--json", "extents", &id]);
+    assert!(
+        extents_json.starts_with(&format!(
+            "{{\"file\":{id},\"extents\":[{{\"logical_block\":0,"
+        )),
+        "{extents_json}"
+    );
+    let missing = kv(&db, &["extents", "999999"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let bad = kv(&db, &["extents", "seven"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

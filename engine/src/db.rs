@@ -30,6 +30,7 @@ use crate::index::flush;
 use crate::index::memtable::Memtable;
 use crate::index::table::{BlockCache, ReadMode, TableOptions};
 use crate::index::version::{Version, VersionSet};
+use crate::inspect::{ExtentInfo, Inventory, TableInfo};
 use crate::iter::{Iter, owned_bounds, prefix_bounds};
 use crate::key::{SeqNo, ValueKind};
 use crate::options::{Durability, Options};
@@ -366,6 +367,35 @@ impl Db {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The tables, value files and segments the database is made of.
+    #[must_use]
+    pub fn inventory(&self) -> Inventory {
+        let version = Arc::clone(&self.inner.super_version().version);
+        let tables = version
+            .files()
+            .map(|(level, f)| TableInfo {
+                level,
+                number: f.number(),
+                size_bytes: f.meta.size_bytes,
+                entries: f.meta.entries,
+            })
+            .collect();
+        let (value_files, segments) = self.inner.values.inventory();
+        Inventory {
+            tables,
+            value_files,
+            segments,
+            block_size_bytes: self.inner.options.block_size_bytes as u64,
+        }
+    }
+
+    /// The extent map of value file `id` (as [`Db::inventory`] lists them), or `None` if there
+    /// is no such file.
+    #[must_use]
+    pub fn value_file_extents(&self, id: u64) -> Option<Vec<ExtentInfo>> {
+        self.inner.values.extents_of(ValueFileId(id))
     }
 
     /// Test-only (feature `test-hooks`): relocates every value file not being appended to,

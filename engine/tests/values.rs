@@ -217,3 +217,29 @@ fn a_value_file_an_open_iterator_may_read_is_not_deleted() {
     db.compact().unwrap();
     assert_eq!(db.stats().value_files_deleted, 1);
 }
+
+#[test]
+fn the_inventory_lists_tables_value_files_segments_and_extents() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = options().open(dir.path()).unwrap();
+    for i in 0..10u64 {
+        db.put(format!("k{i}"), big(i, 3000)).unwrap();
+    }
+    db.flush().unwrap();
+    let inv = db.inventory();
+    assert_eq!(inv.block_size_bytes, 512);
+    assert_eq!(inv.tables.len(), 1);
+    assert_eq!(inv.tables[0].level, 0);
+    assert_eq!(inv.tables[0].entries, 10);
+    assert_eq!(inv.value_files.len(), 1);
+    let file = &inv.value_files[0];
+    assert_eq!(file.written_bytes, 30_000);
+    assert_eq!(file.extents, 1);
+    assert_eq!(inv.segments.len(), 1);
+    assert_eq!(inv.segments[0].size_bytes, 64 << 10);
+    let extents = db.value_file_extents(file.id).unwrap();
+    assert_eq!(extents.len(), 1);
+    assert_eq!(extents[0].logical_block, 0);
+    assert_eq!(extents[0].blocks, file.mapped_blocks);
+    assert!(db.value_file_extents(file.id + 1000).is_none());
+}

@@ -31,6 +31,7 @@ use crate::cache::{BufferPool, Checked, FillError, PoolStats};
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
 use crate::index::table::ReadMode;
+use crate::inspect::{ExtentInfo, SegmentInfo, ValueFileInfo};
 use crate::options::ReadPath;
 use crate::sync::{Mutex, Rank, RwLock};
 use crate::value::allocator::Allocator;
@@ -625,6 +626,46 @@ impl ValueStore {
             }
         }
         Ok(moved)
+    }
+
+    /// What each value file maps, and the segments under them.
+    pub fn inventory(&self) -> (Vec<ValueFileInfo>, Vec<SegmentInfo>) {
+        let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
+        let value_files = files
+            .iter()
+            .map(|f| {
+                let extents = f.extents.read();
+                ValueFileInfo {
+                    id: f.id.0,
+                    extents: extents.extents().count(),
+                    mapped_blocks: extents.mapped_blocks(),
+                    written_bytes: f.written(),
+                }
+            })
+            .collect();
+        let segments = self
+            .blocks
+            .segments()
+            .into_iter()
+            .map(|(number, size_bytes)| SegmentInfo { number, size_bytes })
+            .collect();
+        (value_files, segments)
+    }
+
+    /// The extents of value file `id`, if it exists.
+    pub fn extents_of(&self, id: ValueFileId) -> Option<Vec<ExtentInfo>> {
+        let file = self.files.read().get(&id).cloned()?;
+        let extents = file.extents.read();
+        Some(
+            extents
+                .extents()
+                .map(|e| ExtentInfo {
+                    logical_block: e.logical.0,
+                    physical_block: e.physical.0,
+                    blocks: e.len,
+                })
+                .collect(),
+        )
     }
 
     /// The ids of every value file, in order.

@@ -134,6 +134,16 @@ impl BlockStore {
         self.segments.read().len()
     }
 
+    /// Every segment file: its number and length.
+    #[must_use]
+    pub fn segments(&self) -> Vec<(u64, u64)> {
+        self.segments
+            .read()
+            .iter()
+            .map(|(n, f)| (*n, f.len()))
+            .collect()
+    }
+
     /// The first physical block past the last segment file.
     #[must_use]
     pub fn end_block(&self) -> PhysicalBlock {
