@@ -768,6 +768,11 @@ impl DbInner {
     ///
     /// Returns how many files were deleted.
     pub fn delete_dead_value_files(&self) -> Result<u64> {
+        let candidates = self.values.sealed_file_ids();
+        if candidates.is_empty() {
+            // Nothing could be deleted: spare the sync and the scan of the whole index.
+            return Ok(0);
+        }
         self.sync_wal()?;
         let sv = self.super_version();
         let mut live: std::collections::BTreeSet<ValueFileId> = std::collections::BTreeSet::new();
@@ -794,9 +799,7 @@ impl DbInner {
             return Ok(0);
         }
         drop(sv);
-        let dead: Vec<ValueFileId> = self
-            .values
-            .file_ids()
+        let dead: Vec<ValueFileId> = candidates
             .into_iter()
             .filter(|id| !live.contains(id))
             .collect();

@@ -673,6 +673,15 @@ impl ValueStore {
         self.files.read().keys().copied().collect()
     }
 
+    /// The ids of the files not being appended to: the only ones that can be deleted.
+    pub fn sealed_file_ids(&self) -> Vec<ValueFileId> {
+        let active = self.appender.lock().file.as_ref().map(|f| f.id);
+        self.file_ids()
+            .into_iter()
+            .filter(|&id| Some(id) != active)
+            .collect()
+    }
+
     /// The whole store as manifest edits (for a checkpoint's manifest).
     pub fn snapshot_edits(&self) -> Vec<ValueEdit> {
         let files = self.files.read();
