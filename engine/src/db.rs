@@ -38,6 +38,7 @@ use crate::snapshot::Snapshot;
 use crate::stats::{Counters, LevelStats, Stats};
 use crate::types::Value;
 use crate::value::block::ValueFileId;
+use crate::value::dead::DeadRanges;
 use crate::value::edit::ValueEdit;
 use crate::value::pointer::ValuePointer;
 use crate::value::state::ValueState;
@@ -78,6 +79,16 @@ impl SuperVersion {
     }
 }
 
+/// What one pass of value compaction did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ValuePass {
+    /// Work is left: a reclamation waited for readers, evacuations wait for index
+    /// compaction, or a relocation was done and another may follow.
+    pub owed: bool,
+    /// Bytes relocation copied.
+    pub copied_bytes: u64,
+}
+
 /// Counts the super versions alive. Readers pin one for each read; a value file may be deleted
 /// once none but the current one is left, since every reader then sees only what the current
 /// one holds.
@@ -103,6 +114,7 @@ pub(crate) struct JobState {
     pub shutdown: bool,
     pub flush_requested: bool,
     pub compaction_requested: bool,
+    pub values_requested: bool,
 }
 
 /// Everything shared by handles, snapshots, iterators and background threads.
@@ -329,12 +341,16 @@ impl Db {
     ///
     /// # Errors
     /// `Io`, `Corruption` or `Poisoned`.
+    ///
+    /// Then compacts the value files: frees every block whose bytes are all dead, deletes
+    /// value files with nothing live, moves the live values out of files that are mostly dead
+    /// (which rewrites the index once more), and relocates fragmented files. Dead blocks that
+    /// a reader of an older version might still read (an iterator opened before) are left to
+    /// the background value thread, which frees them once that reader is gone.
     pub fn compact(&self) -> Result<()> {
         self.flush()?;
         self.inner.compact_all()?;
-        let moved = self.inner.values.defragment(self.inner.as_ref());
-        self.inner.poison_on_error(moved)?;
-        self.inner.delete_dead_value_files().map(|_| ())
+        self.inner.collect_values(true).map(|_| ())
     }
 
     /// Reads every table and checks every block checksum, the key order inside each table,
@@ -425,6 +441,10 @@ pub struct VerifyReport {
     pub live_values: u64,
     /// Their bytes.
     pub live_value_bytes: u64,
+    /// Bytes of value files that are neither named by a pointer nor counted dead: values a
+    /// crash left unreferenced in the middle of a file. They are never reclaimed; 0 unless
+    /// such a crash happened. `None` if the index kept changing while it was counted.
+    pub value_unaccounted_bytes: Option<u64>,
 }
 
 /// What the manifest gave, and the directory lock, on the way to a running database.
@@ -508,6 +528,7 @@ fn recover_wals(
             1,
             options.value_segment_bytes / options.block_size_bytes as u64 / 4,
         ),
+        file_bytes: options.value_file_bytes,
         cache_bytes: options.cache_bytes,
         read_path: options.read_path,
         #[cfg(feature = "test-hooks")]
@@ -716,6 +737,12 @@ impl DbInner {
     }
 
     /// Wakes the background jobs.
+    /// Wakes the value thread: a compaction made values dead.
+    pub fn request_values(&self) {
+        self.jobs.lock().values_requested = true;
+        self.jobs_changed.notify_all();
+    }
+
     pub fn request_jobs(&self, flush: bool, compaction: bool) {
         let mut jobs = self.jobs.lock();
         jobs.flush_requested |= flush;
@@ -758,33 +785,93 @@ impl DbInner {
         Ok(())
     }
 
-    /// Deletes every value file no pointer names any more (DESIGN invariant 2):
-    /// - the log is synced first, so every delete or overwrite that killed the values is
-    ///   durable and a crash cannot revive a pointer into a deleted file;
-    /// - every version of every key in the current super version is scanned, shadowed ones
-    ///   included, so values a snapshot can still read keep their file;
-    /// - nothing is deleted unless the current super version is the only one alive: a reader
-    ///   pinning an older one might hold a pointer the scan did not see.
+    /// One pass of value compaction (docs/design.md, "Value compaction"):
+    /// 1. reclaim: free the blocks whose bytes are all dead and delete sealed files with
+    ///    nothing live, once no reader holds a super version older than the current one
+    ///    (DESIGN invariant 2c: such a reader may still hold a pointer compaction dropped);
+    /// 2. mark mostly-dead files for evacuation; with `full`, rewrite the index now so their
+    ///    live values move, then reclaim the emptied files;
+    /// 3. relocate fragmented files: all of them with `full`, else one (the caller paces).
     ///
-    /// Returns how many files were deleted.
-    pub fn delete_dead_value_files(&self) -> Result<u64> {
-        let candidates = self.values.sealed_file_ids();
-        if candidates.is_empty() {
-            // Nothing could be deleted: spare the sync and the scan of the whole index.
-            return Ok(0);
+    /// Invariant 2b needs no log sync here: the records that made values dead are in tables
+    /// and in the manifest edit that dropped the pointers, both durable before any value is
+    /// counted dead.
+    pub fn collect_values(&self, full: bool) -> Result<ValuePass> {
+        let r = self.collect_values_once(full);
+        self.poison_on_error(r)
+    }
+
+    fn collect_values_once(&self, full: bool) -> Result<ValuePass> {
+        self.check_not_poisoned()?;
+        let mut pass = ValuePass::default();
+        let reclaimed = self.reclaim_values()?;
+        pass.owed |= !reclaimed;
+        if self.values.plan_evacuations() > 0 {
+            if full {
+                self.compact_all()?;
+                pass.owed |= !self.reclaim_values()?;
+            } else {
+                // Index compactions move the values as they meet them.
+                pass.owed = true;
+            }
         }
-        self.sync_wal()?;
-        let sv = self.super_version();
-        let mut live: std::collections::BTreeSet<ValueFileId> = std::collections::BTreeSet::new();
+        pass.copied_bytes = self
+            .values
+            .defragment(self, if full { usize::MAX } else { 1 })?;
+        pass.owed |= pass.copied_bytes > 0;
+        Ok(pass)
+    }
+
+    /// Frees dead blocks and files if no reader pins an older super version; returns false if
+    /// one did and the work was left for later.
+    fn reclaim_values(&self) -> Result<bool> {
+        let waited = std::cell::Cell::new(false);
+        let quiescent = || {
+            let alone = self.super_version().alive() == 1;
+            waited.set(!alone);
+            alone
+        };
+        self.values.reclaim(self, &quiescent)?;
+        Ok(!waited.get())
+    }
+
+    /// Checks that no pointer of the index names a byte counted dead or an unmapped block,
+    /// and returns the bytes neither live nor dead. Retried if a compaction recorded values
+    /// dead meanwhile; `None` if it kept doing so.
+    fn check_value_accounting(&self) -> Result<Option<u64>> {
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            let epoch = self.values.accounting_epoch();
+            let sv = self.super_version();
+            let live = self.live_value_ranges(&sv, true)?;
+            let unchanged = || Arc::ptr_eq(&self.super_version().version, &sv.version);
+            if let Some(unaccounted) = self.values.check_accounting(&live, epoch, &unchanged)? {
+                return Ok(Some(unaccounted));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The byte ranges of value files that the pointers of `sv` name, every version included
+    /// (shadowed ones too: a snapshot may read them); with `memtables`, the memtables' too.
+    fn live_value_ranges(
+        &self,
+        sv: &SuperVersion,
+        memtables: bool,
+    ) -> Result<BTreeMap<ValueFileId, DeadRanges>> {
+        let mut live: BTreeMap<ValueFileId, DeadRanges> = BTreeMap::new();
         let mut note = |entry: &crate::key::Entry, path: &Path| -> Result<()> {
             if entry.key.kind == ValueKind::Pointer {
-                live.insert(ValuePointer::decode(&entry.value, path, 0)?.file);
+                let p = ValuePointer::decode(&entry.value, path, 0)?;
+                live.entry(p.file).or_default().insert(p.offset, p.end());
             }
             Ok(())
         };
-        for mem in std::iter::once(&sv.mem).chain(&sv.imm) {
-            for entry in mem.entries() {
-                note(&entry, &self.dir)?;
+        if memtables {
+            for mem in std::iter::once(&sv.mem).chain(&sv.imm) {
+                for entry in mem.entries() {
+                    note(&entry, &self.dir)?;
+                }
             }
         }
         for (_, file) in sv.version.files() {
@@ -795,16 +882,7 @@ impl DbInner {
                 note(&entry?, file.table.path())?;
             }
         }
-        if sv.alive() > 1 {
-            return Ok(0);
-        }
-        drop(sv);
-        let dead: Vec<ValueFileId> = candidates
-            .into_iter()
-            .filter(|id| !live.contains(id))
-            .collect();
-        let deleted = self.values.delete_files(&dead, self);
-        self.poison_on_error(deleted)
+        Ok(live)
     }
 
     /// Deletes the logs whose writes are all in tables.
@@ -842,6 +920,7 @@ impl DbInner {
             }
         }
         self.values.verify()?;
+        report.value_unaccounted_bytes = self.check_value_accounting()?;
         // Every live value, read and checked against its pointer's CRC (and every table entry
         // the scan passes through decoded).
         let (sv, seq) = self.pin();
@@ -897,6 +976,14 @@ impl DbInner {
             value_store_blocks: v.store_blocks,
             value_relocations: v.relocations,
             value_files_deleted: v.deleted_files,
+            value_segments_removed: v.removed_segments,
+            value_written_bytes: v.written_bytes,
+            value_live_bytes: v.written_bytes.saturating_sub(v.dead_bytes),
+            value_dead_bytes: v.dead_bytes,
+            value_disk_bytes: v.disk_bytes,
+            value_gc_written_bytes: v.gc_written_bytes,
+            value_reclaimed_bytes: v.reclaimed_bytes,
+            value_evacuations: v.evacuated_values,
             value_punched_blocks: v.punched_blocks,
             value_punch_unsupported: v.punch_unsupported,
             pool_hits: v.pool.hits,
@@ -919,19 +1006,24 @@ impl DbInner {
             )));
         }
         self.fs.create_dir_all(dest)?;
-        // The pinned version keeps its tables from being deleted while they are linked.
-        let (version, flushed_seq) = {
+        // The pinned super version keeps its tables from being deleted while they are linked,
+        // and the values they point at from being reclaimed while they are copied.
+        let (sv, flushed_seq) = {
             let versions = self.versions.lock();
-            (versions.current(), versions.flushed_seq)
+            (self.super_version(), versions.flushed_seq)
         };
+        let version = Arc::clone(&sv.version);
         for (_, file) in version.files() {
             let name = filename::table(file.number());
             self.fs
                 .link_or_copy(&self.dir.join(&name), &dest.join(&name))?;
         }
         // Every value the pinned tables point at was written before they were: the copy holds
-        // it, wherever a relocation since has moved it.
-        let values = self.values.checkpoint(dest)?;
+        // it, wherever a relocation since has moved it. The copy's index is these tables
+        // alone, so every other byte of its value files is dead there.
+        let live = self.live_value_ranges(&sv, false)?;
+        let values = self.values.checkpoint(dest, &live)?;
+        drop(sv);
         // Past every table and value file the copy names.
         let manifest_number = self.versions.lock().next_file();
         let edit = VersionEdit {

@@ -28,6 +28,8 @@ pub struct ValueFileInfo {
     pub mapped_blocks: u64,
     /// Logical bytes written to it.
     pub written_bytes: u64,
+    /// Of those, bytes no pointer reaches any more (live = written - dead).
+    pub dead_bytes: u64,
 }
 
 /// One segment file of the block store.
@@ -65,4 +67,8 @@ pub struct ExtentInfo {
     pub physical_block: u64,
     /// Length in blocks.
     pub blocks: u64,
+    /// Bytes of its blocks that a pointer still names.
+    pub live_bytes: u64,
+    /// Bytes of its blocks that no pointer names any more.
+    pub dead_bytes: u64,
 }

@@ -44,6 +44,8 @@ pub struct Options {
     pub(crate) table_cache_bytes: u64,
     pub(crate) value_threshold_bytes: usize,
     pub(crate) value_segment_bytes: u64,
+    pub(crate) value_file_bytes: u64,
+    pub(crate) value_gc_bytes_per_sec: u64,
     pub(crate) read_path: ReadPath,
     pub(crate) memtable_bytes: usize,
     pub(crate) durability: Durability,
@@ -78,6 +80,8 @@ impl Options {
             table_cache_bytes: 16 << 20,
             value_threshold_bytes: 1 << 10,
             value_segment_bytes: 256 << 20,
+            value_file_bytes: 64 << 20,
+            value_gc_bytes_per_sec: 64 << 20,
             read_path: ReadPath::Pool,
             memtable_bytes: 32 << 20,
             durability: Durability::Buffered,
@@ -119,6 +123,22 @@ impl Options {
     /// Size of one segment file of the block store. Default = 256 MiB.
     pub fn value_segment_bytes(mut self, size_bytes: u64) -> Self {
         self.value_segment_bytes = size_bytes;
+        self
+    }
+
+    /// A value file is sealed once this many bytes were appended to it, and the next value
+    /// starts a new one. Reclamation deletes a sealed file once nothing in it is live, and
+    /// evacuation empties sealed files that are mostly dead. Default = 64 MiB.
+    pub fn value_file_bytes(mut self, size_bytes: u64) -> Self {
+        self.value_file_bytes = size_bytes;
+        self
+    }
+
+    /// How many bytes per second background value compaction may copy when it relocates
+    /// fragmented value files (punching dead blocks copies nothing and is not limited).
+    /// `Db::compact` is not limited. Default = 64 MiB/s.
+    pub fn value_gc_bytes_per_sec(mut self, bytes_per_sec: u64) -> Self {
+        self.value_gc_bytes_per_sec = bytes_per_sec;
         self
     }
 
@@ -277,6 +297,14 @@ impl Options {
         check(
             self.value_segment_bytes >= 4 * block && self.value_segment_bytes.is_multiple_of(block),
             "value_segment_bytes must be a multiple of block_size_bytes, at least 4 blocks",
+        )?;
+        check(
+            self.value_file_bytes >= block,
+            "value_file_bytes must be at least one block",
+        )?;
+        check(
+            self.value_gc_bytes_per_sec >= 1 << 20,
+            "value_gc_bytes_per_sec must be at least 1 MiB/s",
         )?;
         Ok(())
     }

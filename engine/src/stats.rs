@@ -96,6 +96,25 @@ pub struct Stats {
     pub value_relocations: u64,
     /// Value files deleted because no pointer named them any more.
     pub value_files_deleted: u64,
+    /// Segment files deleted because none of their blocks was in use.
+    pub value_segments_removed: u64,
+    /// Logical bytes appended to the value files that exist.
+    pub value_written_bytes: u64,
+    /// Of those, bytes still named by a pointer (`value_written_bytes - value_dead_bytes`).
+    pub value_live_bytes: u64,
+    /// Bytes no pointer names any more: overwritten, deleted or range-deleted values that index
+    /// compaction dropped. Freed as their blocks become wholly dead or their files are
+    /// evacuated.
+    pub value_dead_bytes: u64,
+    /// Bytes the block store's segment files occupy on disk, holes excluded (what `du`
+    /// counts).
+    pub value_disk_bytes: u64,
+    /// Bytes value compaction copied: relocations and evacuations.
+    pub value_gc_written_bytes: u64,
+    /// Bytes of blocks freed because nothing in them was live.
+    pub value_reclaimed_bytes: u64,
+    /// Values evacuated (moved to a new file, their pointers rewritten by index compaction).
+    pub value_evacuations: u64,
     /// Freed blocks whose space was given back to the file system (hole punching).
     pub value_punched_blocks: u64,
     /// True if the file system refused to punch holes: freed blocks are still reused, but their
@@ -120,4 +139,22 @@ pub struct Stats {
     pub pool_retries: u64,
     /// Buffer pool: bytes held.
     pub pool_resident_bytes: u64,
+}
+
+impl Stats {
+    /// Space amplification of the value store: bytes on disk per live logical byte
+    /// (`value_disk_bytes / value_live_bytes`); `None` while nothing is live.
+    #[must_use]
+    pub fn value_space_amplification(&self) -> Option<f64> {
+        (self.value_live_bytes > 0)
+            .then(|| self.value_disk_bytes as f64 / self.value_live_bytes as f64)
+    }
+
+    /// Write amplification of value compaction: bytes it copied per byte it freed
+    /// (`value_gc_written_bytes / value_reclaimed_bytes`); `None` before anything is freed.
+    #[must_use]
+    pub fn value_gc_write_amplification(&self) -> Option<f64> {
+        (self.value_reclaimed_bytes > 0)
+            .then(|| self.value_gc_written_bytes as f64 / self.value_reclaimed_bytes as f64)
+    }
 }

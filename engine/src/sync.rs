@@ -43,6 +43,8 @@ pub(crate) enum Rank {
     Wal = 20,
     /// The flush, compaction and relocation job locks.
     Job = 40,
+    /// The evacuation file's appender (taken alone, or before the user appender by `verify`).
+    GcAppender = 44,
     ValueAppender = 45,
     ValueFiles = 47,
     Invalidate = 50,
@@ -267,9 +269,9 @@ pub(crate) mod ordered {
             self.0.wait(&mut guard.inner);
         }
 
-        /// Waits at most `timeout`.
-        pub fn wait_for<T>(&self, guard: &mut MutexGuard<'_, T>, timeout: Duration) {
-            let _timed_out = self.0.wait_for(&mut guard.inner, timeout);
+        /// Waits at most `timeout`; returns true if the time ran out.
+        pub fn wait_for<T>(&self, guard: &mut MutexGuard<'_, T>, timeout: Duration) -> bool {
+            self.0.wait_for(&mut guard.inner, timeout).timed_out()
         }
 
         pub fn notify_all(&self) {

@@ -1,7 +1,11 @@
-//! Background threads: one flushes frozen memtables, one compacts.
+//! Background threads: one flushes frozen memtables, one compacts the index, one compacts
+//! value files (reclaims dead blocks, deletes dead files, relocates fragmented ones).
 //!
 //! They sleep on the database's job condition variable and are woken by writers (a memtable
-//! froze, level 0 grew) and by each other (a flush added a level-0 table). A failure poisons
+//! froze, level 0 grew) and by each other (a flush added a level-0 table; a compaction made
+//! values dead). The value thread also wakes on a timer while it owes work: a reclamation
+//! that had to wait for readers of an older version, or relocations paced by
+//! `Options::value_gc_bytes_per_sec`. A failure poisons
 //! the database (see `DbInner::poison`); the threads then idle until shutdown.
 //!
 //! [`Workers`] is owned by the `Db` handles: when the last one is dropped, the threads are told
@@ -9,6 +13,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::db::DbInner;
 
@@ -22,7 +27,11 @@ pub(crate) struct Workers {
 enum Job {
     Flush,
     Compaction,
+    Values,
 }
+
+/// How long the value thread waits before retrying work it owes.
+const VALUES_RETRY: Duration = Duration::from_millis(500);
 
 impl Workers {
     pub fn start(db: &Arc<DbInner>) -> Self {
@@ -31,6 +40,7 @@ impl Workers {
             for (job, name) in [
                 (Job::Flush, "extentdb-flush"),
                 (Job::Compaction, "extentdb-compact"),
+                (Job::Values, "extentdb-values"),
             ] {
                 let db = Arc::clone(db);
                 let spawned = std::thread::Builder::new()
@@ -52,6 +62,8 @@ impl Workers {
 }
 
 fn run(db: &DbInner, job: Job) {
+    // Value work left over from the last pass, and how long to rest before the next one.
+    let mut owed: Option<Duration> = None;
     loop {
         {
             let mut jobs = db.jobs.lock();
@@ -62,11 +74,19 @@ fn run(db: &DbInner, job: Job) {
                 let requested = match job {
                     Job::Flush => std::mem::take(&mut jobs.flush_requested),
                     Job::Compaction => std::mem::take(&mut jobs.compaction_requested),
+                    Job::Values => std::mem::take(&mut jobs.values_requested),
                 };
                 if requested && !db.is_poisoned() {
                     break;
                 }
-                db.jobs_changed.wait(&mut jobs);
+                match owed {
+                    Some(rest) => {
+                        if db.jobs_changed.wait_for(&mut jobs, rest) {
+                            break;
+                        }
+                    }
+                    None => db.jobs_changed.wait(&mut jobs),
+                }
             }
         }
         // Errors poison the database inside the jobs; writers see `Poisoned`.
@@ -75,8 +95,21 @@ fn run(db: &DbInner, job: Job) {
                 let _ = db.flush_frozen();
             }
             Job::Compaction => while let Ok(true) = db.compact_step() {},
+            Job::Values => {
+                owed = match db.collect_values(false) {
+                    Ok(pass) if pass.owed => Some(pace(pass.copied_bytes, db)),
+                    Ok(_) | Err(_) => None,
+                };
+            }
         }
     }
+}
+
+/// The rest after a value pass that copied `copied_bytes`, so relocation stays under
+/// `Options::value_gc_bytes_per_sec`.
+fn pace(copied_bytes: u64, db: &DbInner) -> Duration {
+    let rate = db.options.value_gc_bytes_per_sec.max(1);
+    VALUES_RETRY.max(Duration::from_secs_f64(copied_bytes as f64 / rate as f64))
 }
 
 impl Drop for Workers {

@@ -214,7 +214,7 @@ impl DbInner {
             if self.options.background_compaction {
                 self.request_jobs(wait_flush, wait_l0);
                 let mut jobs = self.jobs.lock();
-                self.jobs_changed.wait_for(&mut jobs, STALL_POLL);
+                let _timed_out = self.jobs_changed.wait_for(&mut jobs, STALL_POLL);
             } else if wait_flush {
                 self.flush_frozen()?;
             } else if !self.compact_step()? {

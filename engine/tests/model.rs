@@ -110,6 +110,8 @@ fn options(background: bool, wide: bool) -> Options {
         .value_threshold_bytes(128)
         .cache_bytes(8 * 256)
         .value_segment_bytes(64 << 10)
+        // Value files of 4 KiB: files seal, die, get evacuated and deleted all the time.
+        .value_file_bytes(4096)
         .background_compaction(background);
     if wide {
         // The smallest tables and levels allowed, so that a few hundred writes reach level 3.
@@ -425,17 +427,31 @@ fn run(ops: &[Op], background: bool, wide: bool) -> Result<(), TestCaseError> {
             );
             // DESIGN invariants 1-4 after every step: checksums of every table and live value,
             // extent maps a function, mapped + free = all blocks, no stale pooled block.
-            d.verify().map_err(|e| fail(at(&format!("verify: {e}"))))?;
+            let report = d.verify().map_err(|e| fail(at(&format!("verify: {e}"))))?;
+            // No crash happens here, so every byte of every value file is live or dead.
+            prop_assert!(
+                report.value_unaccounted_bytes.is_none_or(|b| b == 0),
+                "{}: {:?} bytes neither live nor dead",
+                at("accounting"),
+                report.value_unaccounted_bytes
+            );
         }
     }
     let Some(d) = db.as_ref() else {
         return Err(fail("database closed"));
     };
     if std::env::var_os("MODEL_STATS").is_some() {
-        let levels: Vec<usize> = d.stats().levels.iter().map(|l| l.tables).collect();
+        let stats = d.stats();
+        let levels: Vec<usize> = stats.levels.iter().map(|l| l.tables).collect();
         eprintln!(
-            "wide {wide}: {} ops, tables per level {levels:?}",
-            ops.len()
+            "wide {wide}: {} ops, tables per level {levels:?}, value files {} \
+             (deleted {}, evacuated values {}, reclaimed {} B, dead {} B)",
+            ops.len(),
+            stats.value_files,
+            stats.value_files_deleted,
+            stats.value_evacuations,
+            stats.value_reclaimed_bytes,
+            stats.value_dead_bytes,
         );
     }
     for (n, (snap, m)) in snapshots.iter().enumerate() {

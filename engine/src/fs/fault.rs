@@ -145,6 +145,10 @@ impl SegmentFile for FaultSegment {
         self.inner.len()
     }
 
+    fn allocated_bytes(&self) -> Result<u64> {
+        self.inner.allocated_bytes()
+    }
+
     fn path(&self) -> &Path {
         self.inner.path()
     }

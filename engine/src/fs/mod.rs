@@ -161,6 +161,12 @@ pub trait SegmentFile: Send + Sync + Debug {
     fn map(&self) -> Result<Arc<memmap2::Mmap>>;
     /// The file's length in bytes, fixed at open.
     fn len(&self) -> u64;
+    /// The bytes the file occupies on disk (`st_blocks * 512`, what `du` counts): holes,
+    /// punched or never written, take none.
+    ///
+    /// # Errors
+    /// Any error of `fstat`.
+    fn allocated_bytes(&self) -> Result<u64>;
     /// The path the file was opened at.
     fn path(&self) -> &Path;
 }

@@ -275,6 +275,12 @@ impl SegmentFile for RealSegment {
         self.len
     }
 
+    fn allocated_bytes(&self) -> Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = self.file.metadata().map_err(io_at(&self.path, "stat"))?;
+        Ok(meta.blocks().saturating_mul(512))
+    }
+
     fn path(&self) -> &Path {
         &self.path
     }

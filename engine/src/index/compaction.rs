@@ -38,6 +38,11 @@ use crate::index::version::{TableFile, Version};
 use crate::key::{RangeTombstone, SeqNo, ValueKind};
 use crate::options::Options;
 use crate::stats::Counters;
+use crate::value::block::ValueFileId;
+use crate::value::dead::DeadRanges;
+use crate::value::edit::ValueEdit;
+use crate::value::pointer::ValuePointer;
+use std::collections::BTreeMap;
 
 /// Round-robin positions per level, guarded by the compaction job lock.
 #[derive(Debug, Default)]
@@ -167,6 +172,26 @@ fn clip(t: &RangeTombstone, lo: Option<&Bytes>, hi: Option<&Bytes>) -> Option<Ra
     (!piece.is_empty()).then_some(piece)
 }
 
+/// What a compaction did to values.
+#[derive(Debug, Default)]
+struct ValueChanges {
+    /// Per value file, the bytes of the pointers it dropped or moved.
+    dead: BTreeMap<ValueFileId, DeadRanges>,
+    /// Per value file, how far the pointers to the values it moved reach.
+    reaches: BTreeMap<ValueFileId, u64>,
+    /// True if it moved any value (the value store must be synced before the edit).
+    evacuated: bool,
+}
+
+impl ValueChanges {
+    fn note_dead(&mut self, p: &ValuePointer) {
+        self.dead
+            .entry(p.file)
+            .or_default()
+            .insert(p.offset, p.end());
+    }
+}
+
 /// An output table being written.
 struct Output {
     number: u64,
@@ -239,7 +264,27 @@ impl DbInner {
             Counters::add(&self.counters.trivial_moves, 1);
             return Ok(());
         }
-        let (metas, read_bytes) = self.merge_tables(version, &plan)?;
+        self.values.begin_accounting_change();
+        let r = self.merge_and_install(version, &plan, edit);
+        self.values.end_accounting_change();
+        let read_bytes = r?;
+        Counters::add(&self.counters.compactions, 1);
+        Counters::add(&self.counters.compaction_read_bytes, read_bytes);
+        Ok(())
+    }
+
+    /// Writes the plan's output tables and installs them with `edit`; returns the bytes read.
+    fn merge_and_install(
+        &self,
+        version: &Version,
+        plan: &Plan,
+        mut edit: VersionEdit,
+    ) -> Result<u64> {
+        let (metas, read_bytes, values) = self.merge_tables(version, plan)?;
+        if values.evacuated {
+            // The moved values must be durable before the tables that point at them.
+            self.values.sync()?;
+        }
         self.fs.sync_dir(&self.dir)?;
         let mut opened = Vec::with_capacity(metas.len());
         for meta in metas {
@@ -247,10 +292,30 @@ impl DbInner {
             opened.push(self.versions.lock().open_table(meta.clone())?);
             edit.added.push((plan.output_level(), meta));
         }
+        let dead: Vec<(ValueFileId, u64, u64)> = values
+            .dead
+            .iter()
+            .flat_map(|(&file, ranges)| ranges.iter().map(move |(s, e)| (file, s, e - s)))
+            .collect();
+        edit.values.extend(
+            values
+                .reaches
+                .into_iter()
+                .map(|(file, end)| ValueEdit::Reaches { file, end }),
+        );
+        edit.values
+            .extend(
+                dead.iter()
+                    .map(|&(file, offset, len)| ValueEdit::Dead { file, offset, len }),
+            );
         self.install(edit, opened)?;
-        Counters::add(&self.counters.compactions, 1);
-        Counters::add(&self.counters.compaction_read_bytes, read_bytes);
-        Ok(())
+        // Only now, with the tables that lack the pointers published: a reader that can still
+        // see them pins an older super version, which reclamation waits out.
+        if !dead.is_empty() {
+            self.values.note_dead(dead);
+            self.request_values();
+        }
+        Ok(read_bytes)
     }
 
     /// Logs the edit and publishes the new version to readers.
@@ -266,8 +331,16 @@ impl DbInner {
         Ok(())
     }
 
-    /// Merges the plan's tables into new tables of the output level.
-    fn merge_tables(&self, version: &Version, plan: &Plan) -> Result<(Vec<TableMeta>, u64)> {
+    /// Merges the plan's tables into new tables of the output level. Also returns what it
+    /// did to values: the ranges of the pointers it dropped and moved (now dead), and where
+    /// the values it moved were written.
+    fn merge_tables(
+        &self,
+        version: &Version,
+        plan: &Plan,
+    ) -> Result<(Vec<TableMeta>, u64, ValueChanges)> {
+        let evacuating = self.values.evacuating();
+        let mut values = ValueChanges::default();
         let oldest = self.oldest_snapshot();
         let output_level = plan.output_level();
         let inputs: Vec<&Arc<TableFile>> = plan.all_inputs().map(|(_, f)| f).collect();
@@ -319,14 +392,29 @@ impl DbInner {
                 && is_bottommost_key(version, output_level, &key.user_key);
             let deleted_by_range = covering.covers(&key.user_key, key.seq, oldest);
             last_seq_for_key = Some(key.seq);
-            if shadowed || dead_tombstone || deleted_by_range {
+            let dropped = shadowed || dead_tombstone || deleted_by_range;
+            let mut value = entry.value;
+            if key.kind == ValueKind::Pointer {
+                let p = ValuePointer::decode(&value, &self.dir, 0)?;
+                if dropped {
+                    values.note_dead(&p);
+                } else if evacuating.contains(&p.file) {
+                    let moved = self.values.evacuate(&p, self)?;
+                    values.note_dead(&p);
+                    let end = values.reaches.entry(moved.file).or_default();
+                    *end = (*end).max(moved.end());
+                    values.evacuated = true;
+                    value = Bytes::from(moved.encode());
+                }
+            }
+            if dropped {
                 continue;
             }
             let out = match current.as_mut() {
                 Some(out) => out,
                 None => current.insert(self.new_output(next_start.clone())?),
             };
-            out.builder.add(&entry.key, &entry.value)?;
+            out.builder.add(key, &value)?;
         }
         let tombstones_left = kept_tombstones
             .iter()
@@ -337,7 +425,7 @@ impl DbInner {
         if let Some(done) = current {
             outputs.push(self.finish_output(done, None, &kept_tombstones)?);
         }
-        Ok((outputs, read_bytes))
+        Ok((outputs, read_bytes, values))
     }
 
     fn new_output(&self, partition_start: Option<Bytes>) -> Result<Output> {

@@ -8,6 +8,7 @@
 //!              | 9 file logical:varint physical:varint len:varint    extent moved (old blocks freed)
 //!              | 10 file:varint                                      value file removed (all freed)
 //!              | 11 file:varint end:varint                            pointers into the file reach logical byte `end` (a maximum)
+//!              | 12 file:varint offset:varint len:varint              bytes no pointer reaches any more (dead)
 //! ```
 //!
 //! Replaying these in order rebuilds every extent map; the allocator's free space is what no
@@ -23,6 +24,7 @@ pub(crate) const TAG_UNMAPPED: u64 = 8;
 pub(crate) const TAG_MOVED: u64 = 9;
 pub(crate) const TAG_FILE_REMOVED: u64 = 10;
 pub(crate) const TAG_REACHES: u64 = 11;
+pub(crate) const TAG_DEAD: u64 = 12;
 
 /// One change to the value store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,13 @@ pub(crate) enum ValueEdit {
     Reaches {
         file: ValueFileId,
         end: u64,
+    },
+    /// `len` bytes from logical `offset` are dead: index compaction dropped the pointers to
+    /// them (in the same manifest edit) and no reader can see those versions.
+    Dead {
+        file: ValueFileId,
+        offset: u64,
+        len: u64,
     },
 }
 
@@ -83,6 +92,7 @@ impl ValueEdit {
             }
             Self::FileRemoved(f) => fields(TAG_FILE_REMOVED, &[f.0]),
             Self::Reaches { file, end } => fields(TAG_REACHES, &[file.0, end]),
+            Self::Dead { file, offset, len } => fields(TAG_DEAD, &[file.0, offset, len]),
         }
     }
 
@@ -112,6 +122,11 @@ impl ValueEdit {
             TAG_REACHES => Self::Reaches {
                 file: file(d)?,
                 end: d.varint()?,
+            },
+            TAG_DEAD => Self::Dead {
+                file: file(d)?,
+                offset: d.varint()?,
+                len: d.varint()?,
             },
             _ => return Ok(None),
         }))

@@ -11,13 +11,16 @@
 //! - `extents` guards the extent map: read by fills (inside the shared invalidate lock), written
 //!   by appends (which need no invalidate lock: they map fresh blocks nobody can have cached)
 //!   and by remaps (inside the exclusive invalidate lock).
+//! - `dead` holds the byte ranges no pointer reaches any more (a leaf lock: nothing is taken
+//!   while it is held).
 //! - `written` is the logical end of the appended bytes. Blocks wholly below it never change
 //!   again except through an invalidation; the block it falls in may still receive appends and
 //!   is therefore never cached.
 
 use crate::cache::{ExclusiveLockToken, SharedLockToken};
-use crate::sync::{AtomicU64, Ordering, Rank, RwLock};
+use crate::sync::{AtomicU64, Mutex, Ordering, Rank, RwLock};
 use crate::value::block::{LogicalBlock, ValueFileId};
+use crate::value::dead::DeadRanges;
 use crate::value::extent::ExtentMap;
 
 /// A value file's run-time state.
@@ -26,17 +29,24 @@ pub(crate) struct ValueFile {
     pub id: ValueFileId,
     pub invalidate: InvalidateLock,
     pub extents: RwLock<ExtentMap>,
+    pub dead: Mutex<DeadRanges>,
     written: AtomicU64,
 }
 
 impl ValueFile {
-    pub fn new(id: ValueFileId, extents: ExtentMap, written: u64) -> Self {
+    pub fn new(id: ValueFileId, extents: ExtentMap, dead: DeadRanges, written: u64) -> Self {
         Self {
             id,
             invalidate: InvalidateLock::default(),
             extents: RwLock::ranked(Rank::Extents, extents),
+            dead: Mutex::ranked(Rank::Leaf, dead),
             written: AtomicU64::new(written),
         }
+    }
+
+    /// Logical bytes some pointer may still reach: written minus dead.
+    pub fn live_bytes(&self) -> u64 {
+        self.written().saturating_sub(self.dead.lock().total())
     }
 
     /// Logical bytes appended so far.
@@ -47,6 +57,20 @@ impl ValueFile {
     /// Publishes appended bytes (after they are written to the block store).
     pub fn set_written(&self, end: u64) {
         self.written.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// How many logical blocks from `first` on (stopping before `limit`) are mapped without a
+    /// hole between them.
+    pub fn mapped_run_blocks(&self, first: LogicalBlock, limit: LogicalBlock) -> u64 {
+        let extents = self.extents.read();
+        let mut at = first;
+        while at < limit {
+            let Some((_, left)) = extents.lookup(at) else {
+                break;
+            };
+            at = at.add(left);
+        }
+        at.min(limit).since(first).unwrap_or(0)
     }
 
     /// The first block that may still change by an append: blocks below it may be cached.

@@ -15,6 +15,7 @@
 
 pub(crate) mod allocator;
 pub(crate) mod block;
+pub(crate) mod dead;
 pub(crate) mod edit;
 pub(crate) mod extent;
 pub(crate) mod file;
@@ -22,7 +23,7 @@ pub(crate) mod pointer;
 pub(crate) mod state;
 pub(crate) mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -36,6 +37,7 @@ use crate::options::ReadPath;
 use crate::sync::{Mutex, Rank, RwLock};
 use crate::value::allocator::Allocator;
 use crate::value::block::{LogicalBlock, PhysicalBlock, ValueFileId};
+use crate::value::dead::DeadRanges;
 use crate::value::edit::ValueEdit;
 use crate::value::extent::{Extent, ExtentMap};
 use crate::value::file::ValueFile;
@@ -52,6 +54,9 @@ pub(crate) struct ValueOptions {
     pub blocks_per_segment: u64,
     /// Blocks mapped at a time for appends (one manifest record per reservation).
     pub reserve_blocks: u64,
+    /// A value file is sealed, and the next append starts a new one, once it holds this many
+    /// bytes: reclamation deletes files, and evacuation empties them, whole.
+    pub file_bytes: u64,
     pub cache_bytes: u64,
     pub read_path: ReadPath,
     /// Test-only: a pause between each extent lookup of a fill and its block read, and between
@@ -84,8 +89,21 @@ pub(crate) struct ValueStats {
     pub store_blocks: u64,
     pub relocations: u64,
     pub deleted_files: u64,
+    pub removed_segments: u64,
     pub punched_blocks: u64,
     pub punch_unsupported: bool,
+    /// Logical bytes appended to the files that exist.
+    pub written_bytes: u64,
+    /// Of those, bytes no pointer reaches any more.
+    pub dead_bytes: u64,
+    /// Bytes the segment files occupy on disk (holes excluded).
+    pub disk_bytes: u64,
+    /// Bytes copied by relocation and evacuation.
+    pub gc_written_bytes: u64,
+    /// Bytes of blocks freed because every byte in them was dead.
+    pub reclaimed_bytes: u64,
+    /// Values rewritten to a new file by evacuation.
+    pub evacuated_values: u64,
     pub pool: PoolStats,
 }
 
@@ -98,9 +116,15 @@ pub(crate) struct ValueStore {
     pool: BufferPool,
     files: RwLock<BTreeMap<ValueFileId, Arc<ValueFile>>>,
     allocator: Mutex<Allocator>,
+    /// The file user writes append to.
     appender: Mutex<Appender>,
-    /// Serializes relocations: the "compaction / range-delete job lock" of the lock order, so
-    /// at most one set of freed blocks waits for its record to become durable.
+    /// The file evacuation appends to (index compaction's output for values it moves).
+    gc_appender: Mutex<Appender>,
+    /// Files whose live values index compaction moves to the evacuation file.
+    evacuating: Mutex<BTreeSet<ValueFileId>>,
+    /// Serializes everything that frees blocks (relocation, reclamation, deletion): the
+    /// "compaction / range-delete job lock" of the lock order, so at most one set of freed
+    /// blocks waits for its record to become durable. Holds the last ticket handed out.
     relocation: Mutex<u64>,
     /// Relocations done (readable without the job lock).
     relocations: AtomicU64,
@@ -108,9 +132,59 @@ pub(crate) struct ValueStore {
     deleted_files: AtomicU64,
     /// Blocks whose space was given back to the file system.
     punched_blocks: AtomicU64,
+    gc_written_bytes: AtomicU64,
+    reclaimed_bytes: AtomicU64,
+    evacuated_values: AtomicU64,
     /// Set when the file system refused to punch a hole: space then stays allocated (the
     /// blocks are still reused).
     punch_unsupported: AtomicBool,
+    /// Segment files deleted because none of their blocks was in use.
+    removed_segments: AtomicU64,
+    /// A sequence lock over accounting changes (see [`ValueStore::begin_accounting_change`]).
+    accounting_epoch: AtomicU64,
+}
+
+/// What a reclamation pass freed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reclaimed {
+    pub blocks: u64,
+    pub files: u64,
+}
+
+/// A file's physical layout is worth relocating when logically adjacent extents sit apart
+/// physically (logical holes left by reclamation do not count: nothing reads across them)
+/// and its contiguous physical runs average less than this.
+const FRAGMENT_RUN_BYTES: u64 = 1 << 20;
+
+/// True if `extents` is fragmented in the sense of [`FRAGMENT_RUN_BYTES`].
+fn is_fragmented(extents: &ExtentMap, block_size: u64) -> bool {
+    let mut breaks = 0u64;
+    let mut prev_end: Option<LogicalBlock> = None;
+    for e in extents.extents() {
+        if prev_end == Some(e.logical) {
+            breaks += 1;
+        }
+        prev_end = Some(e.logical.add(e.len));
+    }
+    breaks > 0 && extents.mapped_blocks() * block_size / (breaks + 1) < FRAGMENT_RUN_BYTES
+}
+
+/// The parts of the logical block runs `runs` that `extents` maps.
+fn mapped_parts(extents: &ExtentMap, runs: &[(LogicalBlock, u64)]) -> Vec<(LogicalBlock, u64)> {
+    let mut out = Vec::new();
+    for &(first, n) in runs {
+        let end = first.0.saturating_add(n);
+        for e in extents.extents() {
+            let (lo, hi) = (
+                e.logical.0.max(first.0),
+                e.logical.0.saturating_add(e.len).min(end),
+            );
+            if lo < hi {
+                out.push((LogicalBlock(lo), hi - lo));
+            }
+        }
+    }
+    out
 }
 
 /// Freed runs shorter than this are not punched: the file system's own extent bookkeeping
@@ -177,7 +251,7 @@ impl ValueStore {
         let files = state
             .files
             .into_iter()
-            .map(|(id, f)| (id, Arc::new(ValueFile::new(id, f.extents, f.end))))
+            .map(|(id, f)| (id, Arc::new(ValueFile::new(id, f.extents, f.dead, f.end))))
             .collect();
         let pool = BufferPool::new(options.cache_bytes, options.block_size);
         let store = Self {
@@ -188,11 +262,18 @@ impl ValueStore {
             files: RwLock::ranked(Rank::ValueFiles, files),
             allocator: Mutex::ranked(Rank::Allocator, allocator),
             appender: Mutex::ranked(Rank::ValueAppender, Appender::default()),
+            gc_appender: Mutex::ranked(Rank::GcAppender, Appender::default()),
+            evacuating: Mutex::ranked(Rank::Leaf, BTreeSet::new()),
             relocation: Mutex::ranked(Rank::Job, 0),
             relocations: AtomicU64::new(0),
             deleted_files: AtomicU64::new(0),
             punched_blocks: AtomicU64::new(0),
             punch_unsupported: AtomicBool::new(false),
+            removed_segments: AtomicU64::new(0),
+            accounting_epoch: AtomicU64::new(0),
+            gc_written_bytes: AtomicU64::new(0),
+            reclaimed_bytes: AtomicU64::new(0),
+            evacuated_values: AtomicU64::new(0),
         };
         Ok((store, edits))
     }
@@ -217,13 +298,33 @@ impl ValueStore {
     /// Called by the commit leader (the WAL lock serializes appends); takes the appender,
     /// allocator and extent-map locks, and logs reservations through `log` (the version set).
     pub fn append(&self, value: &[u8], log: &dyn ValueLog) -> Result<ValuePointer> {
-        let mut app = self.appender.lock();
+        self.append_to(&self.appender, value, log)
+    }
+
+    /// Appends `value` to the file of `appender`, starting a new file when there is none or
+    /// the current one is full.
+    fn append_to(
+        &self,
+        appender: &Mutex<Appender>,
+        value: &[u8],
+        log: &dyn ValueLog,
+    ) -> Result<ValuePointer> {
+        let mut app = appender.lock();
+        if app.file.is_some() && app.cursor >= self.options.file_bytes {
+            // Sealed: reclamation trims its reserved tail and may delete it once all dead.
+            *app = Appender::default();
+        }
         let file = match &app.file {
             Some(f) => Arc::clone(f),
             None => {
                 let id = ValueFileId(log.new_file_number());
                 log.log(vec![ValueEdit::FileCreated(id)])?;
-                let f = Arc::new(ValueFile::new(id, ExtentMap::new(), 0));
+                let f = Arc::new(ValueFile::new(
+                    id,
+                    ExtentMap::new(),
+                    DeadRanges::default(),
+                    0,
+                ));
                 self.files.write().insert(id, Arc::clone(&f));
                 *app = Appender {
                     file: Some(Arc::clone(&f)),
@@ -373,8 +474,11 @@ impl ValueStore {
                 .read_uncached(&file, p.offset, len)
                 .map_err(FillError::Failed);
         }
+        // Readahead stops at the open block and at the first hole: blocks reclamation punched
+        // out hold nothing to read.
+        let mapped = file.mapped_run_blocks(LogicalBlock(p.offset / bs), open_block);
         let span = ahead_bytes
-            .min((open_block.0 * bs).saturating_sub(p.offset))
+            .min(((p.offset / bs + mapped) * bs).saturating_sub(p.offset))
             .max(p.len);
         let span = usize::try_from(span).unwrap_or(len);
         let filled = self.pool.fill(
@@ -455,9 +559,9 @@ impl ValueStore {
         Ok(())
     }
 
-    /// Moves every extent of `id` onto one contiguous run of new blocks, if the file has more
-    /// than one extent and such a run is free. The logical addresses, and so every pointer,
-    /// stay the same. Returns whether it moved anything.
+    /// Moves every extent of `id` onto one contiguous run of new blocks, if the file is
+    /// fragmented (see [`is_fragmented`]) and such a run is free. The logical addresses, and
+    /// so every pointer, stay the same. Returns the bytes it copied (0: it moved nothing).
     ///
     /// The copy runs under the shared invalidate lock (readers keep reading); only the switch
     /// takes it exclusive: invalidate the pool's blocks of the file, remap the extents, hand
@@ -467,37 +571,33 @@ impl ValueStore {
     /// # Locking
     /// Takes the relocation job lock, then the file's invalidate lock (shared, then exclusive),
     /// its extent map and the allocator; logs through `log` after the exclusive section.
-    pub fn relocate(&self, id: ValueFileId, log: &dyn ValueLog) -> Result<bool> {
+    pub fn relocate(&self, id: ValueFileId, log: &dyn ValueLog) -> Result<u64> {
         self.relocate_file(id, false, log)
     }
 
-    /// Relocates `id`; with `force`, even a file that is already contiguous (for the race test,
+    /// Relocates `id`; with `force`, even a file that is not fragmented (for the race test,
     /// which needs blocks freed and reused on demand).
-    fn relocate_file(&self, id: ValueFileId, force: bool, log: &dyn ValueLog) -> Result<bool> {
+    fn relocate_file(&self, id: ValueFileId, force: bool, log: &dyn ValueLog) -> Result<u64> {
         let mut ticket = self.relocation.lock();
-        if self
-            .appender
-            .lock()
-            .file
-            .as_ref()
-            .is_some_and(|f| f.id == id)
-        {
-            return Ok(false);
+        if self.open_file_ids().contains(&id) {
+            return Ok(0);
         }
         let file = self.file(id)?;
         let bs = self.options.block_size;
         // Copy, under the shared lock.
-        let (before, target) = {
+        let (before, target, total) = {
             let _shared = file.invalidate.shared();
-            let before: Vec<Extent> = file.extents.read().extents().collect();
-            let total: u64 = before.iter().map(|e| e.len).sum();
-            if before.is_empty() || (before.len() < 2 && !force) {
-                return Ok(false);
+            let extents = file.extents.read();
+            let before: Vec<Extent> = extents.extents().collect();
+            let total = extents.mapped_blocks();
+            if before.is_empty() || !(force || is_fragmented(&extents, self.block_size())) {
+                return Ok(0);
             }
+            drop(extents);
             let runs = self.allocator.lock().allocate(total, None);
             let [(target, len)] = *runs.as_slice() else {
                 self.allocator.lock().free_now(runs)?;
-                return Ok(false);
+                return Ok(0);
             };
             debug_assert_eq!(len, total);
             let mut at = target;
@@ -508,7 +608,7 @@ impl ValueStore {
                 at = at.add(e.len);
             }
             self.blocks.sync()?;
-            (before, target)
+            (before, target, total)
         };
         // Switch, under the exclusive lock.
         *ticket += 1;
@@ -520,12 +620,9 @@ impl ValueStore {
             // exclusive lock, not the extent-map lock, that keeps a fill from starting in
             // between and reading a block about to be freed.
             self.pool.invalidate_file(id, &exclusive.token(id));
-            #[cfg(feature = "test-hooks")]
-            if let Some(delay) = self.options.race_window {
-                std::thread::sleep(delay);
-            }
+            self.race_window();
             let mut extents = file.extents.write();
-            // Relocations are serialized and nothing else changes a file nobody appends to.
+            // Everything that changes a sealed file's map holds the job lock.
             debug_assert!(extents.extents().eq(before.iter().copied()));
             let mut at = target;
             for e in &before {
@@ -548,7 +645,17 @@ impl ValueStore {
         self.punch(&freed)?;
         self.allocator.lock().release(*ticket);
         self.relocations.fetch_add(1, Ordering::Relaxed);
-        Ok(true)
+        let copied = total * self.block_size();
+        self.gc_written_bytes.fetch_add(copied, Ordering::Relaxed);
+        Ok(copied)
+    }
+
+    /// Test-only: the pause the race test puts inside exclusive sections.
+    fn race_window(&self) {
+        #[cfg(feature = "test-hooks")]
+        if let Some(delay) = self.options.race_window {
+            std::thread::sleep(delay);
+        }
     }
 
     /// Punches holes over freed runs of at least [`PUNCH_MIN_BYTES`].
@@ -567,65 +674,259 @@ impl ValueStore {
         Ok(())
     }
 
-    /// Deletes the value files of `dead` (no pointer anywhere names them): drops their blocks
-    /// from the pool, unmaps them and frees their blocks, which become reusable once the
-    /// manifest record of the removal is durable. The file being appended to is never deleted:
-    /// values written to it may not have reached the index yet.
-    ///
-    /// # Locking
-    /// Takes the relocation job lock, then each file's invalidate lock exclusive (E15); logs
-    /// after the exclusive section. The caller guarantees that no reader can still hold a
-    /// pointer into the files (see `DbInner::delete_dead_value_files`).
-    pub fn delete_files(&self, dead: &[ValueFileId], log: &dyn ValueLog) -> Result<u64> {
-        let mut ticket = self.relocation.lock();
-        let active = self.appender.lock().file.as_ref().map(|f| f.id);
-        let mut deleted = 0;
-        for &id in dead.iter().filter(|&&id| Some(id) != active) {
-            let Some(file) = self.files.read().get(&id).cloned() else {
-                continue;
-            };
-            *ticket += 1;
-            let freed = {
-                let exclusive = file.invalidate.exclusive();
-                self.pool.invalidate_file(id, &exclusive.token(id));
-                let mut extents = file.extents.write();
-                let end = extents.end();
-                let freed = extents.unmap(LogicalBlock(0), end.0);
-                drop(extents);
-                self.allocator.lock().free_later(freed.clone(), *ticket)?;
-                freed
-            };
-            self.files.write().remove(&id);
-            log.log(vec![ValueEdit::FileRemoved(id)])?;
-            self.punch(&freed)?;
-            self.allocator.lock().release(*ticket);
-            self.deleted_files.fetch_add(1, Ordering::Relaxed);
-            deleted += 1;
-        }
-        Ok(deleted)
-    }
-
-    /// Relocates every fragmented file that is not being appended to.
-    pub fn defragment(&self, log: &dyn ValueLog) -> Result<u64> {
-        let mut moved = 0;
-        for id in self.file_ids() {
-            if self.relocate(id, log)? {
-                moved += 1;
+    /// Records dead byte ranges `(file, offset, len)`, once the manifest edit that made them
+    /// dead is installed: from then on they count as dead space, and reclamation may free
+    /// their blocks once no reader of an older version remains.
+    pub fn note_dead(&self, dead: impl IntoIterator<Item = (ValueFileId, u64, u64)>) {
+        let files = self.files.read();
+        for (id, offset, len) in dead {
+            if let Some(f) = files.get(&id) {
+                f.dead.lock().insert(offset, offset.saturating_add(len));
             }
         }
+    }
+
+    /// Frees what nothing can reach any more, once `quiescent()` says no reader holds a
+    /// version older than the one that recorded it dead (DESIGN invariant 2c):
+    /// - every logical block whose bytes are all dead is punched out: in one exclusive
+    ///   section per file its pool frames are invalidated, it is unmapped and its physical
+    ///   block freed; the blocks become reusable once the `Unmapped` record is durable;
+    /// - every sealed file with no live byte is deleted whole;
+    /// - segments with no block in use are deleted.
+    ///
+    /// Blocks shared with a live neighbour stay: evacuation empties them.
+    ///
+    /// # Locking
+    /// Takes the relocation job lock for the whole pass, then per file its invalidate lock
+    /// exclusive (E11/E15), its extent map and the allocator; logs after each exclusive
+    /// section. `quiescent` is called after the dead ranges are read: a range recorded later
+    /// is left for the next pass.
+    pub fn reclaim(&self, log: &dyn ValueLog, quiescent: &dyn Fn() -> bool) -> Result<Reclaimed> {
+        let mut ticket = self.relocation.lock();
+        let open = self.open_file_ids();
+        let bs = self.block_size();
+        let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
+        let mut plan = Vec::new();
+        for file in files {
+            let sealed = !open.contains(&file.id);
+            if sealed && file.live_bytes() == 0 {
+                plan.push((file, None));
+                continue;
+            }
+            // A sealed file's bytes past its end were reserved and never written.
+            let (limit, tail) = if sealed {
+                (LogicalBlock(u64::MAX), file.written())
+            } else {
+                (file.first_open_block(bs), u64::MAX)
+            };
+            let dead = file.dead.lock().dead_blocks(bs, limit, tail);
+            let runs = mapped_parts(&file.extents.read(), &dead);
+            if !runs.is_empty() {
+                plan.push((file, Some(runs)));
+            }
+        }
+        let mut done = Reclaimed::default();
+        if plan.is_empty() || !quiescent() {
+            return Ok(done);
+        }
+        for (file, runs) in plan {
+            *ticket += 1;
+            let blocks = match runs {
+                None => {
+                    let blocks = self.delete_file(&file, *ticket, log)?;
+                    done.files += 1;
+                    blocks
+                }
+                Some(runs) => self.unmap_dead(&file, &runs, *ticket, log)?,
+            };
+            done.blocks += blocks;
+            self.reclaimed_bytes
+                .fetch_add(blocks * bs, Ordering::Relaxed);
+        }
+        self.remove_free_segments()?;
+        Ok(done)
+    }
+
+    /// Unmaps the logical block runs `runs` of `file` (all dead) and frees their blocks under
+    /// `ticket`; returns how many blocks it freed.
+    ///
+    /// # Locking
+    /// REQUIRES: the relocation job lock, which issued `ticket`.
+    fn unmap_dead(
+        &self,
+        file: &ValueFile,
+        runs: &[(LogicalBlock, u64)],
+        ticket: u64,
+        log: &dyn ValueLog,
+    ) -> Result<u64> {
+        let mut freed = Vec::new();
+        let mut edits = Vec::with_capacity(runs.len());
+        {
+            let exclusive = file.invalidate.exclusive();
+            let token = exclusive.token(file.id);
+            for &(first, n) in runs {
+                self.pool.invalidate(file.id, first, n, &token);
+            }
+            self.race_window();
+            let mut extents = file.extents.write();
+            for &(first, n) in runs {
+                freed.extend(extents.unmap(first, n));
+                edits.push(ValueEdit::Unmapped {
+                    file: file.id,
+                    logical: first,
+                    len: n,
+                });
+            }
+            drop(extents);
+            self.allocator.lock().free_later(freed.clone(), ticket)?;
+        }
+        self.free_when_logged(edits, &freed, ticket, log)
+    }
+
+    /// Deletes `file`, which no pointer names: drops its blocks from the pool, unmaps them and
+    /// frees its blocks under `ticket`; returns how many blocks it freed. The file being
+    /// appended to is never deleted: values written to it may not have reached the index yet.
+    ///
+    /// # Locking
+    /// REQUIRES: the relocation job lock, which issued `ticket`. Takes the file's invalidate
+    /// lock exclusive (E15); logs after the exclusive section.
+    fn delete_file(&self, file: &ValueFile, ticket: u64, log: &dyn ValueLog) -> Result<u64> {
+        let id = file.id;
+        let freed = {
+            let exclusive = file.invalidate.exclusive();
+            self.pool.invalidate_file(id, &exclusive.token(id));
+            self.race_window();
+            let mut extents = file.extents.write();
+            let end = extents.end();
+            let freed = extents.unmap(LogicalBlock(0), end.0);
+            drop(extents);
+            self.allocator.lock().free_later(freed.clone(), ticket)?;
+            freed
+        };
+        self.files.write().remove(&id);
+        self.evacuating.lock().remove(&id);
+        let blocks =
+            self.free_when_logged(vec![ValueEdit::FileRemoved(id)], &freed, ticket, log)?;
+        self.deleted_files.fetch_add(1, Ordering::Relaxed);
+        Ok(blocks)
+    }
+
+    /// Logs `edits` (which unmap `freed`), then punches `freed` and releases `ticket`: the
+    /// blocks are reused only once the record that freed them is durable.
+    fn free_when_logged(
+        &self,
+        edits: Vec<ValueEdit>,
+        freed: &[(PhysicalBlock, u64)],
+        ticket: u64,
+        log: &dyn ValueLog,
+    ) -> Result<u64> {
+        log.log(edits)?;
+        self.punch(freed)?;
+        self.allocator.lock().release(ticket);
+        Ok(freed.iter().map(|(_, n)| n).sum())
+    }
+
+    /// Deletes the segment files none of whose blocks is mapped or pending.
+    fn remove_free_segments(&self) -> Result<()> {
+        let allocator = self.allocator.lock();
+        let free: Vec<(PhysicalBlock, u64)> = allocator.free_runs().collect();
+        for index in self.blocks.wholly_free_segments(&free, allocator.end()) {
+            self.blocks.remove_segment(index)?;
+            self.removed_segments.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Marks for evacuation every sealed file that is mostly dead inside its mapped blocks:
+    /// less than half of the bytes of the blocks it still maps are live (many small dead
+    /// values around a few live ones, which no whole-block punch can free). Index compaction
+    /// then moves their live values to a new file and the files die whole. Returns how many
+    /// files are marked.
+    ///
+    /// The choice between relocation and evacuation (docs/design.md, "Value compaction"):
+    /// whole dead blocks are punched and need no copy; a file whose live bytes fill most of
+    /// its blocks but whose blocks are scattered is relocated (copy, remap; no index write);
+    /// a file whose blocks are mostly dead is evacuated (copy the few live values, rewrite
+    /// their pointers), since relocating it would copy the dead bytes along.
+    pub fn plan_evacuations(&self) -> usize {
+        let open = self.open_file_ids();
+        let bs = self.block_size();
+        let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
+        let mut marked = self.evacuating.lock().clone();
+        for file in files.iter().filter(|f| !open.contains(&f.id)) {
+            let live = file.live_bytes();
+            let mapped = file.extents.read().mapped_blocks() * bs;
+            if live > 0 && live.saturating_mul(2) < mapped {
+                marked.insert(file.id);
+            }
+        }
+        let n = marked.len();
+        *self.evacuating.lock() = marked;
+        n
+    }
+
+    /// The files whose values index compaction should move (see
+    /// [`Self::plan_evacuations`]).
+    pub fn evacuating(&self) -> BTreeSet<ValueFileId> {
+        self.evacuating.lock().clone()
+    }
+
+    /// Copies the value `p` points at to the evacuation file and returns its new pointer.
+    /// The caller (index compaction) writes the new pointer in place of `p`, with the same key
+    /// and sequence number, and records `p`'s bytes dead in the same manifest edit; it syncs
+    /// the store ([`Self::sync`]) before logging that edit.
+    ///
+    /// # Errors
+    /// `Corruption` if the value fails its checksum; `Io`.
+    pub fn evacuate(&self, p: &ValuePointer, log: &dyn ValueLog) -> Result<ValuePointer> {
+        let len = usize::try_from(p.len).map_err(|_| Error::invalid("value too large"))?;
+        let bytes = {
+            let file = self.file(p.file)?;
+            let _shared = file.invalidate.shared();
+            self.read_uncached(&file, p.offset, len)?
+        };
+        let bytes = self.checked(p, bytes)?;
+        let moved = self.append_to(&self.gc_appender, &bytes, log)?;
+        self.gc_written_bytes.fetch_add(p.len, Ordering::Relaxed);
+        self.evacuated_values.fetch_add(1, Ordering::Relaxed);
         Ok(moved)
     }
 
-    /// Test-only: relocates every file not being appended to, contiguous or not.
+    /// Relocates every fragmented sealed file, at most `max_files` of them; returns the bytes
+    /// copied.
+    pub fn defragment(&self, log: &dyn ValueLog, max_files: usize) -> Result<u64> {
+        let mut copied = 0;
+        let mut moved = 0;
+        for id in self.file_ids() {
+            if moved == max_files {
+                break;
+            }
+            let n = self.relocate(id, log)?;
+            if n > 0 {
+                copied += n;
+                moved += 1;
+            }
+        }
+        Ok(copied)
+    }
+
+    /// Test-only: relocates every file not being appended to, fragmented or not.
     #[cfg(feature = "test-hooks")]
     pub fn relocate_all(&self, log: &dyn ValueLog) -> Result<u64> {
         let mut moved = 0;
         for id in self.file_ids() {
-            if self.relocate_file(id, true, log)? {
+            if self.relocate_file(id, true, log)? > 0 {
                 moved += 1;
             }
         }
         Ok(moved)
+    }
+
+    /// The files being appended to: by user writes and by evacuation.
+    fn open_file_ids(&self) -> BTreeSet<ValueFileId> {
+        let user = self.appender.lock().file.as_ref().map(|f| f.id);
+        let gc = self.gc_appender.lock().file.as_ref().map(|f| f.id);
+        user.into_iter().chain(gc).collect()
     }
 
     /// What each value file maps, and the segments under them.
@@ -640,6 +941,7 @@ impl ValueStore {
                     extents: extents.extents().count(),
                     mapped_blocks: extents.mapped_blocks(),
                     written_bytes: f.written(),
+                    dead_bytes: f.dead.lock().total(),
                 }
             })
             .collect();
@@ -655,14 +957,25 @@ impl ValueStore {
     /// The extents of value file `id`, if it exists.
     pub fn extents_of(&self, id: ValueFileId) -> Option<Vec<ExtentInfo>> {
         let file = self.files.read().get(&id).cloned()?;
+        let dead = file.dead.lock().clone();
+        let written = file.written();
+        let bs = self.block_size();
         let extents = file.extents.read();
         Some(
             extents
                 .extents()
-                .map(|e| ExtentInfo {
-                    logical_block: e.logical.0,
-                    physical_block: e.physical.0,
-                    blocks: e.len,
+                .map(|e| {
+                    let start = e.logical.0 * bs;
+                    let end = e.logical.add(e.len).0 * bs;
+                    let written_here = end.min(written).saturating_sub(start);
+                    let dead_bytes = dead.dead_within(start, end.min(written));
+                    ExtentInfo {
+                        logical_block: e.logical.0,
+                        physical_block: e.physical.0,
+                        blocks: e.len,
+                        live_bytes: written_here - dead_bytes,
+                        dead_bytes,
+                    }
                 })
                 .collect(),
         )
@@ -673,20 +986,16 @@ impl ValueStore {
         self.files.read().keys().copied().collect()
     }
 
-    /// The ids of the files not being appended to: the only ones that can be deleted.
-    pub fn sealed_file_ids(&self) -> Vec<ValueFileId> {
-        let active = self.appender.lock().file.as_ref().map(|f| f.id);
-        self.file_ids()
-            .into_iter()
-            .filter(|&id| Some(id) != active)
-            .collect()
-    }
-
-    /// The whole store as manifest edits (for a checkpoint's manifest).
-    pub fn snapshot_edits(&self) -> Vec<ValueEdit> {
+    /// The store as manifest edits for a copy whose index points at exactly `live` (per file,
+    /// the byte ranges its pointers name): the files it names, their extents, how far they
+    /// were written, and as dead every byte no pointer of the copy names.
+    fn edits_for(&self, live: &BTreeMap<ValueFileId, DeadRanges>) -> Vec<ValueEdit> {
         let files = self.files.read();
         let mut edits = Vec::new();
         for (&id, f) in files.iter() {
+            let Some(live) = live.get(&id) else {
+                continue;
+            };
             edits.push(ValueEdit::FileCreated(id));
             for e in f.extents.read().extents() {
                 edits.push(ValueEdit::Mapped {
@@ -696,12 +1005,107 @@ impl ValueStore {
                     len: e.len,
                 });
             }
-            edits.push(ValueEdit::Reaches {
-                file: id,
-                end: f.written(),
-            });
+            let end = f.written();
+            edits.push(ValueEdit::Reaches { file: id, end });
+            edits.extend(state::dead_edits(id, &live.complement(end)));
         }
         edits
+    }
+
+    /// Marks the start of a change to the accounting that is not atomic with the index: a
+    /// compaction that drops or moves pointers, from its first evacuation to its
+    /// [`Self::note_dead`]. [`Self::check_accounting`] ignores what it read while one ran.
+    pub fn begin_accounting_change(&self) {
+        self.accounting_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Marks the end of the change [`Self::begin_accounting_change`] began.
+    pub fn end_accounting_change(&self) {
+        self.accounting_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The accounting epoch: odd while a change runs; read before computing the `live` ranges
+    /// handed to [`Self::check_accounting`].
+    pub fn accounting_epoch(&self) -> u64 {
+        self.accounting_epoch.load(Ordering::Acquire)
+    }
+
+    /// Checks the dead-space accounting against `live`, the byte ranges (per file) that the
+    /// pointers of the index name, every version included: every pointer names a file that
+    /// exists, mapped blocks and no dead byte. Returns the bytes that are neither live nor
+    /// dead (0 unless a crash left unreferenced values behind). Bytes past the last live or
+    /// dead byte of a file still being appended to are not counted: they may belong to a
+    /// write or an evacuation in flight.
+    ///
+    /// `epoch` is [`Self::accounting_epoch`] as read before `live` was computed and
+    /// `still_current` says whether the index `live` came from is still current; if a change
+    /// ran in between, or the index changed, nothing is checked and `None` is returned, for
+    /// the caller to retry.
+    ///
+    /// # Errors
+    /// `Corruption` naming the first pointer that breaks the accounting.
+    pub fn check_accounting(
+        &self,
+        live: &BTreeMap<ValueFileId, DeadRanges>,
+        epoch: u64,
+        still_current: &dyn Fn() -> bool,
+    ) -> Result<Option<u64>> {
+        let open = self.open_file_ids();
+        let files = self.files.read().clone();
+        let dead: BTreeMap<ValueFileId, DeadRanges> = files
+            .iter()
+            .map(|(&id, f)| (id, f.dead.lock().clone()))
+            .collect();
+        if epoch % 2 == 1 || self.accounting_epoch() != epoch || !still_current() {
+            return Ok(None);
+        }
+        let bs = self.block_size();
+        let mut unaccounted = 0;
+        for (id, ranges) in live {
+            let (Some(file), Some(dead)) = (files.get(id), dead.get(id)) else {
+                return Err(Error::corruption(
+                    &self.dir,
+                    0,
+                    format!("a pointer names value file {id}, which does not exist"),
+                ));
+            };
+            let extents = file.extents.read();
+            for (start, end) in ranges.iter() {
+                let bad = if dead.intersects(start, end) {
+                    Some("counted dead")
+                } else if end > file.written() {
+                    Some("past the file's end")
+                } else {
+                    let first = LogicalBlock(start / bs);
+                    let last = LogicalBlock(end.div_ceil(bs));
+                    let mut at = first;
+                    while let Some((_, left)) = extents.lookup(at).filter(|_| at < last) {
+                        at = at.add(left);
+                    }
+                    (at < last).then_some("not mapped")
+                };
+                if let Some(what) = bad {
+                    return Err(Error::corruption(
+                        &self.dir,
+                        start,
+                        format!("live bytes [{start}, {end}) of value file {id} are {what}"),
+                    ));
+                }
+            }
+        }
+        for (id, file) in &files {
+            let (live, dead) = (live.get(id), dead.get(id));
+            let live_bytes = live.map_or(0, DeadRanges::total);
+            let dead_bytes = dead.map_or(0, DeadRanges::total);
+            let end = if open.contains(id) {
+                let last = |r: Option<&DeadRanges>| r.and_then(DeadRanges::end).unwrap_or(0);
+                last(live).max(last(dead))
+            } else {
+                file.written()
+            };
+            unaccounted += end.saturating_sub(live_bytes + dead_bytes);
+        }
+        Ok(Some(unaccounted))
     }
 
     /// Checks DESIGN invariant 3: every mapped logical block maps to one physical block, no
@@ -710,15 +1114,25 @@ impl ValueStore {
     /// Also checks invariant 1, no stale fill: every block the pool holds equals the block on
     /// disk, compared under the file's invalidate lock held shared so no invalidation runs
     /// in between.
+    ///
+    /// # Locking
+    /// The extent maps and the allocator are checked under the job lock and both appenders,
+    /// so no block is between the allocator and an extent map meanwhile.
     pub fn verify(&self) -> Result<()> {
-        let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
-        let mut mapped = Vec::new();
-        for f in &files {
-            let extents = f.extents.read();
-            extents.check()?;
-            mapped.extend(extents.extents().map(|e| (e.physical, e.len)));
-        }
-        self.allocator.lock().check(&mapped)?;
+        let files: Vec<Arc<ValueFile>> = {
+            let _job = self.relocation.lock();
+            let _gc = self.gc_appender.lock();
+            let _user = self.appender.lock();
+            let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
+            let mut mapped = Vec::new();
+            for f in &files {
+                let extents = f.extents.read();
+                extents.check()?;
+                mapped.extend(extents.extents().map(|e| (e.physical, e.len)));
+            }
+            self.allocator.lock().check(&mapped)?;
+            files
+        };
         let mut disk = vec![0u8; self.options.block_size];
         for f in &files {
             let shared = f.invalidate.shared();
@@ -740,34 +1154,34 @@ impl ValueStore {
     }
 
     pub fn stats(&self) -> ValueStats {
-        let (files, mapped_blocks) = {
-            let files = self.files.read();
-            let mapped = files
-                .values()
-                .map(|f| f.extents.read().mapped_blocks())
-                .sum();
-            (files.len(), mapped)
+        let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
+        let mut stats = ValueStats {
+            files: files.len(),
+            ..ValueStats::default()
         };
-        let (free_blocks, pending_blocks, store_blocks) = {
-            let allocator = self.allocator.lock();
-            (
-                allocator.free_blocks(),
-                allocator.pending_blocks(),
-                allocator.end().0,
-            )
-        };
-        ValueStats {
-            files,
-            mapped_blocks,
-            free_blocks,
-            pending_blocks,
-            store_blocks,
-            relocations: self.relocations.load(Ordering::Relaxed),
-            deleted_files: self.deleted_files.load(Ordering::Relaxed),
-            punched_blocks: self.punched_blocks.load(Ordering::Relaxed),
-            punch_unsupported: self.punch_unsupported.load(Ordering::Relaxed),
-            pool: self.pool.stats(),
+        for f in &files {
+            stats.mapped_blocks += f.extents.read().mapped_blocks();
+            stats.written_bytes += f.written();
+            stats.dead_bytes += f.dead.lock().total();
         }
+        {
+            let allocator = self.allocator.lock();
+            stats.free_blocks = allocator.free_blocks();
+            stats.pending_blocks = allocator.pending_blocks();
+            stats.store_blocks = allocator.end().0;
+        }
+        // A failed `fstat` leaves the figure at 0 rather than failing every caller of stats.
+        stats.disk_bytes = self.blocks.allocated_bytes().unwrap_or(0);
+        stats.relocations = self.relocations.load(Ordering::Relaxed);
+        stats.deleted_files = self.deleted_files.load(Ordering::Relaxed);
+        stats.removed_segments = self.removed_segments.load(Ordering::Relaxed);
+        stats.punched_blocks = self.punched_blocks.load(Ordering::Relaxed);
+        stats.punch_unsupported = self.punch_unsupported.load(Ordering::Relaxed);
+        stats.gc_written_bytes = self.gc_written_bytes.load(Ordering::Relaxed);
+        stats.reclaimed_bytes = self.reclaimed_bytes.load(Ordering::Relaxed);
+        stats.evacuated_values = self.evacuated_values.load(Ordering::Relaxed);
+        stats.pool = self.pool.stats();
+        stats
     }
 
     /// Copies every segment into `dest` and returns the store's state as manifest edits.
@@ -779,9 +1193,13 @@ impl ValueStore {
     ///
     /// # Locking
     /// Takes the relocation job lock for the whole copy.
-    pub fn checkpoint(&self, dest: &Path) -> Result<Vec<ValueEdit>> {
+    pub fn checkpoint(
+        &self,
+        dest: &Path,
+        live: &BTreeMap<ValueFileId, DeadRanges>,
+    ) -> Result<Vec<ValueEdit>> {
         let _still = self.relocation.lock();
-        let edits = self.snapshot_edits();
+        let edits = self.edits_for(live);
         self.blocks.copy_to(dest)?;
         Ok(edits)
     }

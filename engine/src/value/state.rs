@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::value::block::{LogicalBlock, ValueFileId};
+use crate::value::dead::DeadRanges;
 use crate::value::edit::ValueEdit;
 use crate::value::extent::ExtentMap;
 
@@ -19,6 +20,8 @@ pub(crate) struct FileState {
     /// How far pointers into the file recorded so far reach (logical bytes): blocks past it
     /// hold nothing any pointer names and are trimmed at open.
     pub end: u64,
+    /// Bytes no pointer reaches any more.
+    pub dead: DeadRanges,
 }
 
 /// Every value file.
@@ -75,6 +78,16 @@ impl ValueState {
                 let f = self.known(file, path, offset)?;
                 f.end = f.end.max(end);
             }
+            ValueEdit::Dead {
+                file,
+                offset: start,
+                len,
+            } => {
+                let end = start
+                    .checked_add(len)
+                    .ok_or_else(|| bad(format!("value file {file}: dead range overflows")))?;
+                self.known(file, path, offset)?.dead.insert(start, end);
+            }
         }
         Ok(())
     }
@@ -103,6 +116,7 @@ impl ValueState {
                 file,
                 end: state.end,
             });
+            edits.extend(dead_edits(file, &state.dead));
         }
         edits
     }
@@ -111,6 +125,15 @@ impl ValueState {
     pub fn referenced_end_block(end: u64, block_size: u64) -> LogicalBlock {
         LogicalBlock(end.div_ceil(block_size))
     }
+}
+
+/// `dead` as manifest edits of `file`.
+pub(crate) fn dead_edits(file: ValueFileId, dead: &DeadRanges) -> impl Iterator<Item = ValueEdit> {
+    dead.iter().map(move |(start, end)| ValueEdit::Dead {
+        file,
+        offset: start,
+        len: end - start,
+    })
 }
 
 #[cfg(test)]
@@ -149,12 +172,23 @@ mod tests {
                 len: 2,
             },
             ValueEdit::Reaches { file: f, end: 3000 },
+            ValueEdit::Dead {
+                file: f,
+                offset: 100,
+                len: 900,
+            },
+            ValueEdit::Dead {
+                file: f,
+                offset: 1000,
+                len: 24,
+            },
         ])
         .unwrap();
         let again = apply_all(&state.snapshot_edits()).unwrap();
         assert_eq!(again.snapshot_edits(), state.snapshot_edits());
         let file = &again.files[&f];
         assert_eq!(file.end, 3000);
+        assert_eq!(file.dead.iter().collect::<Vec<_>>(), [(100, 1024)]);
         assert_eq!(
             file.extents.lookup(LogicalBlock(3)),
             Some((PhysicalBlock(41), 1))

@@ -144,6 +144,62 @@ impl BlockStore {
             .collect()
     }
 
+    /// The bytes the segment files occupy on disk (holes excluded), as `du` counts them.
+    ///
+    /// # Errors
+    /// Any error of `fstat`.
+    pub fn allocated_bytes(&self) -> Result<u64> {
+        let segments: Vec<Arc<dyn SegmentFile>> =
+            self.segments.read().values().map(Arc::clone).collect();
+        segments
+            .iter()
+            .try_fold(0u64, |sum, s| Ok(sum.saturating_add(s.allocated_bytes()?)))
+    }
+
+    /// The segments (by index) whose every block is free: in one of `free`, the free runs,
+    /// or at or past `end`, the allocator's high-water mark.
+    #[must_use]
+    pub fn wholly_free_segments(
+        &self,
+        free: &[(PhysicalBlock, u64)],
+        end: PhysicalBlock,
+    ) -> Vec<u64> {
+        let per = self.blocks_per_segment;
+        self.segments
+            .read()
+            .keys()
+            .copied()
+            .filter(|&index| {
+                let (first, last) = (index * per, (index + 1) * per);
+                first >= end.0
+                    || free
+                        .iter()
+                        .any(|&(start, n)| start.0 <= first && start.0.saturating_add(n) >= last)
+            })
+            .collect()
+    }
+
+    /// Deletes segment `index`, whose blocks must all be free: its space goes back to the
+    /// file system whole. A later write to one of its blocks creates it again, sparse.
+    ///
+    /// # Locking
+    /// REQUIRES: the caller holds the allocator, so no block of the segment is handed out
+    /// meanwhile.
+    ///
+    /// # Errors
+    /// Any I/O error; the segment then stays open.
+    pub fn remove_segment(&self, index: u64) -> Result<()> {
+        let path = self.dir.join(filename::segment(index));
+        let mut segments = self.segments.write();
+        if segments.remove(&index).is_none() {
+            return Ok(());
+        }
+        self.dirty.lock().remove(&index);
+        self.fs.remove_file(&path)?;
+        drop(segments);
+        self.fs.sync_dir(&self.dir)
+    }
+
     /// The first physical block past the last segment file.
     #[must_use]
     pub fn end_block(&self) -> PhysicalBlock {
