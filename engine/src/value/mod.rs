@@ -188,8 +188,9 @@ fn mapped_parts(extents: &ExtentMap, runs: &[(LogicalBlock, u64)]) -> Vec<(Logic
 }
 
 /// Freed runs shorter than this are not punched: the file system's own extent bookkeeping
-/// would cost more than the space is worth, and the blocks are reused soon anyway.
-const PUNCH_MIN_BYTES: u64 = 64 << 10;
+/// would cost more than the space is worth, and the blocks are reused soon anyway. Small
+/// enough that the inside of one dead 64 KiB value (15 whole 4 KiB blocks) is punched.
+const PUNCH_MIN_BYTES: u64 = 16 << 10;
 
 /// What the store needs from the manifest: logging value edits durably and naming files.
 pub(crate) trait ValueLog {
