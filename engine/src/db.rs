@@ -342,12 +342,15 @@ impl Db {
     /// # Errors
     /// `Io`, `Corruption` or `Poisoned`.
     ///
-    /// Then compacts the value files: frees every block whose bytes are all dead, deletes
+    /// Then compacts the value files (the one being appended to is sealed first, and the next
+    /// value starts a new one): frees every block whose bytes are all dead, deletes
     /// value files with nothing live, moves the live values out of files that are mostly dead
     /// (which rewrites the index once more), and relocates fragmented files. Dead blocks that
     /// a reader of an older version might still read (an iterator opened before) are left to
     /// the background value thread, which frees them once that reader is gone.
     pub fn compact(&self) -> Result<()> {
+        // The file being appended to is sealed, so that it too can be cleaned.
+        self.inner.values.seal_active();
         self.flush()?;
         self.inner.compact_all()?;
         self.inner.collect_values(true).map(|_| ())

@@ -111,7 +111,7 @@ pub struct Stats {
     pub value_disk_bytes: u64,
     /// Bytes value compaction copied: relocations and evacuations.
     pub value_gc_written_bytes: u64,
-    /// Bytes of blocks freed because nothing in them was live.
+    /// Bytes of written blocks freed because nothing in them was live.
     pub value_reclaimed_bytes: u64,
     /// Values evacuated (moved to a new file, their pointers rewritten by index compaction).
     pub value_evacuations: u64,

@@ -49,6 +49,9 @@ pub(crate) struct Allocator {
     pending_blocks: u64,
     /// Above this the store would rather fragment a value over free runs than grow.
     growth_limit: Option<PhysicalBlock>,
+    /// With `Some(d)`, the store grows only while less than `1/d` of it is free: past that,
+    /// free runs too short for an allocation are used (largest first) before growth.
+    reuse_above_fraction: Option<u64>,
 }
 
 /// What a corrupt block-state error names as its file: the allocator knows no path, and its
@@ -111,6 +114,14 @@ impl Allocator {
             alloc.insert_free(PhysicalBlock(next), end.0 - next);
         }
         Ok(alloc)
+    }
+
+    /// Makes the store fill free runs too short for an allocation (largest first) rather than
+    /// grow while at least `1/denominator` of it is free (see [`Self::allocate`]): freed space
+    /// is reused before the store grows, at the price of splitting new values over several
+    /// runs, which relocation may later join.
+    pub fn reuse_before_growth(&mut self, denominator: u64) {
+        self.reuse_above_fraction = Some(denominator.max(1));
     }
 
     #[cfg(test)]
@@ -232,6 +243,23 @@ impl Allocator {
         self.end
     }
 
+    /// The run `(start, len)` widened by the free runs that touch it on either side: what
+    /// becomes one free run once `(start, len)` is freed, for punching holes in it whole.
+    #[must_use]
+    pub fn free_span_around(&self, start: PhysicalBlock, len: u64) -> (PhysicalBlock, u64) {
+        let (mut lo, mut n) = (start, len);
+        if let Some((&prev, &prev_len)) = self.by_start.range(..start).next_back()
+            && prev.add(prev_len) == start
+        {
+            lo = prev;
+            n += prev_len;
+        }
+        if let Some(&next_len) = self.by_start.get(&start.add(len)) {
+            n += next_len;
+        }
+        (lo, n)
+    }
+
     /// The free runs below `end`, by start: for punching holes in long ones.
     pub fn free_runs(&self) -> impl Iterator<Item = (PhysicalBlock, u64)> + '_ {
         self.by_start.iter().map(|(&start, &len)| (start, len))
@@ -344,8 +372,13 @@ impl Allocator {
     }
 
     fn can_grow(&self, n: u64) -> bool {
-        self.growth_limit
-            .is_none_or(|limit| self.end.0.checked_add(n).is_some_and(|e| e <= limit.0))
+        let mostly_full = self
+            .reuse_above_fraction
+            .is_none_or(|d| self.free_blocks.saturating_mul(d) < self.end.0);
+        mostly_full
+            && self
+                .growth_limit
+                .is_none_or(|limit| self.end.0.checked_add(n).is_some_and(|e| e <= limit.0))
     }
 
     /// Hands out `n` blocks at `end`.

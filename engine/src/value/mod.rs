@@ -100,7 +100,8 @@ pub(crate) struct ValueStats {
     pub disk_bytes: u64,
     /// Bytes copied by relocation and evacuation.
     pub gc_written_bytes: u64,
-    /// Bytes of blocks freed because every byte in them was dead.
+    /// Bytes of written blocks freed because every byte in them was dead (reserved blocks
+    /// never written are not counted).
     pub reclaimed_bytes: u64,
     /// Values rewritten to a new file by evacuation.
     pub evacuated_values: u64,
@@ -143,6 +144,10 @@ pub(crate) struct ValueStore {
     /// A sequence lock over accounting changes (see [`ValueStore::begin_accounting_change`]).
     accounting_epoch: AtomicU64,
 }
+
+/// The store grows only while less than 1/8 of its blocks are free; past that, new values
+/// take free runs even where they are too short to hold a whole reservation.
+const REUSE_ABOVE_FRACTION: u64 = 8;
 
 /// What a reclamation pass freed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -248,7 +253,8 @@ impl ValueStore {
             .map(|(p, n)| p.add(*n))
             .max()
             .unwrap_or_default();
-        let allocator = Allocator::from_mapped(mapped, store_end.max(mapped_end))?;
+        let mut allocator = Allocator::from_mapped(mapped, store_end.max(mapped_end))?;
+        allocator.reuse_before_growth(REUSE_ABOVE_FRACTION);
         let files = state
             .files
             .into_iter()
@@ -583,7 +589,10 @@ impl ValueStore {
         if self.open_file_ids().contains(&id) {
             return Ok(0);
         }
-        let file = self.file(id)?;
+        // Deleted since the caller listed it (reclamation runs in the background).
+        let Some(file) = self.files.read().get(&id).cloned() else {
+            return Ok(0);
+        };
         let bs = self.options.block_size;
         // Copy, under the shared lock.
         let (before, target, total) = {
@@ -659,20 +668,35 @@ impl ValueStore {
         }
     }
 
-    /// Punches holes over freed runs of at least [`PUNCH_MIN_BYTES`].
+    /// Punches holes over freed runs, each widened by the free runs around it, where that
+    /// makes at least [`PUNCH_MIN_BYTES`]: short runs freed one at a time are given back once
+    /// their neighbours are freed too.
     ///
     /// # Locking
     /// REQUIRES: the runs are pending in the allocator (nobody may write them meanwhile).
+    /// Holds the allocator lock while punching, so that no free neighbour is handed out and
+    /// written in the meantime.
     fn punch(&self, freed: &[(PhysicalBlock, u64)]) -> Result<()> {
         let min_blocks = PUNCH_MIN_BYTES.div_ceil(self.block_size());
-        for &(first, n) in freed.iter().filter(|(_, n)| *n >= min_blocks) {
-            if self.blocks.punch(first, n)? {
+        let allocator = self.allocator.lock();
+        for &(first, n) in freed {
+            let (start, len) = allocator.free_span_around(first, n);
+            if len < min_blocks {
+                continue;
+            }
+            if self.blocks.punch(start, len)? {
                 self.punched_blocks.fetch_add(n, Ordering::Relaxed);
             } else {
                 self.punch_unsupported.store(true, Ordering::Relaxed);
             }
         }
         Ok(())
+    }
+
+    /// Seals the file user writes append to: the next value starts a new file, and this one
+    /// may now be evacuated, relocated or deleted like any other.
+    pub fn seal_active(&self) {
+        *self.appender.lock() = Appender::default();
     }
 
     /// Records dead byte ranges `(file, offset, len)`, once the manifest edit that made them
@@ -732,17 +756,26 @@ impl ValueStore {
         }
         for (file, runs) in plan {
             *ticket += 1;
-            let blocks = match runs {
+            // Reserved blocks past the file's end held nothing: freeing them gives no space.
+            let written = LogicalBlock(file.written().div_ceil(bs));
+            let whole = [(LogicalBlock(0), written.0)];
+            let held = |runs: &[(LogicalBlock, u64)]| -> u64 {
+                runs.iter()
+                    .map(|&(first, n)| first.add(n).min(written).since(first).unwrap_or(0))
+                    .sum()
+            };
+            let (blocks, held_blocks) = match runs {
                 None => {
+                    let held_blocks = held(&mapped_parts(&file.extents.read(), &whole));
                     let blocks = self.delete_file(&file, *ticket, log)?;
                     done.files += 1;
-                    blocks
+                    (blocks, held_blocks)
                 }
-                Some(runs) => self.unmap_dead(&file, &runs, *ticket, log)?,
+                Some(runs) => (self.unmap_dead(&file, &runs, *ticket, log)?, held(&runs)),
             };
             done.blocks += blocks;
             self.reclaimed_bytes
-                .fetch_add(blocks * bs, Ordering::Relaxed);
+                .fetch_add(held_blocks * bs, Ordering::Relaxed);
         }
         self.remove_free_segments()?;
         Ok(done)
