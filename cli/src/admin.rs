@@ -47,12 +47,15 @@ pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure
     if json {
         writeln!(
             out,
-            "{{\"ok\":true,\"tables\":{},\"entries\":{},\"bytes\":{},\"live_values\":{},\"live_value_bytes\":{}}}",
+            "{{\"ok\":true,\"tables\":{},\"entries\":{},\"bytes\":{},\"live_values\":{},\"live_value_bytes\":{},\"value_unaccounted_bytes\":{}}}",
             report.tables,
             report.entries,
             report.bytes,
             report.live_values,
-            report.live_value_bytes
+            report.live_value_bytes,
+            report
+                .value_unaccounted_bytes
+                .map_or_else(|| "null".to_string(), |b| b.to_string())
         )?;
         return Ok(());
     }
@@ -73,7 +76,17 @@ pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure
 pub fn compact(dir: &Path, out: &mut dyn Write) -> Result<(), Failure> {
     let db = outcome::open(dir, Access::Existing)?;
     db.compact()?;
-    writeln!(out, "compacted: {}", tables_summary(&db.stats()))?;
+    let s = db.stats();
+    writeln!(out, "compacted: {}", tables_summary(&s))?;
+    writeln!(
+        out,
+        "value files: {} live in {} files, {} on disk; {} reclaimed, {} copied",
+        human_bytes(s.value_live_bytes),
+        s.value_files,
+        human_bytes(s.value_disk_bytes),
+        human_bytes(s.value_reclaimed_bytes),
+        human_bytes(s.value_gc_written_bytes)
+    )?;
     Ok(())
 }
 
@@ -214,6 +227,56 @@ fn write_stats_table(s: &Stats, out: &mut dyn Write) -> std::io::Result<()> {
         ),
         ("write stalls", s.write_stalls.to_string()),
         (
+            "value files",
+            format!(
+                "{} files, {} live, {} dead, {} on disk ({} space amplification)",
+                s.value_files,
+                human_bytes(s.value_live_bytes),
+                human_bytes(s.value_dead_bytes),
+                human_bytes(s.value_disk_bytes),
+                s.value_space_amplification()
+                    .map_or_else(|| "-".to_string(), |a| format!("{a:.2}x"))
+            ),
+        ),
+        (
+            "value blocks",
+            format!(
+                "{} mapped, {} free, {} pending, of {} (blocks){}",
+                s.value_mapped_blocks,
+                s.value_free_blocks,
+                s.value_pending_blocks,
+                s.value_store_blocks,
+                if s.value_punch_unsupported {
+                    "; this file system cannot punch holes: freed space is reused, not returned"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (
+            "value gc",
+            format!(
+                "{} reclaimed, {} copied ({} write amplification), {} files deleted, \
+                 {} evacuated values, {} relocations",
+                human_bytes(s.value_reclaimed_bytes),
+                human_bytes(s.value_gc_written_bytes),
+                s.value_gc_write_amplification()
+                    .map_or_else(|| "-".to_string(), |a| format!("{a:.2}")),
+                s.value_files_deleted,
+                s.value_evacuations,
+                s.value_relocations
+            ),
+        ),
+        (
+            "buffer pool",
+            format!(
+                "{} hits, {} misses, {} resident",
+                s.pool_hits,
+                s.pool_misses,
+                human_bytes(s.pool_resident_bytes)
+            ),
+        ),
+        (
             "block cache",
             format!(
                 "{} hits, {} misses ({} hit rate)",
@@ -267,6 +330,40 @@ fn stats_json(s: &Stats) -> String {
         ),
         ("block_cache_hits", s.block_cache_hits.to_string()),
         ("block_cache_misses", s.block_cache_misses.to_string()),
+        ("value_files", s.value_files.to_string()),
+        ("value_written_bytes", s.value_written_bytes.to_string()),
+        ("value_live_bytes", s.value_live_bytes.to_string()),
+        ("value_dead_bytes", s.value_dead_bytes.to_string()),
+        ("value_disk_bytes", s.value_disk_bytes.to_string()),
+        (
+            "value_space_amplification",
+            s.value_space_amplification()
+                .map_or_else(|| "null".to_string(), |a| format!("{a:.4}")),
+        ),
+        ("value_mapped_blocks", s.value_mapped_blocks.to_string()),
+        ("value_free_blocks", s.value_free_blocks.to_string()),
+        ("value_pending_blocks", s.value_pending_blocks.to_string()),
+        ("value_store_blocks", s.value_store_blocks.to_string()),
+        ("value_punched_blocks", s.value_punched_blocks.to_string()),
+        (
+            "value_punch_unsupported",
+            s.value_punch_unsupported.to_string(),
+        ),
+        ("value_reclaimed_bytes", s.value_reclaimed_bytes.to_string()),
+        (
+            "value_gc_written_bytes",
+            s.value_gc_written_bytes.to_string(),
+        ),
+        ("value_files_deleted", s.value_files_deleted.to_string()),
+        (
+            "value_segments_removed",
+            s.value_segments_removed.to_string(),
+        ),
+        ("value_evacuations", s.value_evacuations.to_string()),
+        ("value_relocations", s.value_relocations.to_string()),
+        ("pool_hits", s.pool_hits.to_string()),
+        ("pool_misses", s.pool_misses.to_string()),
+        ("pool_resident_bytes", s.pool_resident_bytes.to_string()),
     ];
     let body: Vec<String> = fields
         .iter()

@@ -38,8 +38,8 @@ pub fn files(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure>
             .iter()
             .map(|f| {
                 format!(
-                    "{{\"id\":{},\"extents\":{},\"mapped_blocks\":{},\"written_bytes\":{}}}",
-                    f.id, f.extents, f.mapped_blocks, f.written_bytes
+                    "{{\"id\":{},\"extents\":{},\"mapped_blocks\":{},\"written_bytes\":{},\"dead_bytes\":{}}}",
+                    f.id, f.extents, f.mapped_blocks, f.written_bytes, f.dead_bytes
                 )
             })
             .collect();
@@ -87,17 +87,18 @@ pub fn files(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure>
     )?;
     writeln!(
         out,
-        "  {:>8}  {:>8}  {:>10}  {:>10}",
-        "file", "extents", "mapped", "written"
+        "  {:>8}  {:>8}  {:>10}  {:>10}  {:>10}",
+        "file", "extents", "mapped", "written", "dead"
     )?;
     for f in &inv.value_files {
         let mapped = human_bytes(f.mapped_blocks * inv.block_size_bytes);
         let name = format!("v{}", f.id);
         writeln!(
             out,
-            "  {name:>8}  {:>8}  {mapped:>10}  {:>10}",
+            "  {name:>8}  {:>8}  {mapped:>10}  {:>10}  {:>10}",
             f.extents,
-            human_bytes(f.written_bytes)
+            human_bytes(f.written_bytes),
+            human_bytes(f.dead_bytes)
         )?;
     }
     writeln!(out, "segments ({})", inv.segments.len())?;
@@ -140,8 +141,8 @@ pub fn extents(
             .iter()
             .map(|e| {
                 format!(
-                    "{{\"logical_block\":{},\"physical_block\":{},\"blocks\":{}}}",
-                    e.logical_block, e.physical_block, e.blocks
+                    "{{\"logical_block\":{},\"physical_block\":{},\"blocks\":{},\"live_bytes\":{},\"dead_bytes\":{}}}",
+                    e.logical_block, e.physical_block, e.blocks, e.live_bytes, e.dead_bytes
                 )
             })
             .collect();
@@ -151,13 +152,19 @@ pub fn extents(
     writeln!(out, "value file v{id}: {} extents", extents.len())?;
     writeln!(
         out,
-        "  {:>14}  {:>14}  {:>10}",
-        "logical", "physical", "blocks"
+        "  {:>14}  {:>14}  {:>10}  {:>10}  {:>10}",
+        "logical", "physical", "blocks", "live", "dead"
     )?;
     for e in &extents {
         let logical = format!("{}..{}", e.logical_block, e.logical_block + e.blocks);
         let physical = format!("{}..{}", e.physical_block, e.physical_block + e.blocks);
-        writeln!(out, "  {logical:>14}  {physical:>14}  {:>10}", e.blocks)?;
+        writeln!(
+            out,
+            "  {logical:>14}  {physical:>14}  {:>10}  {:>10}  {:>10}",
+            e.blocks,
+            human_bytes(e.live_bytes),
+            human_bytes(e.dead_bytes)
+        )?;
     }
     Ok(())
 }
