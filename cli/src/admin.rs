@@ -390,6 +390,9 @@ mod tests {
         let json = stats_json(&Stats::default());
         assert!(json.starts_with("{\"last_sequence\":0,"), "{json}");
         assert!(json.ends_with("\"pool_resident_bytes\":0}"), "{json}");
-        assert!(json.contains("\"value_space_amplification\":null,"), "{json}");
+        assert!(
+            json.contains("\"value_space_amplification\":null,"),
+            "{json}"
+        );
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Faults are switched on and off while the engine runs; every file created through a
 //! `FaultFs` checks the switches on each call. A segment file's writes and hole punches fail
-//! with `fail_writes`, its syncs with `fail_syncs`; reads and memory maps never fail.
+//! with `fail_writes`, its syncs with `fail_syncs`; reads and memory maps never fail. With
+//! `no_punch`, hole punching is unsupported, as on a file system without it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::error::{Error, Result};
 struct Switches {
     fail_writes: AtomicBool,
     fail_syncs: AtomicBool,
+    no_punch: AtomicBool,
 }
 
 /// A file system whose writes and syncs can be made to fail.
@@ -31,6 +33,10 @@ impl FaultFs {
 
     pub fn fail_syncs(&self, on: bool) {
         self.switches.fail_syncs.store(on, Ordering::SeqCst);
+    }
+
+    pub fn no_punch(&self, on: bool) {
+        self.switches.no_punch.store(on, Ordering::SeqCst);
     }
 }
 
@@ -133,6 +139,9 @@ impl SegmentFile for FaultSegment {
     fn punch_hole(&self, offset: u64, len: u64) -> Result<bool> {
         if self.switches.fail_writes.load(Ordering::SeqCst) {
             return Err(injected("punch hole"));
+        }
+        if self.switches.no_punch.load(Ordering::SeqCst) {
+            return Ok(false);
         }
         self.inner.punch_hole(offset, len)
     }

@@ -1238,3 +1238,50 @@ impl ValueStore {
         Ok(edits)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::fs::FaultFs;
+    use crate::options::Options;
+
+    /// Without hole punching the engine keeps working: freed blocks are reused, and the stats
+    /// say their space stays with the file system.
+    #[test]
+    fn without_hole_punching_freed_blocks_are_still_reused_and_stats_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::default();
+        fs.no_punch(true);
+        let mut options = Options::new()
+            .value_file_bytes(256 << 10)
+            .background_compaction(false);
+        options.fs = Some(Arc::new(fs));
+        let db = options.open(dir.path()).unwrap();
+        let value = |i: u8| vec![i; 64 << 10];
+        for i in 0..16u8 {
+            db.put([i], value(i)).unwrap();
+        }
+        for i in 0..16u8 {
+            db.put([i], value(i + 100)).unwrap();
+        }
+        db.compact().unwrap();
+        let stats = db.stats();
+        assert!(stats.value_punch_unsupported, "{stats:?}");
+        assert_eq!(stats.value_punched_blocks, 0);
+        assert!(stats.value_reclaimed_bytes >= 1 << 20, "{stats:?}");
+        let store = stats.value_store_blocks;
+        for i in 0..16u8 {
+            db.put([i], value(i + 200)).unwrap();
+        }
+        assert_eq!(
+            db.stats().value_store_blocks,
+            store,
+            "the freed blocks are reused"
+        );
+        for i in 0..16u8 {
+            assert_eq!(db.get([i]).unwrap().unwrap(), value(i + 200));
+        }
+        db.verify().unwrap();
+    }
+}
