@@ -310,9 +310,10 @@ fn demo_keeps_a_given_directory_which_then_opens_with_kv() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(ok(&target, &["verify"]).starts_with("ok: "));
-    // One blob per 25 users, and the demo deletes none.
+    // One blob per 25 users, and the demo range-deletes the first half of them.
     let blobs = ok(&target, &["scan", "--prefix", "blob:", "--keys-only"]);
-    assert_eq!(blobs.lines().count(), 12, "{blobs}");
+    assert_eq!(blobs.lines().count(), 6, "{blobs}");
+    assert!(blobs.starts_with("blob:000006\n"), "{blobs}");
     let again = Command::new(env!("CARGO_BIN_EXE_kv"))
         .args(["demo", "--keys", "300", "--dir"])
         .arg(&target)
