@@ -813,10 +813,9 @@ impl DbInner {
             if full {
                 self.compact_all()?;
                 pass.owed |= !self.reclaim_values()?;
-            } else {
-                // Index compactions move the values as they meet them.
-                pass.owed = true;
             }
+            // Else index compactions move the values as they meet them, and wake this thread
+            // when they have.
         }
         pass.copied_bytes = self
             .values

@@ -31,6 +31,10 @@ pub(crate) struct ValueFile {
     pub extents: RwLock<ExtentMap>,
     pub dead: Mutex<DeadRanges>,
     written: AtomicU64,
+    /// Bumped when the file may have more to reclaim (values died, or it was sealed).
+    changes: AtomicU64,
+    /// The value of `changes` the last finished reclamation of the file saw.
+    reclaimed: AtomicU64,
 }
 
 impl ValueFile {
@@ -41,7 +45,27 @@ impl ValueFile {
             extents: RwLock::ranked(Rank::Extents, extents),
             dead: Mutex::ranked(Rank::Leaf, dead),
             written: AtomicU64::new(written),
+            // A file starts out unexamined.
+            changes: AtomicU64::new(1),
+            reclaimed: AtomicU64::new(0),
         }
+    }
+
+    /// Notes that the file may have something new to reclaim.
+    pub fn mark_changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The change count, to hand to [`Self::mark_reclaimed`] once everything reclaimable as
+    /// of now is reclaimed; `None` if nothing changed since the last time.
+    pub fn unreclaimed_changes(&self) -> Option<u64> {
+        let changes = self.changes.load(Ordering::Acquire);
+        (changes != self.reclaimed.load(Ordering::Acquire)).then_some(changes)
+    }
+
+    /// Records that everything reclaimable as of change count `changes` is reclaimed.
+    pub fn mark_reclaimed(&self, changes: u64) {
+        self.reclaimed.store(changes, Ordering::Release);
     }
 
     /// Logical bytes some pointer may still reach: written minus dead.

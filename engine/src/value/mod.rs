@@ -317,8 +317,11 @@ impl ValueStore {
         log: &dyn ValueLog,
     ) -> Result<ValuePointer> {
         let mut app = appender.lock();
-        if app.file.is_some() && app.cursor >= self.options.file_bytes {
+        if app.cursor >= self.options.file_bytes
+            && let Some(full) = app.file.take()
+        {
             // Sealed: reclamation trims its reserved tail and may delete it once all dead.
+            full.mark_changed();
             *app = Appender::default();
         }
         let file = match &app.file {
@@ -696,7 +699,11 @@ impl ValueStore {
     /// Seals the file user writes append to: the next value starts a new file, and this one
     /// may now be evacuated, relocated or deleted like any other.
     pub fn seal_active(&self) {
-        *self.appender.lock() = Appender::default();
+        let mut app = self.appender.lock();
+        if let Some(file) = app.file.take() {
+            file.mark_changed();
+        }
+        *app = Appender::default();
     }
 
     /// Records dead byte ranges `(file, offset, len)`, once the manifest edit that made them
@@ -707,6 +714,7 @@ impl ValueStore {
         for (id, offset, len) in dead {
             if let Some(f) = files.get(&id) {
                 f.dead.lock().insert(offset, offset.saturating_add(len));
+                f.mark_changed();
             }
         }
     }
@@ -732,7 +740,14 @@ impl ValueStore {
         let bs = self.block_size();
         let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
         let mut plan = Vec::new();
+        // Files with nothing new since their last reclamation are skipped; the others are
+        // marked reclaimed once this pass is done with them.
+        let mut examined = Vec::new();
         for file in files {
+            let Some(changes) = file.unreclaimed_changes() else {
+                continue;
+            };
+            examined.push((Arc::clone(&file), changes));
             let sealed = !open.contains(&file.id);
             if sealed && file.live_bytes() == 0 {
                 plan.push((file, None));
@@ -751,7 +766,7 @@ impl ValueStore {
             }
         }
         let mut done = Reclaimed::default();
-        if plan.is_empty() || !quiescent() {
+        if !plan.is_empty() && !quiescent() {
             return Ok(done);
         }
         for (file, runs) in plan {
@@ -777,7 +792,12 @@ impl ValueStore {
             self.reclaimed_bytes
                 .fetch_add(held_blocks * bs, Ordering::Relaxed);
         }
-        self.remove_free_segments()?;
+        for (file, changes) in examined {
+            file.mark_reclaimed(changes);
+        }
+        if done.blocks > 0 {
+            self.remove_free_segments()?;
+        }
         Ok(done)
     }
 
