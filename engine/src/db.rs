@@ -809,13 +809,11 @@ impl DbInner {
         let mut pass = ValuePass::default();
         let reclaimed = self.reclaim_values()?;
         pass.owed |= !reclaimed;
-        if self.values.plan_evacuations() > 0 {
-            if full {
-                self.compact_all()?;
-                pass.owed |= !self.reclaim_values()?;
-            }
-            // Else index compactions move the values as they meet them, and wake this thread
-            // when they have.
+        // Without `full`, index compactions move the values of marked files as they meet
+        // them, and wake this thread when they have.
+        if self.values.plan_evacuations() > 0 && full {
+            self.compact_all()?;
+            pass.owed |= !self.reclaim_values()?;
         }
         pass.copied_bytes = self
             .values
