@@ -328,15 +328,12 @@ const GC_HEADER: usize = 12;
 /// Value files seal at 16 KiB (a few values each), so files fill, die and are evacuated or
 /// deleted all the time; the pool is large enough for a readahead window of 32 blocks.
 ///
-/// The background threads are off: the writer's `Db::compact` does every reclamation, when the
-/// readers' [`Beat`] lets it, and nothing else frees blocks while the writer relocates. The
-/// value thread freeing blocks during the writer's relocations is the subject of
-/// `relocation_skips_a_value_file_the_value_thread_deleted`.
+/// The background threads run too: the value thread frees blocks and deletes files whenever
+/// the readers' [`Beat`] lets it, while the writer relocates and compacts.
 fn gc_options(read_path: ReadPath) -> Options {
     options(read_path)
         .value_file_bytes(16 << 10)
         .cache_bytes(256 << 10)
-        .background_compaction(false)
 }
 
 /// The readers' common beat: they all pause for the first `QUIET_MS` of every `PERIOD_MS`,
@@ -587,11 +584,11 @@ fn readers_never_see_punched_or_evacuated_blocks_through_the_mmap_path() {
     judge_gc(&tally, &figures);
 }
 
-// Punching alone, aimed at the one window it opens.
+// Punching, aimed at the one window it opens.
 
 /// Values of one punch round: two live ones written side by side, then six that the round
-/// range-deletes, all in the file being appended to (it never seals: nothing is relocated,
-/// evacuated or deleted, only punched).
+/// range-deletes, which its `compact` punches out (the same `compact` seals the file, so the
+/// next round writes to a new one, and may evacuate, delete or relocate older files).
 fn punch_keys(round: u64) -> Vec<(String, usize)> {
     let live = [
         (format!("p{round:05}a0"), 1100),
@@ -689,18 +686,11 @@ fn run_punch(dir: &Path, read_path: ReadPath) -> (Arc<Tally>, extentdb::Stats, u
 }
 
 fn judge_punch(tally: &Tally, stats: &extentdb::Stats) {
+    // `compact` also seals, evacuates, deletes and relocates files here; what the test judges
+    // is specific to punching: only an unmapped block can be "no block" to `verify`.
     assert!(
-        stats.value_reclaimed_bytes > 0,
+        stats.value_reclaimed_bytes > 0 && stats.value_punched_blocks > 0,
         "nothing was punched: {stats:?}"
-    );
-    assert_eq!(
-        (
-            stats.value_relocations,
-            stats.value_evacuations,
-            stats.value_files_deleted
-        ),
-        (0, 0, 0),
-        "blocks were freed otherwise than by punching"
     );
     if !cfg!(feature = "test-disable-invalidate-lock") {
         judge(tally);

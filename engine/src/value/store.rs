@@ -5,7 +5,10 @@
 //! each `block_size` bytes. A segment file is created (sparse, at its full length) when a
 //! write first touches it, and never changes length afterwards, which is what lets readers
 //! map it (`fs/real.rs`). Missing segments are fine (never written, or deleted once entirely
-//! free); a read from one is `Corruption`, since the extent map that led there is wrong.
+//! free) and read as zeros, like the holes of a sparse segment: a block can be mapped before
+//! anything is written to it (a reservation for appends, which relocation copies whole), and
+//! a segment deleted while all free may be allocated from again before it is written. Wrong
+//! bytes are never returned for a value: every value is checked against its pointer's CRC.
 //!
 //! The store knows nothing of logical blocks, value files or which blocks are free: the extent
 //! maps and the allocator (`extent.rs`, `allocator.rs`) decide what may be read, written or
@@ -240,15 +243,23 @@ impl BlockStore {
     /// Reads the contiguous physical blocks from `first` into `buf`, a whole number of blocks,
     /// with `pread`; a range that crosses segments is split.
     ///
+    /// Blocks of a segment that does not exist read as zeros.
+    ///
     /// # Errors
-    /// `InvalidArgument` if `buf` is not a whole number of blocks or the range overflows;
-    /// `Corruption` if a block lies in a segment that does not exist; any I/O error.
+    /// `InvalidArgument` if `buf` is not a whole number of blocks or the range overflows; any
+    /// I/O error.
     pub fn read(&self, first: PhysicalBlock, buf: &mut [u8]) -> Result<()> {
         self.check_whole_blocks(buf.len())?;
         let pos = self.byte_pos(first, 0)?;
         self.for_each_piece(pos, buf.len(), |index, offset, range| {
-            let segment = self.existing(index, offset)?;
-            segment.read_exact_at(offset, piece_mut(buf, range)?)
+            let piece = piece_mut(buf, range)?;
+            match self.existing(index) {
+                Some(segment) => segment.read_exact_at(offset, piece),
+                None => {
+                    piece.fill(0);
+                    Ok(())
+                }
+            }
         })
     }
 
@@ -261,7 +272,10 @@ impl BlockStore {
         self.check_whole_blocks(buf.len())?;
         let pos = self.byte_pos(first, 0)?;
         self.for_each_piece(pos, buf.len(), |index, offset, range| {
-            let segment = self.existing(index, offset)?;
+            let Some(segment) = self.existing(index) else {
+                piece_mut(buf, range)?.fill(0);
+                return Ok(());
+            };
             let map = segment.map()?;
             let len = range.len();
             let src = usize::try_from(offset)
@@ -398,15 +412,9 @@ impl BlockStore {
         }
     }
 
-    /// The open segment `index`, or `Corruption` if it does not exist: a read reached it.
-    fn existing(&self, index: u64, offset: u64) -> Result<Arc<dyn SegmentFile>> {
-        self.segments.read().get(&index).cloned().ok_or_else(|| {
-            Error::corruption(
-                self.dir.join(filename::segment(index)),
-                offset,
-                "read of a block in a segment that does not exist",
-            )
-        })
+    /// The open segment `index`, if it exists.
+    fn existing(&self, index: u64) -> Option<Arc<dyn SegmentFile>> {
+        self.segments.read().get(&index).cloned()
     }
 
     /// The segment `index`, created (and its directory entry made durable) if missing.
@@ -543,9 +551,12 @@ mod tests {
         let mut buf = vec![0; BLOCK];
         store.read(PhysicalBlock(9), &mut buf).unwrap();
         assert_eq!(buf, data);
-        // Segment 1 (blocks 4..8) was never written: a read there is corruption.
-        let err = store.read(PhysicalBlock(5), &mut buf).unwrap_err();
-        assert!(err.is_corruption(), "{err}");
+        // Segment 1 (blocks 4..8) was never written: it reads as zeros, as a hole does.
+        store.read(PhysicalBlock(5), &mut buf).unwrap();
+        assert_eq!(buf, vec![0; BLOCK]);
+        buf.fill(1);
+        store.read_mapped(PhysicalBlock(5), &mut buf).unwrap();
+        assert_eq!(buf, vec![0; BLOCK]);
     }
 
     #[test]
