@@ -1,5 +1,5 @@
-//! Helpers shared by the criterion benches and the `valuebench` binary: fixed-width keys and a
-//! small seeded generator, so every measurement builds its workload the same way.
+//! Helpers shared by the criterion benches and the `valuebench` binary: fixed-width keys, a
+//! small seeded generator and a shuffle, so every measurement builds its workload the same way.
 
 /// `key:` and 12 decimal digits, without allocating.
 #[must_use]
@@ -28,6 +28,21 @@ impl Rng {
     }
 }
 
+/// The numbers `0..n` in an order drawn from `rng` (Fisher-Yates), for fills in random key order
+/// and for picking a random subset of keys without repeats.
+#[must_use]
+pub fn shuffled(n: u64, rng: &mut Rng) -> Vec<u64> {
+    let mut out: Vec<u64> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = rng.below(i + 1);
+        out.swap(
+            usize::try_from(i).unwrap_or(usize::MAX),
+            usize::try_from(j).unwrap_or(usize::MAX),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +51,13 @@ mod tests {
     fn keys_sort_like_their_numbers() {
         assert_eq!(&key(42), b"key:000000000042");
         assert!(key(9) < key(10));
+    }
+
+    #[test]
+    fn shuffled_is_a_permutation() {
+        let mut order = shuffled(1000, &mut Rng(3));
+        assert_ne!(order, (0..1000).collect::<Vec<_>>());
+        order.sort_unstable();
+        assert_eq!(order, (0..1000).collect::<Vec<_>>());
     }
 }

@@ -1,6 +1,6 @@
 //! `valuebench`: measurements of the value store that criterion's per-call timing cannot make.
 //!
-//! Four parts, each printed as its own block after one line naming every parameter:
+//! Six parts, each printed as its own block after one line naming every parameter:
 //!
 //! - **threshold**: for each value size, fill `--keys` keys and read them back warm, once with
 //!   `value_threshold_bytes` just above the size (values inline in the index) and once at the
@@ -29,12 +29,29 @@
 //!   so a scan walks each file in order and the iterator's readahead grows to 2 MiB) for pool
 //!   sizes from 4 to 64 MiB. Prints MB/s and the read amplification: bytes the pool's fills read
 //!   over bytes of values returned.
+//! - **space** (not in the default parts: it writes several GiB and runs for minutes; ask for it
+//!   with `--parts=space`): four measurements of reclamation, each in its own directory, all
+//!   with 64 KiB values and F = `--space-mib` MiB:
+//!   1. *overwrite*: fill F, overwrite every key once, `Db::compact`; bytes on disk of the
+//!      value store (`value_disk_bytes`) and of the whole directory (`st_blocks`, like `du`)
+//!      against the live bytes (target <= 1.15x);
+//!   2. *range delete*: fill F in shuffled key order, take a snapshot, `delete_range` half the
+//!      key space, `compact` (the snapshot must still read a deleted value), drop the snapshot,
+//!      `compact`; the directory's bytes on disk (target <= 0.6 F);
+//!   3. *GC write amplification*: fill F/4, then `--space-rounds` rounds of overwriting a random
+//!      quarter of the keys followed by `compact`; bytes value compaction copied per byte it
+//!      freed (target <= 0.3), beside a model of a classic value log fed the same writes;
+//!   4. *reader tail*: like **tail**, but the busy thread overwrites, range-deletes and
+//!      compacts (F/4 of values behind a `--space-pool-mib` MiB pool, `--space-secs` seconds per
+//!      phase, `--space-reps` runs, medians printed; target p99 busy/idle <= 1.5x).
 //!
 //! Flags (`--name=value`; defaults give a run of about a minute and a half on 2 cores):
 //! `--dir=.` (a temporary directory is made inside it: use the disk under test),
-//! `--parts=threshold,seqfill,tail,cached`, `--keys=20000`, `--threshold-cache-mib=256`,
+//! `--parts=threshold,seqfill,tail,cached,scan`, `--keys=20000`, `--threshold-cache-mib=256`,
 //! `--fill-mib=512`, `--seqfill-reps=3`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
-//! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`.
+//! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`, `--space-mib=1024`,
+//! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`.
+//! `--parts` defaults to `threshold,seqfill,tail,cached,scan`; `space` runs only when named.
 //!
 //! Run: `cargo run --release -p extentdb-benches --bin valuebench -- --dir=target`.
 
@@ -48,7 +65,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use extentdb::{Db, Durability, Options, WriteBatch};
-use extentdb_benches::{Rng, key};
+use extentdb_benches::{Rng, key, shuffled};
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -70,6 +87,11 @@ struct Params {
     cached_data_mib: u64,
     cached_secs: u64,
     scan_data_mib: u64,
+    space_mib: u64,
+    space_rounds: u64,
+    space_secs: u64,
+    space_pool_mib: u64,
+    space_reps: u64,
 }
 
 impl Params {
@@ -89,6 +111,11 @@ impl Params {
             cached_data_mib: 32,
             cached_secs: 3,
             scan_data_mib: 128,
+            space_mib: 1024,
+            space_rounds: 8,
+            space_secs: 10,
+            space_pool_mib: 8,
+            space_reps: 3,
         };
         for arg in std::env::args().skip(1) {
             let (name, value) = arg
@@ -109,6 +136,11 @@ impl Params {
                 "cached-data-mib" => p.cached_data_mib = number()?,
                 "cached-secs" => p.cached_secs = number()?,
                 "scan-data-mib" => p.scan_data_mib = number()?,
+                "space-mib" => p.space_mib = number()?,
+                "space-rounds" => p.space_rounds = number()?,
+                "space-secs" => p.space_secs = number()?,
+                "space-pool-mib" => p.space_pool_mib = number()?,
+                "space-reps" => p.space_reps = number()?,
                 _ => return Err(format!("unknown flag --{name}").into()),
             }
         }
@@ -149,6 +181,7 @@ fn main() -> Res<()> {
     println!(
         "valuebench: dir={} parts={} keys={} threshold-cache-mib={} fill-mib={} \
          seqfill-reps={} tail-data-mib={} tail-pool-mib={} tail-secs={} cached-data-mib={} cached-secs={} scan-data-mib={} \
+         space-mib={} space-rounds={} space-secs={} space-pool-mib={} space-reps={} \
          (extentdb built with feature test-hooks)",
         p.dir,
         p.parts.join(","),
@@ -161,7 +194,12 @@ fn main() -> Res<()> {
         p.tail_secs,
         p.cached_data_mib,
         p.cached_secs,
-        p.scan_data_mib
+        p.scan_data_mib,
+        p.space_mib,
+        p.space_rounds,
+        p.space_secs,
+        p.space_pool_mib,
+        p.space_reps
     );
     if p.runs("threshold") {
         threshold(&p)?;
@@ -177,6 +215,9 @@ fn main() -> Res<()> {
     }
     if p.runs("scan") {
         scan(&p)?;
+    }
+    if p.runs("space") {
+        space(&p)?;
     }
     Ok(())
 }
@@ -587,5 +628,519 @@ fn scan(p: &Params) -> Res<()> {
             fill_bytes as f64 / data_bytes as f64
         );
     }
+    Ok(())
+}
+
+/// The file size of the value-log model of part f.3: `Options::value_file_bytes`' default, so the
+/// model's files seal where extentdb's do.
+const VLOG_FILE_BYTES: u64 = 64 * MIB;
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
+
+/// How many 64 KiB values make `size_mib` MiB.
+fn large_values(size_mib: u64) -> u64 {
+    size_mib * MIB / LARGE_VALUE_BYTES as u64
+}
+
+/// Puts a 64 KiB value under each of `keys`, in that order; the value of key `i` is
+/// `value_for(i + salt)`, so a read can tell which generation it got.
+fn put_large(db: &Db, keys: impl IntoIterator<Item = u64>, salt: u64) -> Res<()> {
+    let mut value = vec![0u8; LARGE_VALUE_BYTES];
+    for i in keys {
+        value_for(i + salt, &mut value);
+        db.put(key(i), &value)?;
+    }
+    Ok(())
+}
+
+/// Checks that key `i` reads generation `salt` (see [`put_large`]) through `get`.
+fn check_large(got: Option<extentdb::Value>, i: u64, salt: u64) -> Res<()> {
+    let v = got.ok_or_else(|| format!("key {i} lost"))?;
+    let want = u8::try_from((i + salt) % 251).unwrap_or(0);
+    if v.len() != LARGE_VALUE_BYTES || v.iter().any(|&b| b != want) {
+        return Err(format!("key {i} read a wrong value").into());
+    }
+    Ok(())
+}
+
+fn timed<T>(f: impl FnOnce() -> Res<T>) -> Res<(T, Duration)> {
+    let start = Instant::now();
+    let out = f()?;
+    Ok((out, start.elapsed()))
+}
+
+/// What value compaction did between `before` and `after`, on one line.
+fn reclamation(before: &extentdb::Stats, after: &extentdb::Stats) -> String {
+    format!(
+        "reclaimed {:.1} MiB, gc copied {:.1} MiB, {} files deleted, {} blocks punched, \
+         {} evacuations, {} relocations, {} segments removed, {} blocks pending{}",
+        mib(after.value_reclaimed_bytes - before.value_reclaimed_bytes),
+        mib(after.value_gc_written_bytes - before.value_gc_written_bytes),
+        after.value_files_deleted - before.value_files_deleted,
+        after.value_punched_blocks - before.value_punched_blocks,
+        after.value_evacuations - before.value_evacuations,
+        after.value_relocations - before.value_relocations,
+        after.value_segments_removed - before.value_segments_removed,
+        after.value_pending_blocks,
+        if after.value_punch_unsupported {
+            ", HOLE PUNCHING UNSUPPORTED"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Part f: space on disk, reclamation and its write amplification.
+fn space(p: &Params) -> Res<()> {
+    space_overwrite(p)?;
+    space_range_delete(p)?;
+    space_gc_amplification(p)?;
+    space_reader_tail(p)
+}
+
+fn space_options() -> Options {
+    Options::new().durability(Durability::Buffered)
+}
+
+/// Part f.1: every value overwritten once, then compacted.
+fn space_overwrite(p: &Params) -> Res<()> {
+    let dir = tempdir(p)?;
+    let n = large_values(p.space_mib);
+    let db = space_options().open(dir.path())?;
+    let ((), fill) = timed(|| put_large(&db, 0..n, 0))?;
+    let ((), overwrite) = timed(|| put_large(&db, 0..n, 1))?;
+    let peak = allocated_bytes(dir.path())?;
+    let before = db.stats();
+    let ((), compact) = timed(|| Ok(db.compact()?))?;
+    check_large(db.get(key(n / 2))?, n / 2, 1)?;
+    let s = db.stats();
+    let du = allocated_bytes(dir.path())?;
+    println!(
+        "space/overwrite: {n} x 64 KiB ({} MiB) filled in {:.1} s, every key overwritten once \
+         in {:.1} s (directory then {:.1} MiB), Db::compact in {:.2} s",
+        p.space_mib,
+        fill.as_secs_f64(),
+        overwrite.as_secs_f64(),
+        mib(peak),
+        compact.as_secs_f64()
+    );
+    println!(
+        "  before compact: {:.1} MiB counted dead, {} memtable flushes, {} index compactions \
+         (a value counts dead once index compaction drops its pointer)",
+        mib(before.value_dead_bytes),
+        before.flushes,
+        before.compactions
+    );
+    println!("  compact: {}", reclamation(&before, &s));
+    println!(
+        "  on disk: value store {:.1} MiB, directory (du) {:.1} MiB; live {:.1} MiB; \
+         disk/live: value store {:.3}x, directory {:.3}x (target <= 1.15x)",
+        mib(s.value_disk_bytes),
+        mib(du),
+        mib(s.value_live_bytes),
+        s.value_space_amplification().unwrap_or(f64::NAN),
+        du as f64 / s.value_live_bytes.max(1) as f64
+    );
+    drop(db);
+    Ok(dir.close()?)
+}
+
+/// Part f.2: half the key space range-deleted under a snapshot, then compacted.
+fn space_range_delete(p: &Params) -> Res<()> {
+    let dir = tempdir(p)?;
+    let n = large_values(p.space_mib);
+    let half = n / 2;
+    let db = space_options().open(dir.path())?;
+    let order = shuffled(n, &mut Rng(21));
+    let ((), fill) = timed(|| put_large(&db, order.iter().copied(), 0))?;
+    let filled = allocated_bytes(dir.path())?;
+    // The deleted key written first: its value sits at the start of the oldest value file.
+    let probe = order
+        .iter()
+        .copied()
+        .find(|&i| i < half)
+        .ok_or("nothing to delete")?;
+    let snap = db.snapshot();
+    db.delete_range(key(0)..key(half))?;
+    let ((), held) = timed(|| Ok(db.compact()?))?;
+    let held_du = allocated_bytes(dir.path())?;
+    let gone = db.get(key(probe))?.is_none();
+    check_large(snap.get(key(probe))?, probe, 0)?;
+    drop(snap);
+    let before = db.stats();
+    let ((), compact) = timed(|| Ok(db.compact()?))?;
+    let s = db.stats();
+    let du = allocated_bytes(dir.path())?;
+    println!(
+        "space/range-delete: {n} x 64 KiB ({} MiB) in shuffled key order in {:.1} s \
+         (directory {:.1} MiB), delete_range of keys 0..{half} under a snapshot",
+        p.space_mib,
+        fill.as_secs_f64(),
+        mib(filled)
+    );
+    println!(
+        "  snapshot held: Db::compact in {:.2} s, directory {:.1} MiB; key {probe} reads \
+         {} from the db and its old 64 KiB value from the snapshot: {}",
+        held.as_secs_f64(),
+        mib(held_du),
+        if gone { "nothing" } else { "A VALUE" },
+        if gone { "ok" } else { "WRONG" }
+    );
+    if !gone {
+        return Err(format!("key {probe} still read after delete_range").into());
+    }
+    println!(
+        "  snapshot dropped: Db::compact in {:.2} s; {}",
+        compact.as_secs_f64(),
+        reclamation(&before, &s)
+    );
+    println!(
+        "  on disk: value store {:.1} MiB, directory (du) {:.1} MiB = {:.3} x F (target <= 0.6); \
+         live {:.1} MiB",
+        mib(s.value_disk_bytes),
+        mib(du),
+        du as f64 / (p.space_mib * MIB) as f64,
+        mib(s.value_live_bytes)
+    );
+    drop(db);
+    Ok(dir.close()?)
+}
+
+/// A classic value log (WiscKey-style) fed the same writes as extentdb in part f.3, to compare
+/// what its garbage collection would copy. Values are appended in write order to files of
+/// [`VLOG_FILE_BYTES`]; after each round, every sealed file more than half dead is cleaned: its
+/// live values are appended again at the head (copied) and the whole file is freed. Freed bytes
+/// count the whole file, as extentdb's `value_reclaimed_bytes` counts every block freed, so
+/// copied / freed is the same ratio as extentdb's `value_gc_write_amplification`. A model, not
+/// a measurement, because extentdb cannot show the dead ratios such a log would act on: a value
+/// counts dead only once index compaction drops its pointer, which `Db::compact` does in the
+/// same call that reclaims it (`Db::inventory` before `compact` shows the round's overwrites as
+/// still live). The model is generous to the value log in one way (it pays nothing for rewriting
+/// the moved values' pointers in the index) and is one point of a trade-off: a log that cleaned
+/// later would copy less but keep more dead bytes on disk, hence [`Self::disk_bytes`].
+#[derive(Debug)]
+struct ValueLogModel {
+    /// Per key, the file holding its current value.
+    file_of: Vec<Option<usize>>,
+    /// Per file: values appended, values still current, and whether it was cleaned.
+    written: Vec<u64>,
+    live: Vec<u64>,
+    cleaned: Vec<bool>,
+    values_per_file: u64,
+    copied_values: u64,
+    freed_values: u64,
+}
+
+impl ValueLogModel {
+    fn new(keys: u64) -> Self {
+        Self {
+            file_of: vec![None; usize::try_from(keys).unwrap_or(0)],
+            written: Vec::new(),
+            live: Vec::new(),
+            cleaned: Vec::new(),
+            values_per_file: VLOG_FILE_BYTES / LARGE_VALUE_BYTES as u64,
+            copied_values: 0,
+            freed_values: 0,
+        }
+    }
+
+    fn append(&mut self, k: u64) {
+        if self
+            .written
+            .last()
+            .is_none_or(|&w| w == self.values_per_file)
+        {
+            self.written.push(0);
+            self.live.push(0);
+            self.cleaned.push(false);
+        }
+        let head = self.written.len() - 1;
+        let slot = self
+            .file_of
+            .get_mut(usize::try_from(k).unwrap_or(usize::MAX));
+        if let Some(slot) = slot {
+            if let Some(live) = slot.and_then(|old| self.live.get_mut(old)) {
+                *live -= 1;
+            }
+            *slot = Some(head);
+        }
+        if let (Some(w), Some(l)) = (self.written.last_mut(), self.live.last_mut()) {
+            *w += 1;
+            *l += 1;
+        }
+    }
+
+    /// Cleans every sealed file (not the head) more than half dead.
+    fn collect(&mut self) {
+        let sealed = self.written.len().saturating_sub(1);
+        for f in 0..sealed {
+            let (Some(&written), Some(&live)) = (self.written.get(f), self.live.get(f)) else {
+                continue;
+            };
+            if self.cleaned.get(f) == Some(&true) || live * 2 >= written {
+                continue;
+            }
+            let keys: Vec<u64> = (0u64..)
+                .zip(&self.file_of)
+                .filter(|&(_, at)| *at == Some(f))
+                .map(|(k, _)| k)
+                .collect();
+            for k in keys {
+                self.append(k);
+                self.copied_values += 1;
+            }
+            if let Some(c) = self.cleaned.get_mut(f) {
+                *c = true;
+            }
+            self.freed_values += written;
+        }
+    }
+
+    /// Bytes copied and bytes freed so far.
+    fn bytes(&self) -> (u64, u64) {
+        let v = LARGE_VALUE_BYTES as u64;
+        (self.copied_values * v, self.freed_values * v)
+    }
+
+    /// Bytes of the files not cleaned: what the log holds on disk, live and dead.
+    fn disk_bytes(&self) -> u64 {
+        let values: u64 = (self.written.iter().zip(&self.cleaned))
+            .filter(|&(_, &cleaned)| !cleaned)
+            .map(|(&w, _)| w)
+            .sum();
+        values * LARGE_VALUE_BYTES as u64
+    }
+}
+
+/// Part f.3: bytes value compaction copies per byte it frees, in rounds of random overwrites.
+fn space_gc_amplification(p: &Params) -> Res<()> {
+    let dir = tempdir(p)?;
+    let n = large_values(p.space_mib / 4);
+    let db = space_options().open(dir.path())?;
+    let mut vlog = ValueLogModel::new(n);
+    put_large(&db, 0..n, 0)?;
+    (0..n).for_each(|k| vlog.append(k));
+    println!(
+        "space/gc: {n} x 64 KiB ({} MiB), then {} rounds of overwriting a random {} keys (25%) \
+         and Db::compact; value-log model: {} MiB files, cleaned when more than half dead",
+        p.space_mib / 4,
+        p.space_rounds,
+        n / 4,
+        VLOG_FILE_BYTES / MIB
+    );
+    println!(
+        "  {:>5} {:>10} {:>12} {:>12} {:>8} {:>8} {:>10} {:>12} {:>12}",
+        "round",
+        "compact s",
+        "copied MiB",
+        "freed MiB",
+        "evacs",
+        "relocs",
+        "du MiB",
+        "vlog copied",
+        "vlog freed"
+    );
+    let start = db.stats();
+    let mut rng = Rng(31);
+    for round in 1..=p.space_rounds {
+        let mut picked = shuffled(n, &mut rng);
+        picked.truncate(usize::try_from(n / 4)?);
+        put_large(&db, picked.iter().copied(), round)?;
+        picked.iter().for_each(|&k| vlog.append(k));
+        let ((), compact) = timed(|| Ok(db.compact()?))?;
+        vlog.collect();
+        let s = db.stats();
+        let (copied, freed) = vlog.bytes();
+        println!(
+            "  {:>5} {:>10.2} {:>12.1} {:>12.1} {:>8} {:>8} {:>10.1} {:>12.1} {:>12.1}",
+            round,
+            compact.as_secs_f64(),
+            mib(s.value_gc_written_bytes - start.value_gc_written_bytes),
+            mib(s.value_reclaimed_bytes - start.value_reclaimed_bytes),
+            s.value_evacuations - start.value_evacuations,
+            s.value_relocations - start.value_relocations,
+            mib(allocated_bytes(dir.path())?),
+            mib(copied),
+            mib(freed)
+        );
+    }
+    let s = db.stats();
+    let copied = s.value_gc_written_bytes - start.value_gc_written_bytes;
+    let freed = s.value_reclaimed_bytes - start.value_reclaimed_bytes;
+    let (vlog_copied, vlog_freed) = vlog.bytes();
+    println!("  all rounds: {}", reclamation(&start, &s));
+    let inv = db.inventory();
+    let bs = inv.block_size_bytes;
+    println!(
+        "  block store: {:.1} MiB mapped, {:.1} MiB free, {:.1} MiB pending, {:.1} MiB of \
+         address space (segments are sparse: free blocks are holes); {} value files in {} \
+         extents (mean extent {:.0} KiB)",
+        mib(s.value_mapped_blocks * bs),
+        mib(s.value_free_blocks * bs),
+        mib(s.value_pending_blocks * bs),
+        mib(s.value_store_blocks * bs),
+        inv.value_files.len(),
+        inv.value_files.iter().map(|f| f.extents).sum::<usize>(),
+        (s.value_mapped_blocks * bs) as f64
+            / 1024.0
+            / inv
+                .value_files
+                .iter()
+                .map(|f| f.extents)
+                .sum::<usize>()
+                .max(1) as f64
+    );
+    println!(
+        "  gc write amplification (copied/freed): extentdb {:.3} (target <= 0.3; \
+         value_gc_write_amplification since open {:.3}), value-log model {:.3}; \
+         written by users {:.1} MiB; on disk after the last round: extentdb value store \
+         {:.1} MiB, value-log model {:.1} MiB, live {:.1} MiB",
+        copied as f64 / freed.max(1) as f64,
+        s.value_gc_write_amplification().unwrap_or(f64::NAN),
+        vlog_copied as f64 / vlog_freed.max(1) as f64,
+        mib(p.space_rounds * (n / 4) * LARGE_VALUE_BYTES as u64),
+        mib(s.value_disk_bytes),
+        mib(vlog.disk_bytes()),
+        mib(s.value_live_bytes)
+    );
+    drop(db);
+    Ok(dir.close()?)
+}
+
+/// What the reclaiming thread of part f.4 did.
+#[derive(Debug, Default)]
+struct Reclaiming {
+    rounds: u64,
+    puts: u64,
+    compact: Duration,
+    compact_max: Duration,
+}
+
+/// Until `stop`: overwrites 16 random keys of `0..n` (with the same bytes, so the reader's check
+/// holds, while the old copies die), puts 16 new keys past `n` and range-deletes them, then
+/// `Db::compact`.
+fn reclaim_churn(db: &Db, n: u64, stop: &AtomicBool) -> Res<Reclaiming> {
+    const PUTS_PER_ROUND: u64 = 16;
+    let mut c = Reclaiming::default();
+    let mut rng = Rng(41);
+    let mut next = n;
+    while !stop.load(Ordering::Relaxed) {
+        put_large(db, (0..PUTS_PER_ROUND).map(|_| rng.below(n)), 0)?;
+        put_large(db, next..next + PUTS_PER_ROUND, 0)?;
+        db.delete_range(key(next)..key(next + PUTS_PER_ROUND))?;
+        next += PUTS_PER_ROUND;
+        let ((), took) = timed(|| Ok(db.compact()?))?;
+        c.compact += took;
+        c.compact_max = c.compact_max.max(took);
+        c.rounds += 1;
+        c.puts += 2 * PUTS_PER_ROUND;
+    }
+    Ok(c)
+}
+
+/// One run of part f.4 in a fresh directory: (idle latencies, busy latencies), sorted.
+fn reader_run(p: &Params, n: u64, run: u64) -> Res<(Vec<u64>, Vec<u64>)> {
+    let dir = tempdir(p)?;
+    let db = space_options()
+        .cache_bytes(p.space_pool_mib * MIB)
+        .open(dir.path())?;
+    put_large(&db, 0..n, 0)?;
+    db.flush()?;
+    let secs = Duration::from_secs(p.space_secs);
+    let stop = AtomicBool::new(false);
+    let idle = std::thread::scope(|s| {
+        let reader = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn_scoped(s, || read_latencies(&db, n, 100 + run, &stop))?;
+        std::thread::sleep(secs);
+        stop.store(true, Ordering::Relaxed);
+        reader.join().map_err(|_| "reader panicked")?
+    })?;
+    let stop = AtomicBool::new(false);
+    let before = db.stats();
+    let (busy, work) = std::thread::scope(|s| {
+        let reader = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn_scoped(s, || read_latencies(&db, n, 200 + run, &stop))?;
+        let writer = std::thread::Builder::new()
+            .name("reclaim".into())
+            .spawn_scoped(s, || reclaim_churn(&db, n, &stop))?;
+        std::thread::sleep(secs);
+        stop.store(true, Ordering::Relaxed);
+        let busy = reader.join().map_err(|_| "reader panicked")?;
+        let work = writer.join().map_err(|_| "writer panicked")?;
+        Ok::<_, Box<dyn Error + Send + Sync>>((busy?, work?))
+    })?;
+    let s = db.stats();
+    let q = |lat: &[u64]| {
+        format!(
+            "{:.1} / {:.1} / {:.1}",
+            quantile_us(lat, 0.5),
+            quantile_us(lat, 0.99),
+            quantile_us(lat, 0.999)
+        )
+    };
+    println!(
+        "  run {}: idle {} us ({} gets), busy {} us ({} gets); p99 busy/idle {:.2}x; busy work: \
+         {} rounds, {} puts, Db::compact mean {:.1} ms max {:.1} ms; {}; {} pool \
+         invalidations, {} fill waits, {} fill retries",
+        run + 1,
+        q(&idle),
+        idle.len(),
+        q(&busy),
+        busy.len(),
+        quantile_us(&busy, 0.99) / quantile_us(&idle, 0.99).max(1e-9),
+        work.rounds,
+        work.puts,
+        work.compact.as_secs_f64() * 1e3 / work.rounds.max(1) as f64,
+        work.compact_max.as_secs_f64() * 1e3,
+        reclamation(&before, &s),
+        s.pool_invalidations - before.pool_invalidations,
+        s.pool_waits - before.pool_waits,
+        s.pool_retries - before.pool_retries
+    );
+    drop(db);
+    dir.close()?;
+    Ok((idle, busy))
+}
+
+/// Part f.4: reader latency idle versus during overwrites, range deletes and compactions.
+fn space_reader_tail(p: &Params) -> Res<()> {
+    let n = large_values(p.space_mib / 4);
+    println!(
+        "space/reader: 1 reader, random gets of {n} x 64 KiB ({} MiB) through a {} MiB pool, \
+         {} s idle then {} s with 1 thread overwriting 16 random keys, putting and \
+         range-deleting 16 more, and running Db::compact, in a loop; {} runs, fresh directory each; \
+         p50 / p99 / p999",
+        p.space_mib / 4,
+        p.space_pool_mib,
+        p.space_secs,
+        p.space_secs,
+        p.space_reps
+    );
+    let mut figures: [Vec<f64>; 7] = Default::default();
+    for run in 0..p.space_reps {
+        let (idle, busy) = reader_run(p, n, run)?;
+        let values = [
+            quantile_us(&idle, 0.5),
+            quantile_us(&idle, 0.99),
+            quantile_us(&idle, 0.999),
+            quantile_us(&busy, 0.5),
+            quantile_us(&busy, 0.99),
+            quantile_us(&busy, 0.999),
+            quantile_us(&busy, 0.99) / quantile_us(&idle, 0.99).max(1e-9),
+        ];
+        for (column, v) in figures.iter_mut().zip(values) {
+            column.push(v);
+        }
+    }
+    let [i50, i99, i999, b50, b99, b999, ratio] = figures.map(|mut c| median(&mut c));
+    println!(
+        "  medians of {} runs: idle {i50:.1} / {i99:.1} / {i999:.1} us, busy {b50:.1} / {b99:.1} \
+         / {b999:.1} us; p99 busy/idle {ratio:.2}x (target <= 1.5x)",
+        p.space_reps
+    );
     Ok(())
 }
