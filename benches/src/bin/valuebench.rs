@@ -43,14 +43,17 @@
 //!      freed (target <= 0.3), beside a model of a classic value log fed the same writes;
 //!   4. *reader tail*: like **tail**, but the busy thread overwrites, range-deletes and
 //!      compacts (F/4 of values behind a `--space-pool-mib` MiB pool, `--space-secs` seconds per
-//!      phase, `--space-reps` runs, medians printed; target p99 busy/idle <= 1.5x).
+//!      phase, `--space-reps` runs, medians printed; target p99 busy/idle <= 1.5x), twice: with
+//!      the busy thread flat out, then paced to `--space-busy-mibps` MiB/s of writes (as
+//!      db_bench's `readwhilewriting` paces its writer), which leaves the reader a core.
 //!
 //! Flags (`--name=value`; defaults give a run of about a minute and a half on 2 cores):
 //! `--dir=.` (a temporary directory is made inside it: use the disk under test),
 //! `--parts=threshold,seqfill,tail,cached,scan`, `--keys=20000`, `--threshold-cache-mib=256`,
 //! `--fill-mib=512`, `--seqfill-reps=3`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
 //! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`, `--space-mib=1024`,
-//! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`.
+//! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`,
+//! `--space-busy-mibps=64`.
 //! `--parts` defaults to `threshold,seqfill,tail,cached,scan`; `space` runs only when named.
 //!
 //! Run: `cargo run --release -p extentdb-benches --bin valuebench -- --dir=target`.
@@ -92,6 +95,7 @@ struct Params {
     space_secs: u64,
     space_pool_mib: u64,
     space_reps: u64,
+    space_busy_mibps: u64,
 }
 
 impl Params {
@@ -116,6 +120,7 @@ impl Params {
             space_secs: 10,
             space_pool_mib: 8,
             space_reps: 3,
+            space_busy_mibps: 64,
         };
         for arg in std::env::args().skip(1) {
             let (name, value) = arg
@@ -141,6 +146,7 @@ impl Params {
                 "space-secs" => p.space_secs = number()?,
                 "space-pool-mib" => p.space_pool_mib = number()?,
                 "space-reps" => p.space_reps = number()?,
+                "space-busy-mibps" => p.space_busy_mibps = number()?,
                 _ => return Err(format!("unknown flag --{name}").into()),
             }
         }
@@ -182,7 +188,7 @@ fn main() -> Res<()> {
         "valuebench: dir={} parts={} keys={} threshold-cache-mib={} fill-mib={} \
          seqfill-reps={} tail-data-mib={} tail-pool-mib={} tail-secs={} cached-data-mib={} cached-secs={} scan-data-mib={} \
          space-mib={} space-rounds={} space-secs={} space-pool-mib={} space-reps={} \
-         (extentdb built with feature test-hooks)",
+         space-busy-mibps={} (extentdb built with feature test-hooks)",
         p.dir,
         p.parts.join(","),
         p.keys,
@@ -199,7 +205,8 @@ fn main() -> Res<()> {
         p.space_rounds,
         p.space_secs,
         p.space_pool_mib,
-        p.space_reps
+        p.space_reps,
+        p.space_busy_mibps
     );
     if p.runs("threshold") {
         threshold(&p)?;
@@ -1020,13 +1027,20 @@ struct Reclaiming {
 
 /// Until `stop`: overwrites 16 random keys of `0..n` (with the same bytes, so the reader's check
 /// holds, while the old copies die), puts 16 new keys past `n` and range-deletes them, then
-/// `Db::compact`.
-fn reclaim_churn(db: &Db, n: u64, stop: &AtomicBool) -> Res<Reclaiming> {
+/// `Db::compact`. With `mibps`, rounds start no faster than that many MiB/s of puts allow.
+fn reclaim_churn(db: &Db, n: u64, stop: &AtomicBool, mibps: Option<u64>) -> Res<Reclaiming> {
     const PUTS_PER_ROUND: u64 = 16;
+    let round_bytes = 2 * PUTS_PER_ROUND * LARGE_VALUE_BYTES as u64;
+    let pace = mibps.map(|r| Duration::from_secs_f64(round_bytes as f64 / (r * MIB) as f64));
     let mut c = Reclaiming::default();
     let mut rng = Rng(41);
     let mut next = n;
+    let mut due = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if let Some(pace) = pace {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            due += pace;
+        }
         put_large(db, (0..PUTS_PER_ROUND).map(|_| rng.below(n)), 0)?;
         put_large(db, next..next + PUTS_PER_ROUND, 0)?;
         db.delete_range(key(next)..key(next + PUTS_PER_ROUND))?;
@@ -1040,8 +1054,9 @@ fn reclaim_churn(db: &Db, n: u64, stop: &AtomicBool) -> Res<Reclaiming> {
     Ok(c)
 }
 
-/// One run of part f.4 in a fresh directory: (idle latencies, busy latencies), sorted.
-fn reader_run(p: &Params, n: u64, run: u64) -> Res<(Vec<u64>, Vec<u64>)> {
+/// One run of part f.4 in a fresh directory: (idle latencies, busy latencies), sorted; the busy
+/// thread paced to `mibps` MiB/s of puts, if given.
+fn reader_run(p: &Params, n: u64, run: u64, mibps: Option<u64>) -> Res<(Vec<u64>, Vec<u64>)> {
     let dir = tempdir(p)?;
     let db = space_options()
         .cache_bytes(p.space_pool_mib * MIB)
@@ -1066,7 +1081,7 @@ fn reader_run(p: &Params, n: u64, run: u64) -> Res<(Vec<u64>, Vec<u64>)> {
             .spawn_scoped(s, || read_latencies(&db, n, 200 + run, &stop))?;
         let writer = std::thread::Builder::new()
             .name("reclaim".into())
-            .spawn_scoped(s, || reclaim_churn(&db, n, &stop))?;
+            .spawn_scoped(s, || reclaim_churn(&db, n, &stop, mibps))?;
         std::thread::sleep(secs);
         stop.store(true, Ordering::Relaxed);
         let busy = reader.join().map_err(|_| "reader panicked")?;
@@ -1106,41 +1121,48 @@ fn reader_run(p: &Params, n: u64, run: u64) -> Res<(Vec<u64>, Vec<u64>)> {
     Ok((idle, busy))
 }
 
-/// Part f.4: reader latency idle versus during overwrites, range deletes and compactions.
+/// Part f.4: reader latency idle versus during overwrites, range deletes and compactions, with
+/// the busy thread flat out and then paced.
 fn space_reader_tail(p: &Params) -> Res<()> {
     let n = large_values(p.space_mib / 4);
-    println!(
-        "space/reader: 1 reader, random gets of {n} x 64 KiB ({} MiB) through a {} MiB pool, \
-         {} s idle then {} s with 1 thread overwriting 16 random keys, putting and \
-         range-deleting 16 more, and running Db::compact, in a loop; {} runs, fresh directory each; \
-         p50 / p99 / p999",
-        p.space_mib / 4,
-        p.space_pool_mib,
-        p.space_secs,
-        p.space_secs,
-        p.space_reps
-    );
-    let mut figures: [Vec<f64>; 7] = Default::default();
-    for run in 0..p.space_reps {
-        let (idle, busy) = reader_run(p, n, run)?;
-        let values = [
-            quantile_us(&idle, 0.5),
-            quantile_us(&idle, 0.99),
-            quantile_us(&idle, 0.999),
-            quantile_us(&busy, 0.5),
-            quantile_us(&busy, 0.99),
-            quantile_us(&busy, 0.999),
-            quantile_us(&busy, 0.99) / quantile_us(&idle, 0.99).max(1e-9),
-        ];
-        for (column, v) in figures.iter_mut().zip(values) {
-            column.push(v);
+    for mibps in [None, Some(p.space_busy_mibps)] {
+        let pace = mibps.map_or_else(
+            || "flat out".to_string(),
+            |r| format!("paced to {r} MiB/s of puts"),
+        );
+        println!(
+            "space/reader: 1 reader, random gets of {n} x 64 KiB ({} MiB) through a {} MiB pool, \
+             {} s idle then {} s with 1 thread ({pace}) overwriting 16 random keys, putting and \
+             range-deleting 16 more, and running Db::compact, in a loop; {} runs, fresh \
+             directory each; p50 / p99 / p999",
+            p.space_mib / 4,
+            p.space_pool_mib,
+            p.space_secs,
+            p.space_secs,
+            p.space_reps
+        );
+        let mut figures: [Vec<f64>; 7] = Default::default();
+        for run in 0..p.space_reps {
+            let (idle, busy) = reader_run(p, n, run, mibps)?;
+            let values = [
+                quantile_us(&idle, 0.5),
+                quantile_us(&idle, 0.99),
+                quantile_us(&idle, 0.999),
+                quantile_us(&busy, 0.5),
+                quantile_us(&busy, 0.99),
+                quantile_us(&busy, 0.999),
+                quantile_us(&busy, 0.99) / quantile_us(&idle, 0.99).max(1e-9),
+            ];
+            for (column, v) in figures.iter_mut().zip(values) {
+                column.push(v);
+            }
         }
+        let [i50, i99, i999, b50, b99, b999, ratio] = figures.map(|mut c| median(&mut c));
+        println!(
+            "  medians of {} runs ({pace}): idle {i50:.1} / {i99:.1} / {i999:.1} us, busy \
+             {b50:.1} / {b99:.1} / {b999:.1} us; p99 busy/idle {ratio:.2}x (target <= 1.5x)",
+            p.space_reps
+        );
     }
-    let [i50, i99, i999, b50, b99, b999, ratio] = figures.map(|mut c| median(&mut c));
-    println!(
-        "  medians of {} runs: idle {i50:.1} / {i99:.1} / {i999:.1} us, busy {b50:.1} / {b99:.1} \
-         / {b999:.1} us; p99 busy/idle {ratio:.2}x (target <= 1.5x)",
-        p.space_reps
-    );
     Ok(())
 }
