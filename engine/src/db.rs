@@ -1101,3 +1101,543 @@ mod tests {
         assert_eq!(db.get("k").unwrap().unwrap(), b"v");
     }
 }
+
+/// I/O errors during reclamation. `Db::compact()` of a database full of dead values (whole
+/// dead files, dead blocks inside live files, mostly-dead files to evacuate, fragmented files
+/// to relocate, emptied segments) runs on a file system that fails its N-th mutating call
+/// (a create, write, flush, sync, directory sync, rename, removal or hole punch): only that
+/// call, for every N the compaction makes; and every call from it on until the handle is
+/// dropped, for every third N. Each time the compaction must return an error or succeed,
+/// never panic; an error must leave the database poisoned and still readable; and after a
+/// reopen without faults every acknowledged write must be there, `verify()` must pass, and a
+/// second `compact()` must free what the failed one did not.
+///
+/// A unit test because the file system seam (`Options::fs`) is not public; the behaviour
+/// tests of reclamation are `engine/tests/reclaim_faults.rs`.
+#[cfg(test)]
+mod reclaim_fault_tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use crate::error::{Error, Result};
+    use crate::fs::{FileLock, FileSystem, ReadableFile, RealFs, SegmentFile, WritableFile};
+    use crate::options::Options;
+    use crate::{Db, Stats};
+
+    /// The switch shared by a [`CountdownFs`] and every file it opened.
+    #[derive(Debug, Default)]
+    struct Countdown {
+        armed: AtomicBool,
+        /// Mutating calls since it was armed.
+        calls: AtomicU64,
+        /// The call to fail, counting from 1; 0 fails none.
+        fail_at: AtomicU64,
+        /// Fail every call from `fail_at` on, as a device that stays broken does.
+        sticky: AtomicBool,
+        /// The kinds of the calls that failed.
+        failed: std::sync::Mutex<Vec<&'static str>>,
+    }
+
+    impl Countdown {
+        fn arm(&self, fail_at: u64, sticky: bool) {
+            self.calls.store(0, Ordering::SeqCst);
+            self.fail_at.store(fail_at, Ordering::SeqCst);
+            self.sticky.store(sticky, Ordering::SeqCst);
+            self.failed.lock().unwrap().clear();
+            self.armed.store(true, Ordering::SeqCst);
+        }
+
+        fn disarm(&self) {
+            self.armed.store(false, Ordering::SeqCst);
+        }
+
+        fn calls(&self) -> u64 {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        fn failed(&self) -> Vec<&'static str> {
+            self.failed.lock().unwrap().clone()
+        }
+
+        /// Counts one mutating call of kind `what` and says whether it fails.
+        fn check(&self, what: &'static str) -> Result<()> {
+            if !self.armed.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let at = self.fail_at.load(Ordering::SeqCst);
+            if at == 0 || n < at || (n > at && !self.sticky.load(Ordering::SeqCst)) {
+                return Ok(());
+            }
+            self.failed.lock().unwrap().push(what);
+            Err(Error::Io(std::io::Error::other(format!(
+                "injected failure of call {n} ({what})"
+            ))))
+        }
+    }
+
+    /// The host file system, failing the calls its [`Countdown`] says. Its syncs only hand
+    /// buffered bytes to the kernel: no machine crashes in these tests, so durability on the
+    /// device is not what they check, and skipping the fdatasyncs makes the sweep several
+    /// times faster.
+    #[derive(Debug, Default, Clone)]
+    struct CountdownFs(Arc<Countdown>);
+
+    impl FileSystem for CountdownFs {
+        fn create_dir_all(&self, path: &Path) -> Result<()> {
+            RealFs.create_dir_all(path)
+        }
+
+        fn create(&self, path: &Path) -> Result<Box<dyn WritableFile>> {
+            self.0.check("create")?;
+            Ok(Box::new(CountdownFile {
+                inner: RealFs.create(path)?,
+                countdown: Arc::clone(&self.0),
+            }))
+        }
+
+        fn open(&self, path: &Path) -> Result<Arc<dyn ReadableFile>> {
+            RealFs.open(path)
+        }
+
+        fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+            self.0.check("rename")?;
+            RealFs.rename(from, to)
+        }
+
+        fn remove_file(&self, path: &Path) -> Result<()> {
+            self.0.check("remove file")?;
+            RealFs.remove_file(path)
+        }
+
+        fn link_or_copy(&self, from: &Path, to: &Path) -> Result<()> {
+            self.0.check("link")?;
+            RealFs.link_or_copy(from, to)
+        }
+
+        fn list_dir(&self, path: &Path) -> Result<Vec<String>> {
+            RealFs.list_dir(path)
+        }
+
+        fn sync_dir(&self, _path: &Path) -> Result<()> {
+            // No fsync: see `CountdownFs`.
+            self.0.check("directory sync")
+        }
+
+        fn exists(&self, path: &Path) -> Result<bool> {
+            RealFs.exists(path)
+        }
+
+        fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>> {
+            RealFs.lock(path)
+        }
+
+        fn open_segment(
+            &self,
+            path: &Path,
+            len_bytes: u64,
+            create: bool,
+        ) -> Result<Arc<dyn SegmentFile>> {
+            if create && !RealFs.exists(path)? {
+                self.0.check("segment create")?;
+            }
+            Ok(Arc::new(CountdownSegment {
+                inner: RealFs.open_segment(path, len_bytes, create)?,
+                countdown: Arc::clone(&self.0),
+            }))
+        }
+    }
+
+    #[derive(Debug)]
+    struct CountdownFile {
+        inner: Box<dyn WritableFile>,
+        countdown: Arc<Countdown>,
+    }
+
+    impl WritableFile for CountdownFile {
+        fn append(&mut self, data: &[u8]) -> Result<()> {
+            self.countdown.check("append")?;
+            self.inner.append(data)
+        }
+
+        fn flush(&mut self) -> Result<()> {
+            self.countdown.check("flush")?;
+            self.inner.flush()
+        }
+
+        fn sync(&mut self) -> Result<()> {
+            self.countdown.check("sync")?;
+            // Hands the bytes to the kernel, without the fdatasync: see `CountdownFs`.
+            self.inner.flush()
+        }
+
+        fn len(&self) -> u64 {
+            self.inner.len()
+        }
+
+        fn path(&self) -> &Path {
+            self.inner.path()
+        }
+    }
+
+    #[derive(Debug)]
+    struct CountdownSegment {
+        inner: Arc<dyn SegmentFile>,
+        countdown: Arc<Countdown>,
+    }
+
+    impl SegmentFile for CountdownSegment {
+        fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+            self.inner.read_exact_at(offset, buf)
+        }
+
+        fn write_all_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+            self.countdown.check("segment write")?;
+            self.inner.write_all_at(offset, data)
+        }
+
+        fn sync(&self) -> Result<()> {
+            // No fdatasync: see `CountdownFs`.
+            self.countdown.check("segment sync")
+        }
+
+        fn punch_hole(&self, offset: u64, len: u64) -> Result<bool> {
+            self.countdown.check("punch hole")?;
+            self.inner.punch_hole(offset, len)
+        }
+
+        fn map(&self) -> Result<Arc<memmap2::Mmap>> {
+            self.inner.map()
+        }
+
+        fn len(&self) -> u64 {
+            self.inner.len()
+        }
+
+        fn allocated_bytes(&self) -> Result<u64> {
+            self.inner.allocated_bytes()
+        }
+
+        fn path(&self) -> &Path {
+            self.inner.path()
+        }
+    }
+
+    type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+    /// 256-byte blocks, values of 64 bytes and more separated, value files sealed at 8 KiB
+    /// over 64 KiB segments, no background threads (the sweep must be deterministic).
+    fn open(fs: &CountdownFs, dir: &Path) -> Result<Db> {
+        let mut options = Options::new()
+            .memtable_bytes(4 << 10)
+            .block_size_bytes(256)
+            .table_target_bytes(8 << 10)
+            .level_base_bytes(16 << 10)
+            .l0_compaction_trigger(2)
+            .l0_stop_writes(6)
+            .value_threshold_bytes(64)
+            .value_file_bytes(8 << 10)
+            .value_segment_bytes(16 << 10)
+            .cache_bytes(16 << 10)
+            .background_compaction(false);
+        options.fs = Some(Arc::new(fs.clone()));
+        options.open(dir)
+    }
+
+    fn value(tag: u64, len: usize) -> Vec<u8> {
+        let mut x = tag.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+
+    fn put(db: &Db, model: &mut Model, key: String, tag: u64, len: usize) {
+        let v = value(tag, len);
+        db.put(&key, &v).unwrap();
+        model.insert(key.into_bytes(), v);
+    }
+
+    fn delete_range(db: &Db, model: &mut Model, start: &str, end: &str) {
+        db.delete_range(start..end).unwrap();
+        model.retain(|k, _| !(k.as_slice() >= start.as_bytes() && k.as_slice() < end.as_bytes()));
+    }
+
+    fn scan(db: &Db) -> Result<Model> {
+        db.range::<&[u8], _>(..)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect()
+    }
+
+    /// Builds, in `dir`, a database whose next `compact()` has every kind of reclamation to
+    /// do; returns what it holds.
+    fn build(dir: &Path) -> Model {
+        let fs = CountdownFs::default();
+        let db = open(&fs, dir).unwrap();
+        let mut model = Model::new();
+        let big = [700, 1500, 3000, 5000, 9000, 20_000];
+        // Values that span blocks and files, and small ones that share blocks.
+        for i in 0..48u64 {
+            put(
+                &db,
+                &mut model,
+                format!("big{i:03}"),
+                i,
+                big[(i % 6) as usize],
+            );
+        }
+        for i in 0..160u64 {
+            put(
+                &db,
+                &mut model,
+                format!("small{i:03}"),
+                1000 + i,
+                100 + (i % 5) as usize * 20,
+            );
+        }
+        db.compact().unwrap();
+        // Free blocks all over the store, then fill them again: the new files are fragmented.
+        delete_range(&db, &mut model, "big000", "big016");
+        for i in (16..48u64).step_by(3) {
+            db.delete(format!("big{i:03}")).unwrap();
+            model.remove(format!("big{i:03}").as_bytes());
+        }
+        db.compact().unwrap();
+        for i in 0..40u64 {
+            put(
+                &db,
+                &mut model,
+                format!("new{i:03}"),
+                2000 + i,
+                big[(i % 4) as usize],
+            );
+        }
+        // Now the dead values of the swept compaction: whole files, blocks inside live files,
+        // mostly-dead files of small values.
+        delete_range(&db, &mut model, "new000", "new010");
+        for i in 10..40u64 {
+            if i % 4 == 0 {
+                put(&db, &mut model, format!("new{i:03}"), 3000 + i, 300);
+            }
+        }
+        for i in 0..160u64 {
+            if i % 4 != 0 {
+                db.delete(format!("small{i:03}")).unwrap();
+                model.remove(format!("small{i:03}").as_bytes());
+            }
+        }
+        delete_range(&db, &mut model, "big030", "big040");
+        model
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+
+    fn reclamation(before: &Stats, after: &Stats) -> [(&'static str, u64); 6] {
+        [
+            (
+                "files deleted",
+                after.value_files_deleted - before.value_files_deleted,
+            ),
+            (
+                "bytes reclaimed",
+                after.value_reclaimed_bytes - before.value_reclaimed_bytes,
+            ),
+            (
+                "blocks punched",
+                after.value_punched_blocks - before.value_punched_blocks,
+            ),
+            (
+                "segments removed",
+                after.value_segments_removed - before.value_segments_removed,
+            ),
+            (
+                "values evacuated",
+                after.value_evacuations - before.value_evacuations,
+            ),
+            (
+                "relocations",
+                after.value_relocations - before.value_relocations,
+            ),
+        ]
+    }
+
+    /// What one `compact()` with the N-th call failing did.
+    #[derive(Debug)]
+    struct Outcome {
+        calls: u64,
+        failed: Vec<&'static str>,
+        compacted: Result<()>,
+    }
+
+    /// Copies `template`, opens it, arms the countdown at `fail_at` and compacts; then checks
+    /// the handle and drops it, reopens without faults, checks again, compacts again and checks
+    /// that. `fail_at` 0 fails nothing.
+    /// Returns the outcome and the stats after the second compaction.
+    fn run_one(template: &Path, model: &Model, fail_at: u64, sticky: bool) -> (Outcome, Stats) {
+        let what = format!("failing call {fail_at} (sticky {sticky})");
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("db");
+        copy_dir(template, &dir);
+        let fs = CountdownFs::default();
+        let db = open(&fs, &dir).unwrap();
+        fs.0.arm(fail_at, sticky);
+        let compacted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.compact()))
+            .unwrap_or_else(|_| panic!("{what}: compact() panicked"));
+        let outcome = Outcome {
+            calls: fs.0.calls(),
+            failed: fs.0.failed(),
+            compacted,
+        };
+        // A device that stays broken stays broken until the handle is gone.
+        if !sticky {
+            fs.0.disarm();
+        }
+        match &outcome.compacted {
+            Err(e) => {
+                assert!(
+                    !outcome.failed.is_empty(),
+                    "{what}: compact() failed by itself: {e}"
+                );
+                // The database refuses writes until reopened, but still reads.
+                assert!(
+                    matches!(db.put("after", "x"), Err(Error::Poisoned)),
+                    "{what}: {e} did not poison the database ({:?})",
+                    outcome.failed
+                );
+                let found = scan(&db).unwrap_or_else(|e| panic!("{what}: read after {e}"));
+                assert!(
+                    found == *model,
+                    "{what}: the poisoned handle reads other data"
+                );
+            }
+            Ok(()) => {
+                // The one error not returned: deleting a table no version holds any more
+                // (`TableFile`'s drop), which the next open retries.
+                assert!(
+                    outcome.failed.iter().all(|f| *f == "remove file"),
+                    "{what}: compact() succeeded though {:?} failed",
+                    outcome.failed
+                );
+                assert!(scan(&db).unwrap() == *model, "{what}");
+                db.verify()
+                    .unwrap_or_else(|e| panic!("{what}: verify: {e}"));
+                if !sticky {
+                    db.put("after", "x")
+                        .unwrap_or_else(|e| panic!("{what}: write after compact(): {e}"));
+                    db.delete("after").unwrap();
+                }
+            }
+        }
+        drop(db);
+        fs.0.disarm();
+
+        let db = open(&fs, &dir).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+        let found = scan(&db).unwrap_or_else(|e| panic!("{what}: read after reopen: {e}"));
+        assert!(
+            found == *model,
+            "{what}: reopened database differs from the writes"
+        );
+        db.verify()
+            .unwrap_or_else(|e| panic!("{what}: verify after reopen: {e}"));
+        db.compact()
+            .unwrap_or_else(|e| panic!("{what}: compact after reopen: {e}"));
+        assert!(
+            scan(&db).unwrap() == *model,
+            "{what}: after the second compact()"
+        );
+        db.verify()
+            .unwrap_or_else(|e| panic!("{what}: verify after the second compact(): {e}"));
+        let stats = db.stats();
+        (outcome, stats)
+    }
+
+    /// Blocks mapped but not yet written that a clean run need not have: the files being
+    /// appended to (one of user writes, one of evacuation) keep up to one reservation of 16 blocks
+    /// (a quarter of a 16 KiB segment) mapped past their last value, wherever they are.
+    const RESERVED_TAILS_BLOCKS: u64 = 2 * 16;
+
+    /// Sweeps `compact()` of the template with its N-th mutating call failing, for every
+    /// `stride`-th N it makes; `sticky`: every call from the N-th on fails.
+    fn sweep(sticky: bool, stride: usize) {
+        let work = tempfile::tempdir().unwrap();
+        let template = work.path().join("template");
+        let model = build(&template);
+
+        // The compaction without faults: what it has to do, how many calls it makes, and what
+        // a reopen and a second compaction leave.
+        let (clean, reference) = run_one(&template, &model, 0, false);
+        let calls = clean.calls;
+        {
+            let fs = CountdownFs::default();
+            let probe = tempfile::tempdir().unwrap();
+            copy_dir(&template, probe.path());
+            let db = open(&fs, probe.path()).unwrap();
+            let before = db.stats();
+            db.compact().unwrap();
+            let did = reclamation(&before, &db.stats());
+            eprintln!("a clean compact() makes {calls} mutating calls and reclaims {did:?}");
+            for (name, n) in did {
+                assert!(n > 0, "the workload leaves no {name} to do: {did:?}");
+            }
+        }
+        let (mut injected, mut errors) = (0u64, 0u64);
+        let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for fail_at in (1..=calls).step_by(stride) {
+            let (outcome, stats) = run_one(&template, &model, fail_at, sticky);
+            injected += 1;
+            errors += u64::from(outcome.compacted.is_err());
+            if let Some(first) = outcome.failed.first() {
+                *kinds.entry(first).or_default() += 1;
+            }
+            // Whatever the failure left behind, the compaction after the reopen freed it.
+            let left = format!(
+                "failing call {fail_at} ({:?}, sticky {sticky}): after the second compact() \
+                 {} value files map {} blocks with {} dead bytes; a clean run leaves {}, {}, {}",
+                outcome.failed,
+                stats.value_files,
+                stats.value_mapped_blocks,
+                stats.value_dead_bytes,
+                reference.value_files,
+                reference.value_mapped_blocks,
+                reference.value_dead_bytes
+            );
+            assert!(stats.value_files <= reference.value_files, "{left}");
+            assert!(
+                stats.value_dead_bytes <= reference.value_dead_bytes,
+                "{left}"
+            );
+            assert!(
+                stats.value_mapped_blocks <= reference.value_mapped_blocks + RESERVED_TAILS_BLOCKS,
+                "{left}"
+            );
+        }
+        eprintln!(
+            "sticky {sticky}: {injected} failures injected (first failed call by kind: \
+             {kinds:?}), {errors} compactions returned an error, {} succeeded",
+            injected - errors
+        );
+    }
+
+    #[test]
+    fn a_compaction_survives_any_one_of_its_calls_failing() {
+        sweep(false, 1);
+    }
+
+    #[test]
+    fn a_compaction_survives_the_file_system_failing_from_any_call_on() {
+        sweep(true, 3);
+    }
+}
