@@ -291,15 +291,11 @@ fn compactions_race_with_reclamation(seconds: u64) -> Vec<String> {
 /// Regression test for a race between reclamation and relocation, found by the crash test
 /// (`EXTENTDB_CRASH_SEED=1795679406592894100`, release, 300 cycles: the child's database was
 /// poisoned at cycle 16, and at cycles 1, 10 and 90 on reruns). `ValueStore::defragment` takes
-/// the list of file ids, then relocates them one by one; `relocate_file` takes the job lock
-/// and looks the file up with `ValueStore::file`, which answers `Corruption` ("a pointer names
-/// value file N, which does not exist") for a file that a reclamation pass in another thread
-/// (the background value thread, or another `compact()`) deleted in between. The error
-/// poisons the database though nothing is wrong on disk: every later write fails with
-/// `Poisoned` until it is reopened. A file gone by the time the job lock is held has nothing
-/// left to relocate; the pass should skip it.
+/// the list of file ids, then relocates them one by one; a file that a reclamation pass in
+/// another thread (the background value thread, or another `compact()`) deleted in between
+/// used to be `Corruption` and poisoned the database though nothing was wrong on disk. A file
+/// gone by the time the job lock is held has nothing left to relocate: the pass skips it.
 #[test]
-#[ignore = "engine bug: relocating a value file reclamation just deleted poisons the database"]
 fn concurrent_compactions_never_poison_the_database() {
     let errors = compactions_race_with_reclamation(5);
     assert!(errors.is_empty(), "{errors:#?}");
