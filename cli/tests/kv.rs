@@ -194,11 +194,12 @@ fn stats_show_dead_space_and_compact_gives_it_back() {
         }
     }
     let compacted = ok(dir.path(), &["compact"]);
+    // The first copies' space is back (reclaimed by this process or, in the background, by
+    // one of the earlier ones).
     assert!(
-        compacted.contains("value files: 512.0 KiB live"),
+        compacted.contains("value files: 512.0 KiB live in 8 files, 512.0 KiB on disk"),
         "{compacted}"
     );
-    assert!(compacted.contains("512.0 KiB reclaimed"), "{compacted}");
     let stats = ok(dir.path(), &["stats"]);
     assert!(stats.contains("space amplification"), "{stats}");
     let json = ok(dir.path(), &["stats", "--json"]);

@@ -43,9 +43,12 @@
 //!      freed (target <= 0.3), beside a model of a classic value log fed the same writes;
 //!   4. *reader tail*: like **tail**, but the busy thread overwrites, range-deletes and
 //!      compacts (F/4 of values behind a `--space-pool-mib` MiB pool, `--space-secs` seconds per
-//!      phase, `--space-reps` runs, medians printed; target p99 busy/idle <= 1.5x), twice: with
-//!      the busy thread flat out, then paced to `--space-busy-mibps` MiB/s of writes (as
-//!      db_bench's `readwhilewriting` paces its writer), which leaves the reader a core.
+//!      phase, `--space-reps` runs, medians printed; target p99 busy/idle <= 1.5x), five ways:
+//!      the busy thread ending each round with `Db::compact`, flat out and then paced to
+//!      `--space-busy-mibps` MiB/s of puts (as db_bench's `readwhilewriting` paces its
+//!      writer); paced, ending each round with `Db::flush` and leaving compaction and
+//!      reclamation to the background threads; and two paced controls that show what any
+//!      second thread costs the reader on this machine: the puts alone, and CPU alone.
 //!
 //! Flags (`--name=value`; defaults give a run of about a minute and a half on 2 cores):
 //! `--dir=.` (a temporary directory is made inside it: use the disk under test),
@@ -53,8 +56,9 @@
 //! `--fill-mib=512`, `--seqfill-reps=3`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
 //! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`, `--space-mib=1024`,
 //! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`,
-//! `--space-busy-mibps=64`.
-//! `--parts` defaults to `threshold,seqfill,tail,cached,scan`; `space` runs only when named.
+//! `--space-busy-mibps=64`, `--space-modes=compact-flat,compact,flush,puts,spin`.
+//! `--parts` defaults to `threshold,seqfill,tail,cached,scan`; `space` runs only when named
+//! (`space-reader` runs its part 4 alone).
 //!
 //! Run: `cargo run --release -p extentdb-benches --bin valuebench -- --dir=target`.
 
@@ -96,6 +100,9 @@ struct Params {
     space_pool_mib: u64,
     space_reps: u64,
     space_busy_mibps: u64,
+    /// Which busy-thread modes part f.4 runs (`compact-flat`, `compact`, `flush`, `puts`,
+    /// `spin`); all by default.
+    space_modes: Vec<String>,
 }
 
 impl Params {
@@ -121,6 +128,9 @@ impl Params {
             space_pool_mib: 8,
             space_reps: 3,
             space_busy_mibps: 64,
+            space_modes: ["compact-flat", "compact", "flush", "puts", "spin"]
+                .map(String::from)
+                .to_vec(),
         };
         for arg in std::env::args().skip(1) {
             let (name, value) = arg
@@ -147,6 +157,9 @@ impl Params {
                 "space-pool-mib" => p.space_pool_mib = number()?,
                 "space-reps" => p.space_reps = number()?,
                 "space-busy-mibps" => p.space_busy_mibps = number()?,
+                "space-modes" => {
+                    p.space_modes = value.split(',').map(String::from).collect();
+                }
                 _ => return Err(format!("unknown flag --{name}").into()),
             }
         }
@@ -225,6 +238,8 @@ fn main() -> Res<()> {
     }
     if p.runs("space") {
         space(&p)?;
+    } else if p.runs("space-reader") {
+        space_reader_tail(&p)?;
     }
     Ok(())
 }
@@ -1025,13 +1040,17 @@ struct Reclaiming {
     compact_max: Duration,
 }
 
-/// Until `stop`: overwrites 16 random keys of `0..n` (with the same bytes, so the reader's check
-/// holds, while the old copies die), puts 16 new keys past `n` and range-deletes them, then
-/// `Db::compact`. With `mibps`, rounds start no faster than that many MiB/s of puts allow.
-fn reclaim_churn(db: &Db, n: u64, stop: &AtomicBool, mibps: Option<u64>) -> Res<Reclaiming> {
+/// Until `stop`, in rounds: overwrites 16 random keys of `0..n` (with the same bytes, so the
+/// reader's check holds, while the old copies die), puts 16 new keys past `n` and range-deletes
+/// them, then ends the round as `busy.end` says. With `busy.mibps`, rounds start no faster than
+/// that many MiB/s of puts allow. The two controls do part of the work: `Spin` no database call
+/// at all, `Puts` the puts alone.
+fn reclaim_churn(db: &Db, n: u64, stop: &AtomicBool, busy: Busy) -> Res<Reclaiming> {
     const PUTS_PER_ROUND: u64 = 16;
     let round_bytes = 2 * PUTS_PER_ROUND * LARGE_VALUE_BYTES as u64;
-    let pace = mibps.map(|r| Duration::from_secs_f64(round_bytes as f64 / (r * MIB) as f64));
+    let pace = busy
+        .mibps
+        .map(|r| Duration::from_secs_f64(round_bytes as f64 / (r * MIB) as f64));
     let mut c = Reclaiming::default();
     let mut rng = Rng(41);
     let mut next = n;
@@ -1041,22 +1060,81 @@ fn reclaim_churn(db: &Db, n: u64, stop: &AtomicBool, mibps: Option<u64>) -> Res<
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
             due += pace;
         }
+        if busy.end == RoundEnd::Spin {
+            // As long as the round's puts would take, without touching the database.
+            let until = Instant::now() + pace.unwrap_or(Duration::from_millis(10)) / 2;
+            let mut x = 1u64;
+            while Instant::now() < until {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            c.rounds += 1;
+            continue;
+        }
         put_large(db, (0..PUTS_PER_ROUND).map(|_| rng.below(n)), 0)?;
         put_large(db, next..next + PUTS_PER_ROUND, 0)?;
+        c.puts += 2 * PUTS_PER_ROUND;
+        c.rounds += 1;
+        if busy.end == RoundEnd::Puts {
+            // The new keys are overwritten next round instead of range-deleted.
+            continue;
+        }
         db.delete_range(key(next)..key(next + PUTS_PER_ROUND))?;
         next += PUTS_PER_ROUND;
-        let ((), took) = timed(|| Ok(db.compact()?))?;
+        let ((), took) = timed(|| {
+            match busy.end {
+                RoundEnd::Compact => db.compact()?,
+                _ => db.flush()?,
+            }
+            Ok(())
+        })?;
         c.compact += took;
         c.compact_max = c.compact_max.max(took);
-        c.rounds += 1;
-        c.puts += 2 * PUTS_PER_ROUND;
     }
     Ok(c)
 }
 
-/// One run of part f.4 in a fresh directory: (idle latencies, busy latencies), sorted; the busy
-/// thread paced to `mibps` MiB/s of puts, if given.
-fn reader_run(p: &Params, n: u64, run: u64, mibps: Option<u64>) -> Res<(Vec<u64>, Vec<u64>)> {
+/// How a round of the busy thread of part f.4 ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoundEnd {
+    /// `Db::compact`: a manual compaction of everything, then value compaction.
+    Compact,
+    /// `Db::flush`: the background threads compact the index and reclaim the values.
+    Flush,
+    /// Control: the puts alone, no range delete, no flush.
+    Puts,
+    /// Control: no database call, only CPU.
+    Spin,
+}
+
+/// How the busy thread of part f.4 runs.
+#[derive(Debug, Clone, Copy)]
+struct Busy {
+    /// Puts per second at most, in MiB; `None`: flat out.
+    mibps: Option<u64>,
+    end: RoundEnd,
+}
+
+impl Busy {
+    fn describe(self) -> String {
+        let pace = self.mibps.map_or_else(
+            || "flat out".to_string(),
+            |r| format!("paced to {r} MiB/s of puts"),
+        );
+        let work = match self.end {
+            RoundEnd::Compact => "puts, a range delete and Db::compact every round",
+            RoundEnd::Flush => {
+                "puts, a range delete and Db::flush every round; background compaction and \
+                 reclamation"
+            }
+            RoundEnd::Puts => "control: the puts alone",
+            RoundEnd::Spin => "control: CPU only, no database call",
+        };
+        format!("{pace}; {work}")
+    }
+}
+
+/// One run of part f.4 in a fresh directory: (idle latencies, busy latencies), sorted.
+fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u64>)> {
     let dir = tempdir(p)?;
     let db = space_options()
         .cache_bytes(p.space_pool_mib * MIB)
@@ -1081,7 +1159,7 @@ fn reader_run(p: &Params, n: u64, run: u64, mibps: Option<u64>) -> Res<(Vec<u64>
             .spawn_scoped(s, || read_latencies(&db, n, 200 + run, &stop))?;
         let writer = std::thread::Builder::new()
             .name("reclaim".into())
-            .spawn_scoped(s, || reclaim_churn(&db, n, &stop, mibps))?;
+            .spawn_scoped(s, || reclaim_churn(&db, n, &stop, busy))?;
         std::thread::sleep(secs);
         stop.store(true, Ordering::Relaxed);
         let busy = reader.join().map_err(|_| "reader panicked")?;
@@ -1099,8 +1177,9 @@ fn reader_run(p: &Params, n: u64, run: u64, mibps: Option<u64>) -> Res<(Vec<u64>
     };
     println!(
         "  run {}: idle {} us ({} gets), busy {} us ({} gets); p99 busy/idle {:.2}x; busy work: \
-         {} rounds, {} puts, Db::compact mean {:.1} ms max {:.1} ms; {}; {} pool \
-         invalidations, {} fill waits, {} fill retries",
+         {} rounds, {} puts, compact or flush mean {:.1} ms max {:.1} ms; {}; {} pool \
+         invalidations, {} fill waits, {} fill retries; table block cache {} hits, {} misses; \
+         {} flushes, {} compactions",
         run + 1,
         q(&idle),
         idle.len(),
@@ -1114,7 +1193,11 @@ fn reader_run(p: &Params, n: u64, run: u64, mibps: Option<u64>) -> Res<(Vec<u64>
         reclamation(&before, &s),
         s.pool_invalidations - before.pool_invalidations,
         s.pool_waits - before.pool_waits,
-        s.pool_retries - before.pool_retries
+        s.pool_retries - before.pool_retries,
+        s.block_cache_hits - before.block_cache_hits,
+        s.block_cache_misses - before.block_cache_misses,
+        s.flushes - before.flushes,
+        s.compactions - before.compactions
     );
     drop(db);
     dir.close()?;
@@ -1125,16 +1208,24 @@ fn reader_run(p: &Params, n: u64, run: u64, mibps: Option<u64>) -> Res<(Vec<u64>
 /// the busy thread flat out and then paced.
 fn space_reader_tail(p: &Params) -> Res<()> {
     let n = large_values(p.space_mib / 4);
-    for mibps in [None, Some(p.space_busy_mibps)] {
-        let pace = mibps.map_or_else(
-            || "flat out".to_string(),
-            |r| format!("paced to {r} MiB/s of puts"),
-        );
+    let paced = Some(p.space_busy_mibps);
+    let modes = [
+        ("compact-flat", None, RoundEnd::Compact),
+        ("compact", paced, RoundEnd::Compact),
+        ("flush", paced, RoundEnd::Flush),
+        ("puts", paced, RoundEnd::Puts),
+        ("spin", paced, RoundEnd::Spin),
+    ];
+    for (name, mibps, end) in modes {
+        if !p.space_modes.iter().any(|m| m == name) {
+            continue;
+        }
+        let busy = Busy { mibps, end };
+        let pace = busy.describe();
         println!(
             "space/reader: 1 reader, random gets of {n} x 64 KiB ({} MiB) through a {} MiB pool, \
-             {} s idle then {} s with 1 thread ({pace}) overwriting 16 random keys, putting and \
-             range-deleting 16 more, and running Db::compact, in a loop; {} runs, fresh \
-             directory each; p50 / p99 / p999",
+             {} s idle then {} s with 1 busy thread ({pace}), rounds of 16 overwrites of random \
+             keys and 16 puts of new ones; {} runs, fresh directory each; p50 / p99 / p999",
             p.space_mib / 4,
             p.space_pool_mib,
             p.space_secs,
@@ -1143,15 +1234,15 @@ fn space_reader_tail(p: &Params) -> Res<()> {
         );
         let mut figures: [Vec<f64>; 7] = Default::default();
         for run in 0..p.space_reps {
-            let (idle, busy) = reader_run(p, n, run, mibps)?;
+            let (idle, loaded) = reader_run(p, n, run, busy)?;
             let values = [
                 quantile_us(&idle, 0.5),
                 quantile_us(&idle, 0.99),
                 quantile_us(&idle, 0.999),
-                quantile_us(&busy, 0.5),
-                quantile_us(&busy, 0.99),
-                quantile_us(&busy, 0.999),
-                quantile_us(&busy, 0.99) / quantile_us(&idle, 0.99).max(1e-9),
+                quantile_us(&loaded, 0.5),
+                quantile_us(&loaded, 0.99),
+                quantile_us(&loaded, 0.999),
+                quantile_us(&loaded, 0.99) / quantile_us(&idle, 0.99).max(1e-9),
             ];
             for (column, v) in figures.iter_mut().zip(values) {
                 column.push(v);

@@ -139,6 +139,7 @@ impl FileSystem for RealFs {
                 format!("segment file is {len} bytes long, expected {len_bytes}"),
             ));
         }
+        advise_random(&file);
         Ok(Arc::new(RealSegment {
             file,
             len: len_bytes,
@@ -284,6 +285,19 @@ impl SegmentFile for RealSegment {
     fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Tells the kernel not to read ahead in a segment file: the buffer pool reads ahead itself,
+/// where a scan needs it, and the kernel's readahead of values nobody asked for would take
+/// the page cache's invalidate lock of the whole segment while a hole is punched in it.
+/// Advice only: a kernel that refuses it changes nothing that matters.
+fn advise_random(file: &File) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let _refused = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::Random);
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = file;
 }
 
 /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`; `Ok(false)` where the file system or the kernel

@@ -16,8 +16,8 @@
 //! (b) every record that made them dead (the index delete or overwrite, and the extent-map
 //! change) is durable, and (c) no live snapshot can still reach a value stored in them.
 //! Reusing a block earlier lets a crash, a stale fill or a snapshot read someone else's
-//! bytes. [`Allocator::free_now`] skips the wait, for recovery (where the records are already
-//! durable and nothing reads) and tests.
+//! bytes. Tests free at once with `free_now`; recovery needs no free at all, since whatever
+//! no extent maps is free when the allocator is built ([`Allocator::from_mapped`]).
 //!
 //! Invariant 3 (mapped + free + pending = `[0, end)`, no block in two states) is checked in
 //! full by [`Allocator::check`]; [`Allocator::from_mapped`] refuses a block mapped twice.
@@ -176,6 +176,32 @@ impl Allocator {
         out
     }
 
+    /// Allocates `n` contiguous blocks: the smallest free run that holds them, else growth of
+    /// the store (whatever the reuse policy says, unless past the growth limit). `None` if
+    /// neither is possible. For relocation, whose whole point is one contiguous run: the
+    /// scattered blocks it leaves are freed, so growing here does not grow the store for long.
+    pub fn allocate_contiguous(&mut self, n: u64) -> Option<PhysicalBlock> {
+        let mut out = Vec::with_capacity(1);
+        if let Some(&(len, start)) = self.by_len.range((n, PhysicalBlock(0))..).next() {
+            self.take(&mut out, start, len, n);
+        } else if self
+            .growth_limit
+            .is_none_or(|limit| self.end.0.checked_add(n).is_some_and(|e| e <= limit.0))
+        {
+            self.grow(&mut out, n);
+        }
+        match *out.as_slice() {
+            [(start, len)] if len == n => Some(start),
+            _ => {
+                // Not reached: one run or growth yields exactly one run of `n` blocks.
+                for (start, len) in out {
+                    self.insert_free(start, len);
+                }
+                None
+            }
+        }
+    }
+
     /// Puts `runs` in the pending list under `ticket`: they are not allocatable until
     /// [`Self::release`] reaches `ticket`. See the file header for what the ticket must mean.
     ///
@@ -212,8 +238,8 @@ impl Allocator {
         }
     }
 
-    /// Frees `runs` at once, without waiting for a ticket: only for recovery, where nothing
-    /// can read the blocks and the records that freed them are durable, and for tests.
+    #[cfg(test)]
+    /// Frees `runs` at once, without waiting for a ticket.
     ///
     /// # Errors
     /// As [`Self::free_later`].
@@ -241,23 +267,6 @@ impl Allocator {
     #[must_use]
     pub fn end(&self) -> PhysicalBlock {
         self.end
-    }
-
-    /// The run `(start, len)` widened by the free runs that touch it on either side: what
-    /// becomes one free run once `(start, len)` is freed, for punching holes in it whole.
-    #[must_use]
-    pub fn free_span_around(&self, start: PhysicalBlock, len: u64) -> (PhysicalBlock, u64) {
-        let (mut lo, mut n) = (start, len);
-        if let Some((&prev, &prev_len)) = self.by_start.range(..start).next_back()
-            && prev.add(prev_len) == start
-        {
-            lo = prev;
-            n += prev_len;
-        }
-        if let Some(&next_len) = self.by_start.get(&start.add(len)) {
-            n += next_len;
-        }
-        (lo, n)
     }
 
     /// The free runs below `end`, by start: for punching holes in long ones.
@@ -480,6 +489,33 @@ mod tests {
 
     /// An allocator over `[0, end)` with exactly `free` free and everything else mapped;
     /// returns the mapped runs too, for `check`.
+    #[test]
+    fn with_an_eighth_free_short_runs_are_filled_before_the_store_grows() {
+        // 100 blocks, 16 free in runs of 4: more than an eighth.
+        let (mut a, _) = with_free(100, &[(10, 4), (30, 4), (50, 4), (70, 4)]);
+        a.reuse_before_growth(8);
+        // Largest first; among equals, the last.
+        assert_eq!(
+            a.allocate(10, None),
+            vec![(p(70), 4), (p(50), 4), (p(30), 2)]
+        );
+        assert_eq!(a.end(), p(100));
+        // Now 6 of 100 are free, under an eighth: a run that does not fit grows the store.
+        assert_eq!(a.allocate(5, None), vec![(p(100), 5)]);
+    }
+
+    #[test]
+    fn a_contiguous_allocation_takes_one_run_or_grows_never_several() {
+        let (mut a, _) = with_free(100, &[(10, 4), (30, 8), (50, 4)]);
+        a.reuse_before_growth(8);
+        assert_eq!(a.allocate_contiguous(6), Some(p(30)));
+        assert_eq!(a.allocate_contiguous(6), Some(p(100)));
+        assert_eq!(a.end(), p(106));
+        a.set_growth_limit(Some(p(106)));
+        assert_eq!(a.allocate_contiguous(5), None);
+        assert_eq!(a.free_blocks(), 10);
+    }
+
     fn with_free(end: u64, free: &[(u64, u64)]) -> (Allocator, Vec<(PhysicalBlock, u64)>) {
         let mut mapped = Vec::new();
         let mut next = 0;

@@ -192,11 +192,6 @@ fn mapped_parts(extents: &ExtentMap, runs: &[(LogicalBlock, u64)]) -> Vec<(Logic
     out
 }
 
-/// Freed runs shorter than this are not punched: the file system's own extent bookkeeping
-/// would cost more than the space is worth, and the blocks are reused soon anyway. Small
-/// enough that the inside of one dead 64 KiB value (15 whole 4 KiB blocks) is punched.
-const PUNCH_MIN_BYTES: u64 = 16 << 10;
-
 /// What the store needs from the manifest: logging value edits durably and naming files.
 pub(crate) trait ValueLog {
     /// A fresh file number (shared with tables and logs).
@@ -607,12 +602,9 @@ impl ValueStore {
                 return Ok(0);
             }
             drop(extents);
-            let runs = self.allocator.lock().allocate(total, None);
-            let [(target, len)] = *runs.as_slice() else {
-                self.allocator.lock().free_now(runs)?;
+            let Some(target) = self.allocator.lock().allocate_contiguous(total) else {
                 return Ok(0);
             };
-            debug_assert_eq!(len, total);
             let mut at = target;
             for e in &before {
                 let mut buf = vec![0u8; usize::try_from(e.len).unwrap_or(usize::MAX) * bs];
@@ -671,23 +663,22 @@ impl ValueStore {
         }
     }
 
-    /// Punches holes over freed runs, each widened by the free runs around it, where that
-    /// makes at least [`PUNCH_MIN_BYTES`]: short runs freed one at a time are given back once
-    /// their neighbours are freed too.
+    /// Punches holes over freed runs, physically adjacent ones merged into one call.
     ///
     /// # Locking
     /// REQUIRES: the runs are pending in the allocator (nobody may write them meanwhile).
-    /// Holds the allocator lock while punching, so that no free neighbour is handed out and
-    /// written in the meantime.
     fn punch(&self, freed: &[(PhysicalBlock, u64)]) -> Result<()> {
-        let min_blocks = PUNCH_MIN_BYTES.div_ceil(self.block_size());
-        let allocator = self.allocator.lock();
-        for &(first, n) in freed {
-            let (start, len) = allocator.free_span_around(first, n);
-            if len < min_blocks {
-                continue;
+        let mut runs = freed.to_vec();
+        runs.sort_unstable();
+        let mut merged: Vec<(PhysicalBlock, u64)> = Vec::with_capacity(runs.len());
+        for (first, n) in runs {
+            match merged.last_mut() {
+                Some((start, len)) if start.add(*len) == first => *len += n,
+                _ => merged.push((first, n)),
             }
-            if self.blocks.punch(start, len)? {
+        }
+        for (first, n) in merged {
+            if self.blocks.punch(first, n)? {
                 self.punched_blocks.fetch_add(n, Ordering::Relaxed);
             } else {
                 self.punch_unsupported.store(true, Ordering::Relaxed);

@@ -38,6 +38,9 @@ use crate::error::{Error, Result};
 use crate::filename::{self, FileKind};
 use crate::fs::{FileSystem, SegmentFile};
 
+/// The page size hole punching works in: ranges are shrunk to whole pages of it.
+const PUNCH_ALIGN: u64 = 4096;
+
 /// The physical block space over segment files.
 #[derive(Debug)]
 pub(crate) struct BlockStore {
@@ -345,19 +348,33 @@ impl BlockStore {
     }
 
     /// Punches a hole over the `n` blocks from `first`, returning their disk space to the
-    /// file system; they read as zeros afterwards. Blocks in segments that do not exist are
-    /// already holes. Returns `false` if the file system cannot punch holes.
+    /// file system; they read as zeros afterwards. Only the whole pages of the range
+    /// ([`PUNCH_ALIGN`]) are punched: a file system zeroes the partial pages of a punch by
+    /// writing them, which would cost a write to save nothing, so blocks smaller than a page
+    /// keep the pages they share. Blocks in segments that do not exist are already holes.
+    /// Returns `false` if the file system cannot punch holes.
     ///
     /// # Errors
     /// `InvalidArgument` if the range overflows; any I/O error.
     pub fn punch(&self, first: PhysicalBlock, n: u64) -> Result<bool> {
         let pos = self.byte_pos(first, 0)?;
-        let len = n
+        let end = n
             .checked_mul(self.block_size as u64)
-            .and_then(|b| usize::try_from(b).ok())
+            .and_then(|b| b.checked_add(pos))
             .ok_or_else(|| Error::invalid(format!("block store: cannot punch {n} blocks")))?;
+        let (start, stop) = (
+            pos.next_multiple_of(PUNCH_ALIGN),
+            end / PUNCH_ALIGN * PUNCH_ALIGN,
+        );
+        let Some(len) = stop
+            .checked_sub(start)
+            .filter(|&l| l > 0)
+            .and_then(|l| usize::try_from(l).ok())
+        else {
+            return Ok(true);
+        };
         let mut punched = true;
-        self.for_each_piece(pos, len, |index, offset, range| {
+        self.for_each_piece(start, len, |index, offset, range| {
             let segment = self.segments.read().get(&index).cloned();
             if let Some(segment) = segment {
                 punched &= segment.punch_hole(offset, range.len() as u64)?;
@@ -641,7 +658,9 @@ mod tests {
             store.write(PhysicalBlock(4), 0, &[2; BLOCK]).is_err(),
             "segment creation"
         );
-        assert!(store.punch(PhysicalBlock(0), 1).is_err());
+        // A whole page (16 blocks of 256 bytes): a punch of less calls nothing.
+        assert!(store.punch(PhysicalBlock(0), 16).is_err());
+        assert!(store.punch(PhysicalBlock(0), 1).unwrap());
         fs.fail_writes(false);
         assert_eq!(store.segment_count(), 1);
 
