@@ -158,8 +158,11 @@ pub(crate) struct Reclaimed {
 
 /// A file's physical layout is worth relocating when logically adjacent extents sit apart
 /// physically (logical holes left by reclamation do not count: nothing reads across them)
-/// and its contiguous physical runs average less than this.
-const FRAGMENT_RUN_BYTES: u64 = 1 << 20;
+/// and its contiguous physical runs average less than this. Relocation copies every mapped
+/// byte of the file, so it is kept for files shredded into runs smaller than a typical large
+/// value: a file written into the holes of dead 64 KiB values (runs of about 60 KiB) costs a
+/// point read at most one more `pread`, which is not worth copying the file for.
+const FRAGMENT_RUN_BYTES: u64 = 16 << 10;
 
 /// True if `extents` is fragmented in the sense of [`FRAGMENT_RUN_BYTES`].
 fn is_fragmented(extents: &ExtentMap, block_size: u64) -> bool {
