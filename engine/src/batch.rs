@@ -278,10 +278,12 @@ pub(crate) enum BatchOp {
         value: Bytes,
         seq: SeqNo,
     },
-    /// A put whose value is in a value file; `pointer` is the encoded `ValuePointer`.
+    /// A put whose value is in a value file; `pointer` is the encoded `ValuePointer`, and
+    /// `value_len` the length of the value it points at.
     PutPointer {
         key: Bytes,
         pointer: Bytes,
+        value_len: u64,
         seq: SeqNo,
     },
     Delete {
@@ -338,10 +340,11 @@ pub(crate) fn decode(payload: Bytes, file: &Path, offset: u64) -> Result<Decoded
                 let key = slice(d.length_prefixed(MAX_KEY_BYTES)?);
                 let at = offset + d.position() as u64;
                 let pointer = d.length_prefixed(64)?;
-                ValuePointer::decode(pointer, file, at)?;
+                let value_len = ValuePointer::decode(pointer, file, at)?.len;
                 BatchOp::PutPointer {
                     key,
                     pointer: slice(pointer),
+                    value_len,
                     seq,
                 }
             }

@@ -611,9 +611,12 @@ pub(crate) fn apply(mem: &Memtable, ops: Vec<BatchOp>) {
     for op in ops {
         match op {
             BatchOp::Put { key, value, seq } => mem.insert(key, seq, ValueKind::Put, value),
-            BatchOp::PutPointer { key, pointer, seq } => {
-                mem.insert(key, seq, ValueKind::Pointer, pointer);
-            }
+            BatchOp::PutPointer {
+                key,
+                pointer,
+                value_len,
+                seq,
+            } => mem.insert_pointer(key, seq, pointer, value_len),
             BatchOp::Delete { key, seq } => mem.insert(key, seq, ValueKind::Delete, Bytes::new()),
             BatchOp::DeleteRange(t) => mem.insert_range_tombstone(t),
         }

@@ -48,6 +48,7 @@ pub struct Options {
     pub(crate) value_gc_bytes_per_sec: u64,
     pub(crate) read_path: ReadPath,
     pub(crate) memtable_bytes: usize,
+    pub(crate) memtable_value_bytes: u64,
     pub(crate) durability: Durability,
     pub(crate) block_size_bytes: usize,
     pub(crate) table_target_bytes: u64,
@@ -84,6 +85,7 @@ impl Options {
             value_gc_bytes_per_sec: 64 << 20,
             read_path: ReadPath::Pool,
             memtable_bytes: 32 << 20,
+            memtable_value_bytes: 64 << 20,
             durability: Durability::Buffered,
             block_size_bytes: 4 << 10,
             table_target_bytes: 32 << 20,
@@ -145,6 +147,15 @@ impl Options {
     /// How value blocks are read on a buffer-pool miss. Default = [`ReadPath::Pool`].
     pub fn read_path(mut self, path: ReadPath) -> Self {
         self.read_path = path;
+        self
+    }
+
+    /// The memtable is also frozen once the separated values its writes point at add up to
+    /// this many bytes. Large values live in value files, so their memtable stays small; this
+    /// bounds how much can be written before index compaction sees which values were
+    /// overwritten or deleted, and their space can come back. Default = 64 MiB.
+    pub fn memtable_value_bytes(mut self, size_bytes: u64) -> Self {
+        self.memtable_value_bytes = size_bytes;
         self
     }
 
@@ -256,6 +267,10 @@ impl Options {
         check(
             self.memtable_bytes <= 1 << 30,
             "memtable_bytes must be at most 1 GiB",
+        )?;
+        check(
+            self.memtable_value_bytes >= 1 << 20,
+            "memtable_value_bytes must be at least 1 MiB",
         )?;
         check(
             (64..=(4 << 20)).contains(&self.block_size_bytes),

@@ -196,7 +196,11 @@ impl DbInner {
             self.check_not_poisoned()?;
             let sv = self.super_version();
             let l0_tables = sv.version.levels[0].len();
-            let full = sv.mem.approximate_bytes() >= self.options.memtable_bytes;
+            // Also full once its pointers name enough value bytes: the memtable of large values
+            // is small, and until it is flushed and compacted, the values its writes overwrite
+            // or delete cannot be counted dead nor their space reclaimed.
+            let full = sv.mem.approximate_bytes() >= self.options.memtable_bytes
+                || sv.mem.value_bytes() >= self.options.memtable_value_bytes;
             let (wait_flush, wait_l0) = (
                 full && sv.imm.len() >= self.options.max_immutable_memtables,
                 l0_tables >= self.options.l0_stop_writes,

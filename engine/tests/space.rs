@@ -245,3 +245,35 @@ fn a_file_written_into_the_holes_of_dead_large_values_is_left_alone() {
     check_all(|k| db.get(k), (1..KEYS).step_by(2), 0, VALUE);
     db.verify().unwrap();
 }
+
+#[test]
+fn overwrites_come_back_in_the_background_without_compact() {
+    let dir = tempfile::tempdir().unwrap();
+    // Background threads on; a memtable is frozen after 4 MiB of values, so index compaction
+    // sees the overwrites long before its 32 MiB of index entries would fill it.
+    let db = options()
+        .background_compaction(true)
+        .memtable_value_bytes(4 << 20)
+        .open(dir.path())
+        .unwrap();
+    for round in 0..4 {
+        for i in 0..KEYS {
+            db.put(key(i), value(i, round, VALUE)).unwrap();
+        }
+    }
+    let written = 4 * FILL as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let bound = 2 * FILL as u64;
+    while db.stats().value_disk_bytes > bound && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let stats = db.stats();
+    assert!(
+        stats.value_disk_bytes <= bound,
+        "{} bytes on disk after writing {written} bytes over {FILL} live: {stats:?}",
+        stats.value_disk_bytes
+    );
+    assert!(stats.flushes >= 8, "{stats:?}");
+    check_all(|k| db.get(k), 0..KEYS, 3, VALUE);
+    db.verify().unwrap();
+}

@@ -87,6 +87,8 @@ pub(crate) struct Memtable {
     entries: SkipMap<InternalKey, Bytes>,
     tombstones: RwLock<Vec<RangeTombstone>>,
     approximate_bytes: AtomicUsize,
+    /// Bytes of the separated values its pointers name (they are not in the memtable).
+    value_bytes: AtomicU64,
     /// The highest sequence number inserted.
     max_seq: AtomicU64,
     /// The write-ahead log file that holds this memtable's writes.
@@ -99,6 +101,7 @@ impl Memtable {
             entries: SkipMap::new(),
             tombstones: RwLock::ranked(Rank::Leaf, Vec::new()),
             approximate_bytes: AtomicUsize::new(0),
+            value_bytes: AtomicU64::new(0),
             max_seq: AtomicU64::new(0),
             wal_number,
         }
@@ -121,6 +124,11 @@ impl Memtable {
         self.approximate_bytes.load(AtomicOrdering::Relaxed)
     }
 
+    /// Bytes of the separated values the memtable's pointers name.
+    pub fn value_bytes(&self) -> u64 {
+        self.value_bytes.load(AtomicOrdering::Relaxed)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.tombstones.read().is_empty()
     }
@@ -134,6 +142,13 @@ impl Memtable {
     pub fn insert(&self, key: Bytes, seq: SeqNo, kind: ValueKind, value: Bytes) {
         self.charge(key.len() + value.len());
         self.entries.insert(InternalKey::new(key, seq, kind), value);
+    }
+
+    /// Adds a version whose value, of `value_len` bytes, is in a value file.
+    pub fn insert_pointer(&self, key: Bytes, seq: SeqNo, pointer: Bytes, value_len: u64) {
+        self.value_bytes
+            .fetch_add(value_len, AtomicOrdering::Relaxed);
+        self.insert(key, seq, ValueKind::Pointer, pointer);
     }
 
     pub fn insert_range_tombstone(&self, tombstone: RangeTombstone) {
