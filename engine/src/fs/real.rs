@@ -296,7 +296,11 @@ impl SegmentFile for RealSegment {
         //   only once no fill can still read them (DESIGN invariant 2), so no reader copies
         //   out of bytes that a `pwrite` is changing; readers copy out and keep no view.
         // - Other processes stay out: the database directory's LOCK file admits one writing
-        //   `Db`, and no writer while read-only handles (which never write) share it.
+        //   `Db`, and no writer while read-only handles (which never write) share it. The one
+        //   exception is a read-only handle on a directory with no LOCK file (`fs/read_only.rs`),
+        //   which holds no lock: a writer opening it meanwhile never shrinks a segment either
+        //   (the first point holds for it too), and readers copy bytes out and check each
+        //   value's CRC, so a block it rewrites fails the check rather than being returned.
         let map = unsafe { Mmap::map(&self.file) }.map_err(io_at(&self.path, "map"))?;
         let map = Arc::new(map);
         *slot = Some(Arc::clone(&map));
