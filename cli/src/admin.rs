@@ -26,7 +26,7 @@ pub struct CheckpointArgs {
 /// # Errors
 /// `Engine` if the database cannot be opened.
 pub fn stats(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
-    let db = outcome::open(dir, Access::Existing)?;
+    let db = outcome::open(dir, Access::ReadOnly)?;
     let stats = db.stats();
     if json {
         writeln!(out, "{}", stats_json(&stats))?;
@@ -42,7 +42,7 @@ pub fn stats(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure>
 /// # Errors
 /// `Corruption` with the engine's description of the damage.
 pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
-    let db = outcome::open(dir, Access::Existing)?;
+    let db = outcome::open(dir, Access::ReadOnly)?;
     let report = db.verify()?;
     if json {
         writeln!(

@@ -71,7 +71,7 @@ pub struct LoadArgs {
 /// # Errors
 /// `Usage` for a bad range argument; `Engine` (or `Corruption`) if the database cannot be read.
 pub fn dump(dir: &Path, args: &DumpArgs, codec: Codec, out: &mut dyn Write) -> Result<(), Failure> {
-    let db = outcome::open(dir, Access::Existing)?;
+    let db = outcome::open(dir, Access::ReadOnly)?;
     let bar = progress(None, "dumped");
     let mut records: u64 = 0;
     for pair in args.range.iter(&db, codec)? {

@@ -20,7 +20,7 @@ pub struct ExtentsArgs {
 /// # Errors
 /// `Engine` if the database cannot be opened.
 pub fn files(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
-    let db = outcome::open(dir, Access::Existing)?;
+    let db = outcome::open(dir, Access::ReadOnly)?;
     let inv = db.inventory();
     if json {
         let tables: Vec<String> = inv
@@ -130,7 +130,7 @@ pub fn extents(
             args.file
         ))
     })?;
-    let db = outcome::open(dir, Access::Existing)?;
+    let db = outcome::open(dir, Access::ReadOnly)?;
     let Some(extents) = db.value_file_extents(id) else {
         return Err(Failure::Engine(format!(
             "there is no value file v{id} (see `kv files`)"

@@ -44,10 +44,13 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// Whether a command may create the database.
+/// How a command opens the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Reads and maintenance: a missing database is an error.
+    /// Reads: opened read-only (`Options::read_only`), so nothing in the directory is ever
+    /// written, and other readers may share it; a missing database is an error.
+    ReadOnly,
+    /// Maintenance: a missing database is an error.
     Existing,
     /// Writes: a missing database is created.
     CreateIfMissing,
@@ -58,7 +61,7 @@ pub enum Access {
 /// # Errors
 /// `Failure::Engine` with the engine's message (missing, I/O), `Locked` or `Corruption`.
 pub fn open(dir: &Path, access: Access) -> Result<Db, Failure> {
-    if access == Access::Existing && !dir.is_dir() {
+    if access != Access::CreateIfMissing && !dir.is_dir() {
         // Checked here so that a mistyped path is not created as a side effect (the engine
         // takes its lock file before it looks for a database).
         return Err(Failure::Engine(format!(
@@ -66,8 +69,18 @@ pub fn open(dir: &Path, access: Access) -> Result<Db, Failure> {
             dir.display()
         )));
     }
-    Options::new()
+    let opened = Options::new()
         .create_if_missing(access == Access::CreateIfMissing)
-        .open(dir)
-        .map_err(Failure::from)
+        .read_only(access == Access::ReadOnly)
+        .open(dir);
+    match opened {
+        // A read-only open is refused only by a writer: say so.
+        Err(extentdb::Error::Locked(_)) if access == Access::ReadOnly => {
+            Err(Failure::Locked(format!(
+                "database {} is locked for writing by another process",
+                dir.display()
+            )))
+        }
+        opened => opened.map_err(Failure::from),
+    }
 }

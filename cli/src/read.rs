@@ -90,7 +90,7 @@ pub struct CountArgs {
 /// `NotFound` if the key is absent; `Engine` if the database cannot be read.
 pub fn get(dir: &Path, args: &GetArgs, style: Style, out: &mut dyn Write) -> Result<(), Failure> {
     let key = style.codec.arg(&args.key)?;
-    let db = outcome::open(dir, Access::Existing)?;
+    let db = outcome::open(dir, Access::ReadOnly)?;
     let Some(value) = db.get(&key)? else {
         return Err(Failure::NotFound(key));
     };
@@ -109,7 +109,7 @@ pub fn get(dir: &Path, args: &GetArgs, style: Style, out: &mut dyn Write) -> Res
 /// # Errors
 /// `Usage` for a bad escape; `Engine` if the database cannot be read.
 pub fn scan(dir: &Path, args: &ScanArgs, style: Style, out: &mut dyn Write) -> Result<(), Failure> {
-    let db = outcome::open(dir, Access::Existing)?;
+    let db = outcome::open(dir, Access::ReadOnly)?;
     let iter = args.range.iter(&db, style.codec)?;
     let iter: Box<dyn Iterator<Item = _>> = if args.reverse {
         Box::new(iter.rev())
@@ -141,7 +141,7 @@ pub fn count(
     style: Style,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let db = outcome::open(dir, Access::Existing)?;
+    let db = outcome::open(dir, Access::ReadOnly)?;
     let mut n: u64 = 0;
     for pair in args.range.iter(&db, style.codec)? {
         pair?;

@@ -704,3 +704,131 @@ fn files_and_extents_show_the_value_files_and_their_maps() {
     let bad = kv(&db, &["extents", "seven"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Every file of a directory: its length, modification time and a hash of its bytes (read in
+/// pieces: a segment file is 256 MiB, mostly holes).
+fn listing(dir: &Path) -> std::collections::BTreeMap<String, (u64, std::time::SystemTime, u64)> {
+    use std::hash::Hasher as _;
+    use std::io::Read as _;
+    let mut out = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        let mut hasher = std::hash::DefaultHasher::new();
+        let mut file = std::fs::File::open(entry.path()).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            hasher.write(buf.get(..n).unwrap());
+        }
+        out.insert(
+            entry.file_name().into_string().unwrap(),
+            (meta.len(), meta.modified().unwrap(), hasher.finish()),
+        );
+    }
+    out
+}
+
+#[test]
+fn read_commands_leave_the_directory_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let big = "x".repeat(5000);
+    ok(&db, &["put", "big", &big]);
+    ok(&db, &["put", "small", "v"]);
+    // The last writer's log is not flushed: the next writer's open would recover it into a
+    // table, a new manifest and a new log.
+    ok(&db, &["put", "big2", &"y".repeat(3000)]);
+    let before = listing(&db);
+    assert!(before.keys().any(|n| n.ends_with(".wal")), "{before:?}");
+    assert_eq!(ok(&db, &["get", "big2"]), format!("{}\n", "y".repeat(3000)));
+    assert_eq!(ok(&db, &["get", "big"]), format!("{big}\n"));
+    assert_eq!(ok(&db, &["scan", "--keys-only"]), "big\nbig2\nsmall\n");
+    assert_eq!(ok(&db, &["count"]), "3\n");
+    assert_eq!(ok(&db, &["dump"]).lines().count(), 3);
+    assert!(ok(&db, &["stats"]).contains("last sequence  3"));
+    assert!(ok(&db, &["verify"]).starts_with("ok: "));
+    assert!(ok(&db, &["files"]).contains(".seg"));
+    let json = ok(&db, &["--json", "files"]);
+    let id_at = json.find("\"value_files\":[{\"id\":").unwrap() + "\"value_files\":[{\"id\":".len();
+    let id: String = json[id_at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    ok(&db, &["extents", &id]);
+    assert_eq!(listing(&db), before);
+}
+
+#[test]
+fn read_commands_share_the_database_with_other_readers() {
+    let dir = fresh();
+    ok(dir.path(), &["put", "k", "v"]);
+    // A read-only handle in this process: `kv` read commands open beside it.
+    let reader = extentdb::Db::open_read_only(dir.path()).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_kv"))
+                .arg("--db")
+                .arg(dir.path())
+                .args(["get", "k"])
+                .env_remove("KVDB_DIR")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"v\n");
+    }
+    assert_eq!(ok(dir.path(), &["count"]), "1\n");
+    assert_eq!(reader.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+#[test]
+fn a_read_command_beside_a_writer_exits_4_saying_it_is_locked_for_writing() {
+    let dir = fresh();
+    ok(dir.path(), &["put", "k", "v"]);
+    let writer = extentdb::Db::open(dir.path()).unwrap();
+    for args in [
+        &["get", "k"][..],
+        &["scan"],
+        &["verify"],
+        &["stats"],
+        &["files"],
+    ] {
+        let out = kv(dir.path(), args);
+        assert_eq!(out.status.code(), Some(4), "kv {args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("is locked for writing by another process"),
+            "kv {args:?}: {stderr}"
+        );
+    }
+    drop(writer);
+    assert_eq!(ok(dir.path(), &["get", "k"]), "v\n");
+}
+
+#[test]
+fn a_write_command_beside_a_reader_exits_4() {
+    let dir = fresh();
+    ok(dir.path(), &["put", "k", "v"]);
+    let reader = extentdb::Db::open_read_only(dir.path()).unwrap();
+    let out = kv(dir.path(), &["put", "k", "w"]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("locked"), "{stderr}");
+    drop(reader);
+    ok(dir.path(), &["put", "k", "w"]);
+    assert_eq!(ok(dir.path(), &["get", "k"]), "w\n");
+}

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use crate::batch::{self, BatchOp, WriteBatch};
 use crate::error::{Error, Result};
 use crate::filename::{self, FileKind};
-use crate::fs::{FileLock, FileSystem, RealFs};
+use crate::fs::{FileLock, FileSystem, ReadOnlyFs, RealFs};
 use crate::index::edit::{NUM_LEVELS, VersionEdit};
 use crate::index::flush;
 use crate::index::memtable::Memtable;
@@ -171,32 +171,52 @@ impl Db {
     /// Opens the database in `path` with default [`Options`], creating it if needed.
     ///
     /// # Errors
-    /// `Locked` if another handle or process has it open, `Corruption` if its files are
-    /// damaged, `Io` for I/O errors.
+    /// `Locked` if another handle or process has it open (read-only handles included),
+    /// `Corruption` if its files are damaged, `Io` for I/O errors.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Options::new().open(path)
     }
 
+    /// Opens the database in `path` read-only, with default [`Options`] otherwise: see
+    /// [`Options::read_only`].
+    ///
+    /// # Errors
+    /// `Locked` if a writer has it open, `InvalidArgument` if `path` does not exist or holds no
+    /// database, `Corruption` if its files are damaged, `Io` for I/O errors.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        Options::new().read_only(true).open(path)
+    }
+
+    /// Opens or creates the database. What a read-only open leaves out is decided here and in
+    /// [`recover_wals`]; underneath, [`ReadOnlyFs`] refuses any write that would still be
+    /// attempted.
     pub(crate) fn open_with(dir: &Path, options: Options) -> Result<Self> {
-        let fs: Arc<dyn FileSystem> = options.fs.clone().unwrap_or_else(|| Arc::new(RealFs));
+        let mut fs: Arc<dyn FileSystem> = options.fs.clone().unwrap_or_else(|| Arc::new(RealFs));
+        let create = options.create_if_missing && !options.read_only;
+        if options.read_only {
+            fs = Arc::new(ReadOnlyFs::new(fs));
+        }
         if !fs.exists(dir)? {
-            if !options.create_if_missing {
+            if !create {
                 return Err(Error::invalid(format!("{} does not exist", dir.display())));
             }
             fs.create_dir_all(dir)?;
         }
         let lock = fs.lock(&dir.join(filename::LOCK))?;
         let cache = Arc::new(BlockCache::new(options.table_cache_bytes));
-        let (versions, values) = if fs.exists(&dir.join(filename::CURRENT))? {
-            VersionSet::recover(dir, Arc::clone(&fs), Arc::clone(&cache))?
-        } else if options.create_if_missing {
+        let (versions, values) = if !fs.exists(&dir.join(filename::CURRENT))? {
+            if !create {
+                return Err(Error::invalid(format!(
+                    "{} holds no database",
+                    dir.display()
+                )));
+            }
             let created = VersionSet::create(dir, Arc::clone(&fs), Arc::clone(&cache))?;
             (created, ValueState::default())
+        } else if options.read_only {
+            VersionSet::load(dir, Arc::clone(&fs), Arc::clone(&cache))?
         } else {
-            return Err(Error::invalid(format!(
-                "{} holds no database",
-                dir.display()
-            )));
+            VersionSet::recover(dir, Arc::clone(&fs), Arc::clone(&cache))?
         };
         let table_options = TableOptions {
             block_size_bytes: options.block_size_bytes,
@@ -211,7 +231,9 @@ impl Db {
         };
         let (inner, last_seq) = recover_wals(dir, fs, options, table_options, recovered)?;
         inner.visible_seq.store(last_seq.0, Ordering::Release);
-        inner.delete_obsolete_files()?;
+        if !inner.options.read_only {
+            inner.delete_obsolete_files()?;
+        }
         let inner = Arc::new(inner);
         let workers = Arc::new(Workers::start(&inner));
         Ok(Self {
@@ -223,8 +245,9 @@ impl Db {
     /// Sets `key` to `value`.
     ///
     /// # Errors
-    /// `InvalidArgument` if a size limit is broken, `Poisoned` after an earlier write
-    /// failure, `Io` if the write-ahead log cannot be written.
+    /// `InvalidArgument` if a size limit is broken, `ReadOnly` if the database was opened
+    /// read-only, `Poisoned` after an earlier write failure, `Io` if the write-ahead log
+    /// cannot be written.
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let mut b = WriteBatch::new();
         b.put(key, value);
@@ -322,7 +345,7 @@ impl Db {
     /// Writes the memtable to a table and waits until every frozen memtable is flushed.
     ///
     /// # Errors
-    /// `Io` or `Poisoned`.
+    /// `Io`, `Poisoned`, or `ReadOnly` if the database was opened read-only.
     pub fn flush(&self) -> Result<()> {
         self.inner.freeze_memtable()?;
         self.inner.flush_frozen()
@@ -331,7 +354,7 @@ impl Db {
     /// Makes every acknowledged write durable (`fdatasync` of the write-ahead log).
     ///
     /// # Errors
-    /// `Io` (the database is then poisoned) or `Poisoned`.
+    /// `Io` (the database is then poisoned), `Poisoned`, or `ReadOnly`.
     pub fn sync(&self) -> Result<()> {
         self.inner.sync_wal()
     }
@@ -340,7 +363,7 @@ impl Db {
     /// overwritten and deleted versions no snapshot needs.
     ///
     /// # Errors
-    /// `Io`, `Corruption` or `Poisoned`.
+    /// `Io`, `Corruption`, `Poisoned` or `ReadOnly`.
     ///
     /// Then compacts the value files (the one being appended to is sealed first, and the next
     /// value starts a new one): frees every block whose bytes are all dead, deletes
@@ -376,7 +399,8 @@ impl Db {
     /// hard-linked where possible). The copy holds every write acknowledged before the call.
     ///
     /// # Errors
-    /// `InvalidArgument` if `dir` exists, `Io`, or `Poisoned`.
+    /// `InvalidArgument` if `dir` exists, `Io`, `Poisoned`, or `ReadOnly` (a read-only
+    /// database cannot flush the writes its memtable holds).
     pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
         self.flush()?;
         self.inner.checkpoint(dir.as_ref())
@@ -425,6 +449,7 @@ impl Db {
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn test_relocate_value_files(&self) -> Result<u64> {
+        self.inner.check_writable()?;
         let moved = self.inner.values.relocate_all(self.inner.as_ref());
         self.inner.poison_on_error(moved)
     }
@@ -461,21 +486,19 @@ struct Recovered {
 /// Blocks a value file maps at a time for appends: one manifest record per reservation.
 const RESERVE_BYTES: u64 = 4 << 20;
 
-/// Replays the write-ahead logs newer than the manifest's log number into a memtable, flushes
-/// it, and starts a new log. Returns the database and the last recovered sequence number.
-fn recover_wals(
-    dir: &Path,
-    fs: Arc<dyn FileSystem>,
-    options: Options,
-    table_options: TableOptions,
-    recovered: Recovered,
-) -> Result<(DbInner, SeqNo)> {
-    let Recovered {
-        mut versions,
-        values,
-        cache,
-        lock,
-    } = recovered;
+/// What the write-ahead logs newer than the manifest's log number hold.
+struct Replayed {
+    /// Every write of the logs.
+    mem: Memtable,
+    /// The last sequence number written (the manifest's if the logs hold none).
+    last: SeqNo,
+    /// How far the replayed pointers reach into each value file.
+    reaches: BTreeMap<ValueFileId, u64>,
+}
+
+/// Replays the write-ahead logs newer than the manifest's log number into a memtable,
+/// writing nothing.
+fn replay_wals(dir: &Path, fs: &dyn FileSystem, versions: &VersionSet) -> Result<Replayed> {
     let mut wals: Vec<u64> = fs
         .list_dir(dir)?
         .iter()
@@ -487,7 +510,6 @@ fn recover_wals(
     wals.sort_unstable();
     let mem = Memtable::new(0);
     let mut last = versions.flushed_seq;
-    // How far the replayed pointers reach into each value file: the rest is trimmed.
     let mut reaches: BTreeMap<ValueFileId, u64> = BTreeMap::new();
     for (i, &number) in wals.iter().enumerate() {
         let path = dir.join(filename::wal(number));
@@ -524,42 +546,63 @@ fn recover_wals(
             ));
         }
     }
-    let value_options = ValueOptions {
+    Ok(Replayed { mem, last, reaches })
+}
+
+/// How the value store is laid out, from the options.
+fn value_options(options: &Options) -> ValueOptions {
+    let blocks_per_segment = options.value_segment_bytes / options.block_size_bytes as u64;
+    ValueOptions {
         block_size: options.block_size_bytes,
-        blocks_per_segment: options.value_segment_bytes / options.block_size_bytes as u64,
-        reserve_blocks: (RESERVE_BYTES / options.block_size_bytes as u64).clamp(
-            1,
-            options.value_segment_bytes / options.block_size_bytes as u64 / 4,
-        ),
+        blocks_per_segment,
+        reserve_blocks: (RESERVE_BYTES / options.block_size_bytes as u64)
+            .clamp(1, blocks_per_segment / 4),
         file_bytes: options.value_file_bytes,
         cache_bytes: options.cache_bytes,
         read_path: options.read_path,
+        read_only: options.read_only,
         #[cfg(feature = "test-hooks")]
         race_window: options.test_race_window,
-    };
-    let (values, trimmed) =
-        ValueStore::open(dir, Arc::clone(&fs), value_options, values, &reaches)?;
-    let wal_number = versions.new_file_number();
-    let mut edit = VersionEdit {
-        log_number: Some(wal_number),
-        last_seq: Some(last),
-        values: trimmed,
-        ..VersionEdit::default()
-    };
-    let mut opened = Vec::new();
-    if !mem.is_empty() {
-        let number = versions.new_file_number();
-        let (meta, reaches) = flush::write_table(&fs, dir, &table_options, number, &mem)?;
-        fs.sync_dir(dir)?;
-        opened.push(versions.open_table(meta.clone())?);
-        edit.added.push((0, meta));
-        edit.values.extend(reaches);
     }
-    versions.log_and_apply(edit, opened)?;
-    let writer = LogWriter::new(fs.create(&dir.join(filename::wal(wal_number)))?);
-    fs.sync_dir(dir)?;
+}
+
+/// Replays the write-ahead logs newer than the manifest's log number and opens the value
+/// store, trimming every value file to what the pointers reach. Then, unless read-only,
+/// flushes the replayed writes to a table, logs the trimming and starts a new log; read-only,
+/// the replayed writes stay in the memtable, the trimming in memory, and there is no log.
+/// Returns the database and the last recovered sequence number.
+fn recover_wals(
+    dir: &Path,
+    fs: Arc<dyn FileSystem>,
+    options: Options,
+    table_options: TableOptions,
+    recovered: Recovered,
+) -> Result<(DbInner, SeqNo)> {
+    let Recovered {
+        mut versions,
+        values,
+        cache,
+        lock,
+    } = recovered;
+    let Replayed { mem, last, reaches } = replay_wals(dir, fs.as_ref(), &versions)?;
+    let (values, trimmed) = ValueStore::open(
+        dir,
+        Arc::clone(&fs),
+        value_options(&options),
+        values,
+        &reaches,
+    )?;
+    let (mem, writer, wal_number) = if options.read_only {
+        (mem, None, versions.log_number)
+    } else {
+        let wal_number =
+            persist_recovery(dir, &fs, &table_options, &mut versions, mem, last, trimmed)?;
+        let writer = LogWriter::new(fs.create(&dir.join(filename::wal(wal_number)))?);
+        fs.sync_dir(dir)?;
+        (Memtable::new(wal_number), Some(writer), wal_number)
+    };
     let sv = SuperVersion {
-        mem: Arc::new(Memtable::new(wal_number)),
+        mem: Arc::new(mem),
         imm: Vec::new(),
         version: versions.current(),
         live: Live::new(&Arc::default()),
@@ -593,6 +636,38 @@ fn recover_wals(
         _lock: lock,
     };
     Ok((inner, last))
+}
+
+/// Makes recovery durable: writes the replayed writes `mem` to a table and logs it with the
+/// value store's trimming edits `trimmed`, the last sequence number and a new log number,
+/// which it returns (the caller creates that log).
+fn persist_recovery(
+    dir: &Path,
+    fs: &Arc<dyn FileSystem>,
+    table_options: &TableOptions,
+    versions: &mut VersionSet,
+    mem: Memtable,
+    last: SeqNo,
+    trimmed: Vec<ValueEdit>,
+) -> Result<u64> {
+    let wal_number = versions.new_file_number();
+    let mut edit = VersionEdit {
+        log_number: Some(wal_number),
+        last_seq: Some(last),
+        values: trimmed,
+        ..VersionEdit::default()
+    };
+    let mut opened = Vec::new();
+    if !mem.is_empty() {
+        let number = versions.new_file_number();
+        let (meta, reaches) = flush::write_table(fs, dir, table_options, number, &mem)?;
+        fs.sync_dir(dir)?;
+        opened.push(versions.open_table(meta.clone())?);
+        edit.added.push((0, meta));
+        edit.values.extend(reaches);
+    }
+    versions.log_and_apply(edit, opened)?;
+    Ok(wal_number)
 }
 
 impl ValueLog for DbInner {
@@ -734,8 +809,13 @@ impl DbInner {
         r
     }
 
-    pub fn check_not_poisoned(&self) -> Result<()> {
-        if self.is_poisoned() {
+    /// The gate of every path that writes to the directory (writes, flushes, syncs,
+    /// compactions, value reclamation): `ReadOnly` for a read-only database, `Poisoned` after
+    /// an earlier failure.
+    pub fn check_writable(&self) -> Result<()> {
+        if self.options.read_only {
+            Err(Error::ReadOnly)
+        } else if self.is_poisoned() {
             Err(Error::Poisoned)
         } else {
             Ok(())
@@ -757,7 +837,7 @@ impl DbInner {
     }
 
     pub fn sync_wal(&self) -> Result<()> {
-        self.check_not_poisoned()?;
+        self.check_writable()?;
         let mut wal = self.wal.lock();
         let r = self.sync_log(&mut wal);
         Counters::add(&self.counters.wal_syncs, 1);
@@ -808,7 +888,7 @@ impl DbInner {
     }
 
     fn collect_values_once(&self, full: bool) -> Result<ValuePass> {
-        self.check_not_poisoned()?;
+        self.check_writable()?;
         let mut pass = ValuePass::default();
         let reclaimed = self.reclaim_values()?;
         pass.owed |= !reclaimed;
@@ -1235,6 +1315,18 @@ mod reclaim_fault_tests {
 
         fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>> {
             RealFs.lock(path)
+        }
+
+        fn lock_shared(&self, path: &Path) -> Result<Box<dyn FileLock>> {
+            RealFs.lock_shared(path)
+        }
+
+        fn open_segment_read_only(
+            &self,
+            path: &Path,
+            len_bytes: u64,
+        ) -> Result<Arc<dyn SegmentFile>> {
+            RealFs.open_segment_read_only(path, len_bytes)
         }
 
         fn open_segment(

@@ -1,8 +1,8 @@
 //! The error type of every fallible operation in the engine.
 //!
 //! Errors are few and say what the caller can do about them: retry later (`WouldBlock`),
-//! fix the call (`InvalidArgument`), stop writing (`Poisoned`), or inspect the damaged file
-//! (`Corruption`). See `docs/durability.md` for what `Poisoned` means for durability.
+//! fix the call (`InvalidArgument`), stop writing (`Poisoned`, `ReadOnly`), or inspect the
+//! damaged file (`Corruption`). See `docs/durability.md` for what `Poisoned` means for durability.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -33,6 +33,9 @@ pub enum Error {
     Poisoned,
     /// A non-blocking read would have had to wait for a lock or start I/O.
     WouldBlock,
+    /// The database was opened read-only ([`crate::Options::read_only`]) and the call would
+    /// have written to it.
+    ReadOnly,
 }
 
 impl Error {
@@ -82,6 +85,7 @@ impl fmt::Display for Error {
                 "database is poisoned by an earlier failed write or sync; reopen it to recover",
             ),
             Self::WouldBlock => f.write_str("operation would block"),
+            Self::ReadOnly => f.write_str("the database is open read-only"),
         }
     }
 }

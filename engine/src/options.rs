@@ -60,6 +60,7 @@ pub struct Options {
     pub(crate) bloom_bits_per_key: u32,
     pub(crate) create_if_missing: bool,
     pub(crate) background_compaction: bool,
+    pub(crate) read_only: bool,
     /// Test-only: see [`Options::test_race_window`].
     #[cfg(feature = "test-hooks")]
     pub(crate) test_race_window: Option<std::time::Duration>,
@@ -97,6 +98,7 @@ impl Options {
             bloom_bits_per_key: 10,
             create_if_missing: true,
             background_compaction: true,
+            read_only: false,
             fs: None,
             #[cfg(feature = "test-hooks")]
             test_race_window: None,
@@ -229,6 +231,31 @@ impl Options {
     /// [`Db::flush`] and [`Db::compact`] and when writers must make room. Default = true.
     pub fn background_compaction(mut self, enabled: bool) -> Self {
         self.background_compaction = enabled;
+        self
+    }
+
+    /// Open the database read-only. Default = false.
+    ///
+    /// A read-only handle never writes, creates, renames, truncates, syncs or deletes anything
+    /// in the directory, so several of them (in any processes) can read one database at once:
+    /// - the directory lock is taken *shared*: read-only handles keep out writers and writers
+    ///   keep them out (`Locked` either way), but read-only handles share it. A directory whose
+    ///   lock file is missing (a checkpoint never opened for writing) is read without a lock;
+    /// - a missing directory, or one that holds no database, is an error whatever
+    ///   [`Options::create_if_missing`] says;
+    /// - recovery happens in memory only: the write-ahead logs the last writer left are
+    ///   replayed into the memtable and stay where they are (no new log, no flush, no new
+    ///   manifest, no trimming of value files recorded, no obsolete file deleted); the next
+    ///   writer to open the database recovers them as usual;
+    /// - there are no background threads, and [`Db::put`], [`Db::delete`],
+    ///   [`Db::delete_range`], [`Db::write`], [`Db::write_with`], [`Db::flush`], [`Db::sync`],
+    ///   [`Db::compact`] and [`Db::checkpoint`] return `Error::ReadOnly`.
+    ///
+    /// Reads, iterators, snapshots, [`Db::verify`], [`Db::stats`] and [`Db::inventory`] work
+    /// as on a writable handle, on the state as of the open: writes a writer makes later are
+    /// not seen (and a writer cannot open while the read-only handle lives).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 

@@ -36,7 +36,8 @@ const VALUES_RETRY: Duration = Duration::from_millis(500);
 impl Workers {
     pub fn start(db: &Arc<DbInner>) -> Self {
         let mut threads = Vec::new();
-        if db.options.background_compaction {
+        // A read-only database has nothing to flush or compact, and must not try.
+        if db.options.background_compaction && !db.options.read_only {
             for (job, name) in [
                 (Job::Flush, "extentdb-flush"),
                 (Job::Compaction, "extentdb-compact"),

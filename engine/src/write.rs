@@ -42,10 +42,21 @@ const STALL_POLL: Duration = Duration::from_millis(100);
 /// The open write-ahead log, owned by the commit leader.
 #[derive(Debug)]
 pub(crate) struct WalState {
-    pub writer: LogWriter,
+    /// `None` in a read-only database, which has no log of its own.
+    pub writer: Option<LogWriter>,
     pub number: u64,
     /// The last sequence number written to the log.
     pub last_seq: SeqNo,
+}
+
+impl WalState {
+    /// The log, to append to or sync.
+    ///
+    /// # Errors
+    /// `ReadOnly` in a read-only database.
+    fn writer(&mut self) -> Result<&mut LogWriter> {
+        self.writer.as_mut().ok_or(Error::ReadOnly)
+    }
 }
 
 #[derive(Debug)]
@@ -87,7 +98,7 @@ impl DbInner {
         if batch.is_empty() {
             return Ok(());
         }
-        self.check_not_poisoned()?;
+        self.check_writable()?;
         let queue = &self.commit;
         let mut state = queue.state.lock();
         let ticket = state.next_ticket;
@@ -144,7 +155,7 @@ impl DbInner {
     /// Writes a group to the log and the memtable. Runs on the leader, one group at a time.
     fn commit_group(&self, group: &mut [Pending]) -> Result<()> {
         let mut wal = self.wal.lock();
-        self.check_not_poisoned()?;
+        self.check_writable()?;
         self.make_room(&mut wal)?;
         let mut seq = wal.last_seq;
         let mut encoded = Vec::with_capacity(group.len());
@@ -159,11 +170,11 @@ impl DbInner {
             seq = SeqNo(seq.0 + p.batch.len() as u64);
             let payload = p.batch.seal(first);
             bytes += payload.len();
-            let r = wal.writer.add_record(payload);
+            let r = wal.writer().and_then(|w| w.add_record(payload));
             self.poison_on_error(r)?;
             encoded.push(p.batch.take_encoded());
         }
-        let r = wal.writer.flush();
+        let r = wal.writer().and_then(LogWriter::flush);
         self.poison_on_error(r)?;
         if group.iter().any(|p| p.sync) {
             let r = self.sync_log(&mut wal);
@@ -172,8 +183,9 @@ impl DbInner {
         }
         wal.last_seq = seq;
         let mem = Arc::clone(&self.super_version().mem);
+        let path = wal.writer()?.path().to_path_buf();
         for payload in encoded {
-            let decoded = batch::decode(payload, wal.writer.path(), 0)?;
+            let decoded = batch::decode(payload, &path, 0)?;
             apply(&mem, decoded.ops);
         }
         mem.note_max_seq(seq);
@@ -193,7 +205,7 @@ impl DbInner {
     fn make_room(&self, wal: &mut WalState) -> Result<()> {
         let mut stalled = false;
         loop {
-            self.check_not_poisoned()?;
+            self.check_writable()?;
             let sv = self.super_version();
             let l0_tables = sv.version.levels[0].len();
             // Also full once its pointers name enough value bytes: the memtable of large values
@@ -245,7 +257,7 @@ impl DbInner {
             .create(&path)
             .and_then(|f| self.fs.sync_dir(&self.dir).map(|()| f));
         let file = self.poison_on_error(created)?;
-        wal.writer = LogWriter::new(file);
+        wal.writer = Some(LogWriter::new(file));
         wal.number = number;
         {
             let mut current = self.super_version.write();
@@ -270,12 +282,12 @@ impl DbInner {
     /// Called with the WAL locked (`wal`).
     pub fn sync_log(&self, wal: &mut WalState) -> Result<()> {
         self.values.sync()?;
-        wal.writer.sync()
+        wal.writer()?.sync()
     }
 
     /// Freezes the active memtable if it holds anything (for an explicit flush).
     pub fn freeze_memtable(&self) -> Result<()> {
-        self.check_not_poisoned()?;
+        self.check_writable()?;
         let mut wal = self.wal.lock();
         if self.super_version().mem.is_empty() {
             return Ok(());

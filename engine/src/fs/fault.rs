@@ -94,6 +94,14 @@ impl FileSystem for FaultFs {
         RealFs.lock(path)
     }
 
+    fn lock_shared(&self, path: &Path) -> Result<Box<dyn FileLock>> {
+        RealFs.lock_shared(path)
+    }
+
+    fn open_segment_read_only(&self, path: &Path, len_bytes: u64) -> Result<Arc<dyn SegmentFile>> {
+        RealFs.open_segment_read_only(path, len_bytes)
+    }
+
     fn open_segment(
         &self,
         path: &Path,

@@ -2,7 +2,8 @@
 //!
 //! No other module touches `std::fs`. That keeps one place where a fault can be injected into
 //! any call (a failing write, a lost fsync, a torn rename) and where an in-memory file system
-//! can stand in for the disk. [`RealFs`] is the implementation on the host's file system.
+//! can stand in for the disk. [`RealFs`] is the implementation on the host's file system;
+//! `ReadOnlyFs` wraps another to refuse every change, under a read-only `Db`.
 //!
 //! Thread safety: a `FileSystem`, its `ReadableFile`s and its `SegmentFile`s are shared between
 //! threads; a `WritableFile` has one owner at a time.
@@ -16,6 +17,7 @@
 mod bytes_file;
 #[cfg(test)]
 mod fault;
+mod read_only;
 mod real;
 
 use std::fmt::Debug;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 pub use bytes_file::BytesFile;
 #[cfg(test)]
 pub(crate) use fault::FaultFs;
+pub(crate) use read_only::ReadOnlyFs;
 pub use real::RealFs;
 
 use crate::error::Result;
@@ -56,6 +59,12 @@ pub trait FileSystem: Send + Sync + Debug {
     /// # Errors
     /// `Error::Locked` if anyone else holds it.
     fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>>;
+    /// Takes a shared advisory lock on the existing file `path` (never creating it): any number
+    /// of shared holders at once, but none while someone holds it through [`Self::lock`].
+    ///
+    /// # Errors
+    /// `Error::Locked` if someone holds it exclusively; `Io` if it is missing.
+    fn lock_shared(&self, path: &Path) -> Result<Box<dyn FileLock>>;
     /// Opens the segment file `path`, which is exactly `len_bytes` long.
     ///
     /// With `create`, a missing file is created as a sparse file of `len_bytes`; so is an
@@ -71,6 +80,13 @@ pub trait FileSystem: Send + Sync + Debug {
         len_bytes: u64,
         create: bool,
     ) -> Result<Arc<dyn SegmentFile>>;
+    /// Opens the existing segment file `path`, which is exactly `len_bytes` long, for reads
+    /// only: its writes, syncs and hole punches fail.
+    ///
+    /// # Errors
+    /// `Corruption` if the file has any other length; `Io` if it is missing or on any I/O
+    /// failure.
+    fn open_segment_read_only(&self, path: &Path, len_bytes: u64) -> Result<Arc<dyn SegmentFile>>;
 
     /// Reads a whole file.
     ///

@@ -114,6 +114,36 @@ impl FileSystem for RealFs {
         }
     }
 
+    fn lock_shared(&self, path: &Path) -> Result<Box<dyn FileLock>> {
+        let file = File::open(path).map_err(io_at(path, "open lock file"))?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Box::new(RealLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(Error::Locked(path.parent().unwrap_or(path).to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(io_at(path, "lock")(e)),
+        }
+    }
+
+    fn open_segment_read_only(&self, path: &Path, len_bytes: u64) -> Result<Arc<dyn SegmentFile>> {
+        let file = File::open(path).map_err(io_at(path, "open segment"))?;
+        let len = file.metadata().map_err(io_at(path, "stat"))?.len();
+        if len != len_bytes {
+            return Err(Error::corruption(
+                path,
+                len,
+                format!("segment file is {len} bytes long, expected {len_bytes}"),
+            ));
+        }
+        advise_random(&file);
+        Ok(Arc::new(RealSegment {
+            file,
+            len: len_bytes,
+            path: path.to_path_buf(),
+            map: Mutex::new(None),
+        }))
+    }
+
     fn open_segment(
         &self,
         path: &Path,
@@ -265,7 +295,12 @@ impl SegmentFile for RealSegment {
         // - Blocks are rewritten only after the allocator has released them, which happens
         //   only once no fill can still read them (DESIGN invariant 2), so no reader copies
         //   out of bytes that a `pwrite` is changing; readers copy out and keep no view.
-        // - Other processes stay out: the database directory's LOCK file admits one `Db`.
+        // - Other processes stay out: the database directory's LOCK file admits one writing
+        //   `Db`, and no writer while read-only handles (which never write) share it. The one
+        //   exception is a read-only handle on a directory with no LOCK file (`fs/read_only.rs`),
+        //   which holds no lock: a writer opening it meanwhile never shrinks a segment either
+        //   (the first point holds for it too), and readers copy bytes out and check each
+        //   value's CRC, so a block it rewrites fails the check rather than being returned.
         let map = unsafe { Mmap::map(&self.file) }.map_err(io_at(&self.path, "map"))?;
         let map = Arc::new(map);
         *slot = Some(Arc::clone(&map));

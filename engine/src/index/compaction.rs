@@ -204,7 +204,7 @@ impl DbInner {
     /// Runs one compaction if the tree needs one; returns whether it did.
     pub fn compact_step(&self) -> Result<bool> {
         let mut state = self.compaction_lock.lock();
-        self.check_not_poisoned()?;
+        self.check_writable()?;
         let version = Arc::clone(&self.super_version().version);
         let Some(plan) = pick(&version, &self.options, &mut state) else {
             return Ok(false);
@@ -217,7 +217,7 @@ impl DbInner {
     /// Compacts every level into the deepest non-empty one, then rewrites that one.
     pub fn compact_all(&self) -> Result<()> {
         let _state = self.compaction_lock.lock();
-        self.check_not_poisoned()?;
+        self.check_writable()?;
         let first = self.super_version().version.clone();
         let target = (1..NUM_LEVELS)
             .rev()

@@ -121,7 +121,7 @@ impl DbInner {
     pub fn flush_frozen(&self) -> Result<()> {
         let _job = self.flush_lock.lock();
         loop {
-            self.check_not_poisoned()?;
+            self.check_writable()?;
             let sv = self.super_version();
             let Some(oldest) = sv.imm.last().cloned() else {
                 return Ok(());

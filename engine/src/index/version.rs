@@ -209,7 +209,8 @@ pub(crate) struct VersionSet {
     fs: Arc<dyn FileSystem>,
     cache: Arc<BlockCache>,
     current: Arc<Version>,
-    manifest: LogWriter,
+    /// The manifest edits are appended to; `None` in a read-only database, which logs none.
+    manifest: Option<LogWriter>,
     manifest_number: u64,
     next_file: u64,
     /// WAL files below this number hold only flushed writes.
@@ -239,18 +240,18 @@ impl VersionSet {
 
     /// Creates a new database: an empty manifest and `CURRENT`.
     pub fn create(dir: &Path, fs: Arc<dyn FileSystem>, cache: Arc<BlockCache>) -> Result<Self> {
-        let set = Self::write_new_manifest(
-            dir,
+        let mut set = Self {
+            dir: dir.to_path_buf(),
             fs,
             cache,
-            Arc::new(Version::default()),
-            2,
-            1,
-            0,
-            SeqNo(0),
-            Vec::new(),
-        )?;
-        set.install_current()?;
+            current: Arc::new(Version::default()),
+            manifest: None,
+            manifest_number: 0,
+            next_file: 1,
+            log_number: 0,
+            flushed_seq: SeqNo(0),
+        };
+        set.start_manifest(Vec::new())?;
         Ok(set)
     }
 
@@ -261,12 +262,27 @@ impl VersionSet {
         fs: Arc<dyn FileSystem>,
         cache: Arc<BlockCache>,
     ) -> Result<(Self, ValueState)> {
+        let (mut set, values) = Self::load(dir, fs, cache)?;
+        set.start_manifest(values.snapshot_edits())?;
+        Ok((set, values))
+    }
+
+    /// Reads `CURRENT` and replays the manifest it names, writing nothing: the set logs no
+    /// edits (they fail with `ReadOnly`). Returns the value files' state too.
+    pub fn load(
+        dir: &Path,
+        fs: Arc<dyn FileSystem>,
+        cache: Arc<BlockCache>,
+    ) -> Result<(Self, ValueState)> {
         let current_path = dir.join(filename::CURRENT);
         let current = fs.read_all(&current_path)?;
-        let name = std::str::from_utf8(&current)
+        let (name, manifest_number) = std::str::from_utf8(&current)
             .ok()
             .and_then(|s| s.strip_suffix('\n'))
-            .filter(|s| matches!(filename::parse(s), Some(filename::FileKind::Manifest(_))))
+            .and_then(|s| match filename::parse(s) {
+                Some(filename::FileKind::Manifest(n)) => Some((s, n)),
+                _ => None,
+            })
             .ok_or_else(|| {
                 Error::corruption(&current_path, 0, "CURRENT does not name a manifest")
             })?;
@@ -322,56 +338,49 @@ impl VersionSet {
             }
         }
         sort_levels(&mut files);
-        let version = Arc::new(Version::new(files));
-        let manifest_number = next_file;
-        let set = Self::write_new_manifest(
-            dir,
-            fs,
-            cache,
-            version,
-            next_file + 1,
-            manifest_number,
-            log_number,
-            last_seq,
-            values.snapshot_edits(),
-        )?;
-        set.install_current()?;
-        Ok((set, values))
-    }
-
-    #[expect(clippy::too_many_arguments, reason = "the whole persisted state, once")]
-    fn write_new_manifest(
-        dir: &Path,
-        fs: Arc<dyn FileSystem>,
-        cache: Arc<BlockCache>,
-        version: Arc<Version>,
-        next_file: u64,
-        manifest_number: u64,
-        log_number: u64,
-        flushed_seq: SeqNo,
-        values: Vec<ValueEdit>,
-    ) -> Result<Self> {
-        let snapshot = VersionEdit {
-            log_number: Some(log_number),
-            next_file: Some(next_file),
-            last_seq: Some(flushed_seq),
-            added: version.files().map(|(l, f)| (l, f.meta.clone())).collect(),
-            removed: Vec::new(),
-            values,
-        };
-        let mut manifest = create_manifest(fs.as_ref(), dir, manifest_number, &snapshot)?;
-        manifest.sync()?;
-        Ok(Self {
+        let set = Self {
             dir: dir.to_path_buf(),
             fs,
             cache,
-            current: version,
-            manifest,
+            current: Arc::new(Version::new(files)),
+            manifest: None,
             manifest_number,
             next_file,
             log_number,
-            flushed_seq,
-        })
+            flushed_seq: last_seq,
+        };
+        Ok((set, values))
+    }
+
+    /// Starts a new manifest holding the whole state in one record (the current version,
+    /// the counters and `values`, the value files' state), and points `CURRENT` at it.
+    fn start_manifest(&mut self, values: Vec<ValueEdit>) -> Result<()> {
+        let number = self.new_file_number();
+        let snapshot = VersionEdit {
+            log_number: Some(self.log_number),
+            next_file: Some(self.next_file),
+            last_seq: Some(self.flushed_seq),
+            added: self
+                .current
+                .files()
+                .map(|(l, f)| (l, f.meta.clone()))
+                .collect(),
+            removed: Vec::new(),
+            values,
+        };
+        let mut manifest = create_manifest(self.fs.as_ref(), &self.dir, number, &snapshot)?;
+        manifest.sync()?;
+        self.manifest = Some(manifest);
+        self.manifest_number = number;
+        self.install_current()
+    }
+
+    /// The manifest, to append an edit to.
+    ///
+    /// # Errors
+    /// `ReadOnly` if the set was loaded read-only.
+    fn manifest(&mut self) -> Result<&mut LogWriter> {
+        self.manifest.as_mut().ok_or(Error::ReadOnly)
     }
 
     fn install_current(&self) -> Result<()> {
@@ -388,8 +397,9 @@ impl VersionSet {
             values,
             ..VersionEdit::default()
         };
-        self.manifest.add_record(&edit.encode())?;
-        self.manifest.sync()
+        let manifest = self.manifest()?;
+        manifest.add_record(&edit.encode())?;
+        manifest.sync()
     }
 
     /// Logs `edit` durably, then makes it the current version. `opened` holds the readers of
@@ -408,8 +418,9 @@ impl VersionSet {
         if let Some(n) = edit.log_number {
             debug_assert!(n >= self.log_number);
         }
-        self.manifest.add_record(&edit.encode())?;
-        self.manifest.sync()?;
+        let manifest = self.manifest()?;
+        manifest.add_record(&edit.encode())?;
+        manifest.sync()?;
         if let Some(n) = edit.log_number {
             self.log_number = n;
         }

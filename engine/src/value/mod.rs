@@ -59,6 +59,8 @@ pub(crate) struct ValueOptions {
     pub file_bytes: u64,
     pub cache_bytes: u64,
     pub read_path: ReadPath,
+    /// Open the segment files for reads only, and leave empty ones as they are.
+    pub read_only: bool,
     /// Test-only: a pause between each extent lookup of a fill and its block read, and between
     /// a relocation's pool invalidation and its remap, so the race test can make the two land
     /// inside each other's window.
@@ -206,7 +208,8 @@ pub(crate) trait ValueLog {
 impl ValueStore {
     /// Builds the store from the recovered state, trimming every file to the bytes its pointers
     /// reach (`reaches`, per file: what the manifest and the replayed logs say). Returns the
-    /// store and the edits that record the trimming.
+    /// store and the edits that record the trimming, for the caller to log (or, read-only,
+    /// to drop: the trimming then holds in memory only, and the next writer redoes it).
     pub fn open(
         dir: &Path,
         fs: Arc<dyn FileSystem>,
@@ -215,7 +218,13 @@ impl ValueStore {
         reaches: &BTreeMap<ValueFileId, u64>,
     ) -> Result<(Self, Vec<ValueEdit>)> {
         let bs = options.block_size as u64;
-        let blocks = BlockStore::open(dir, fs, options.block_size, options.blocks_per_segment)?;
+        let blocks = BlockStore::open(
+            dir,
+            fs,
+            options.block_size,
+            options.blocks_per_segment,
+            options.read_only,
+        )?;
         let mut edits = Vec::new();
         for (&id, f) in &mut state.files {
             let end = f.end.max(reaches.get(&id).copied().unwrap_or(0));

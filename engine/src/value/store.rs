@@ -62,7 +62,9 @@ pub(crate) struct BlockStore {
 impl BlockStore {
     /// Opens the block store in `dir`, opening every segment file there.
     ///
-    /// An empty segment file (its creation cut short by a crash) is given its length.
+    /// An empty segment file (its creation cut short by a crash) is given its length; with
+    /// `read_only` it is left as it is and not opened (it holds no data, and a missing segment
+    /// reads as zeros), and the others are opened for reads only.
     ///
     /// # Errors
     /// `InvalidArgument` if `block_size` or `blocks_per_segment` is zero or a segment would
@@ -73,6 +75,7 @@ impl BlockStore {
         fs: Arc<dyn FileSystem>,
         block_size: usize,
         blocks_per_segment: u64,
+        read_only: bool,
     ) -> Result<Self> {
         let segment_bytes = (block_size as u64)
             .checked_mul(blocks_per_segment)
@@ -109,7 +112,13 @@ impl BlockStore {
             // directory is synced after both). It holds no data, so it is set to its length
             // rather than refused; were it real damage instead, every value in it fails its
             // checksum on read (DESIGN invariant 4).
-            let segment = fs.open_segment(&path, segment_bytes, true)?;
+            let segment = if !read_only {
+                fs.open_segment(&path, segment_bytes, true)?
+            } else if fs.open(&path)?.len() == 0 {
+                continue;
+            } else {
+                fs.open_segment_read_only(&path, segment_bytes)?
+            };
             // Every offset computed below trusts this length; a file system layer that got it
             // wrong would turn reads past the end into errors far from the cause.
             if segment.len() != segment_bytes {
@@ -471,7 +480,7 @@ mod tests {
     const BLOCKS_PER_SEGMENT: u64 = 4;
 
     fn open(dir: &Path) -> BlockStore {
-        BlockStore::open(dir, Arc::new(RealFs), BLOCK, BLOCKS_PER_SEGMENT).unwrap()
+        BlockStore::open(dir, Arc::new(RealFs), BLOCK, BLOCKS_PER_SEGMENT, false).unwrap()
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -535,8 +544,14 @@ mod tests {
     fn punch_returns_true_on_this_file_system_and_reads_zeros_afterwards() {
         let dir = tempfile::tempdir().unwrap();
         // Hole punching works in whole file-system blocks: use 4 KiB blocks here.
-        let store =
-            BlockStore::open(dir.path(), Arc::new(RealFs), 4096, BLOCKS_PER_SEGMENT).unwrap();
+        let store = BlockStore::open(
+            dir.path(),
+            Arc::new(RealFs),
+            4096,
+            BLOCKS_PER_SEGMENT,
+            false,
+        )
+        .unwrap();
         store
             .write(PhysicalBlock(0), 0, &vec![3; 8 * 4096])
             .unwrap();
@@ -583,8 +598,14 @@ mod tests {
         RealFs
             .open_segment(&dir.path().join(filename::segment(2)), seg_bytes + 1, true)
             .unwrap();
-        let err =
-            BlockStore::open(dir.path(), Arc::new(RealFs), BLOCK, BLOCKS_PER_SEGMENT).unwrap_err();
+        let err = BlockStore::open(
+            dir.path(),
+            Arc::new(RealFs),
+            BLOCK,
+            BLOCKS_PER_SEGMENT,
+            false,
+        )
+        .unwrap_err();
         assert!(err.is_corruption(), "{err}");
     }
 
@@ -611,8 +632,14 @@ mod tests {
         RealFs
             .open_segment(&dir.path().join("12.seg"), seg_bytes, true)
             .unwrap();
-        let err =
-            BlockStore::open(dir.path(), Arc::new(RealFs), BLOCK, BLOCKS_PER_SEGMENT).unwrap_err();
+        let err = BlockStore::open(
+            dir.path(),
+            Arc::new(RealFs),
+            BLOCK,
+            BLOCKS_PER_SEGMENT,
+            false,
+        )
+        .unwrap_err();
         assert!(err.is_corruption(), "{err}");
     }
 
@@ -620,7 +647,7 @@ mod tests {
     fn bad_sizes_and_ranges_are_invalid_arguments() {
         let dir = tempfile::tempdir().unwrap();
         for (block, per_segment) in [(0, 4), (256, 0), (usize::MAX, 4)] {
-            let r = BlockStore::open(dir.path(), Arc::new(RealFs), block, per_segment);
+            let r = BlockStore::open(dir.path(), Arc::new(RealFs), block, per_segment, false);
             assert!(
                 matches!(r, Err(Error::InvalidArgument(_))),
                 "{block} x {per_segment}"
@@ -648,8 +675,14 @@ mod tests {
     fn fault_switches_make_segment_writes_and_syncs_fail() {
         let dir = tempfile::tempdir().unwrap();
         let fs = FaultFs::default();
-        let store =
-            BlockStore::open(dir.path(), Arc::new(fs.clone()), BLOCK, BLOCKS_PER_SEGMENT).unwrap();
+        let store = BlockStore::open(
+            dir.path(),
+            Arc::new(fs.clone()),
+            BLOCK,
+            BLOCKS_PER_SEGMENT,
+            false,
+        )
+        .unwrap();
         store.write(PhysicalBlock(0), 0, &[1; BLOCK]).unwrap();
 
         fs.fail_writes(true);
