@@ -5,13 +5,14 @@
 //! Counters in `stats` (writes, flushes, cache hits...) count since the database was opened,
 //! which for a `kv` command is just now: the sizes and levels are the interesting part.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use std::path::PathBuf;
 
 use clap::Args;
-use extentdb::Stats;
+use extentdb::{Stats, VerifyPhase};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::outcome::{self, Access, Failure};
 
@@ -43,7 +44,21 @@ pub fn stats(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure>
 /// `Corruption` with the engine's description of the damage.
 pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let db = outcome::open(dir, Access::ReadOnly)?;
-    let report = db.verify()?;
+    let bar = verify_progress_bar();
+    let report = db.verify_with_progress(|p| {
+        let phase = match p.phase {
+            VerifyPhase::Tables => "tables",
+            _ => "values",
+        };
+        if bar.message() != phase {
+            bar.set_message(phase);
+            bar.set_position(0);
+        }
+        bar.set_length(p.total_bytes);
+        bar.set_position(p.done_bytes);
+    });
+    bar.finish_and_clear();
+    let report = report?;
     if json {
         writeln!(
             out,
@@ -67,6 +82,23 @@ pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure
         human_bytes(report.bytes)
     )?;
     Ok(())
+}
+
+/// A progress bar on stderr for `verify`: bytes read of the current phase, with its rate and
+/// ETA; hidden when stderr is not a terminal.
+fn verify_progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(
+        "verifying {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message("tables");
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }
 
 /// `kv compact`.

@@ -115,11 +115,14 @@ pub fn load(
         bar.inc(read as u64);
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
-        let (key, value) = parse_line(args.format, text).map_err(|e| {
+        let parsed = parse_line(args.format, text).map_err(|e| {
             Failure::Usage(format!(
                 "line {number}: {e}; the {records} records before it were loaded"
             ))
         })?;
+        let Some((key, value)) = parsed else {
+            continue;
+        };
         batch.put(key, value);
         records += 1;
         if batch.len() >= LOAD_BATCH_RECORDS || batch.encoded_bytes() >= LOAD_BATCH_BYTES {
@@ -143,8 +146,15 @@ fn format_line(format: Format, key: &[u8], value: &[u8]) -> String {
     }
 }
 
-/// One line of `format` (without its newline) as a key and a value.
-fn parse_line(format: Format, line: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+/// A key and its value, as read from a line.
+type Record = (Vec<u8>, Vec<u8>);
+
+/// One line of `format` (without its newline) as a key and a value; `None` for the summary
+/// line `ldb dump` ends with (`Keys in range: N`), which holds no record.
+fn parse_line(format: Format, line: &[u8]) -> Result<Option<Record>, String> {
+    if format == Format::Ldb && is_ldb_summary(line) {
+        return Ok(None);
+    }
     let (key, value) = match format {
         Format::Kv => {
             let mut fields = line.splitn(2, |&b| b == b' ');
@@ -162,7 +172,13 @@ fn parse_line(format: Format, line: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String>
             (strip_0x(key)?, strip_0x(value)?)
         }
     };
-    Ok((from_hex(key)?, from_hex(value)?))
+    Ok(Some((from_hex(key)?, from_hex(value)?)))
+}
+
+/// True for the line `Keys in range: N` that `ldb dump` prints after the records.
+fn is_ldb_summary(line: &[u8]) -> bool {
+    line.strip_prefix(b"Keys in range: ")
+        .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
 }
 
 /// `0x...` or `0X...` without the prefix.
@@ -210,7 +226,7 @@ mod tests {
                 let text = line.strip_suffix('\n').unwrap().as_bytes();
                 assert_eq!(
                     parse_line(format, text).unwrap(),
-                    (key.to_vec(), value.to_vec())
+                    Some((key.to_vec(), value.to_vec()))
                 );
             }
         }
@@ -235,7 +251,11 @@ mod tests {
         assert!(parse_line(Format::Ldb, b"0x6B : 0x76").is_err());
         assert_eq!(
             parse_line(Format::Ldb, b"0x6b ==> 0X").unwrap(),
-            (b"k".to_vec(), Vec::new())
+            Some((b"k".to_vec(), Vec::new()))
         );
+        // `ldb dump` ends with a count, which is no record; a malformed one is an error.
+        assert_eq!(parse_line(Format::Ldb, b"Keys in range: 3").unwrap(), None);
+        assert!(parse_line(Format::Ldb, b"Keys in range: three").is_err());
+        assert!(parse_line(Format::Kv, b"Keys in range: 3").is_err());
     }
 }

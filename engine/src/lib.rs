@@ -54,7 +54,7 @@ mod worker;
 mod write;
 
 pub use batch::WriteBatch;
-pub use db::{Db, VerifyReport};
+pub use db::{Db, VerifyPhase, VerifyProgress, VerifyReport};
 pub use error::{Error, Result};
 pub use inspect::{ExtentInfo, Inventory, SegmentInfo, TableInfo, ValueFileInfo};
 pub use iter::Iter;

@@ -244,3 +244,42 @@ fn the_inventory_lists_tables_value_files_segments_and_extents() {
     assert_eq!(extents[0].blocks, file.mapped_blocks);
     assert!(db.value_file_extents(file.id + 1000).is_none());
 }
+
+#[test]
+fn verify_reports_its_progress_through_tables_then_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = options().open(dir.path()).unwrap();
+    for i in 0..600u64 {
+        db.put(format!("k{i:04}"), big(i, 10_000)).unwrap();
+    }
+    db.compact().unwrap();
+    let mut seen: Vec<extentdb::VerifyProgress> = Vec::new();
+    let report = db.verify_with_progress(|p| seen.push(p)).unwrap();
+    let tables: Vec<_> = seen
+        .iter()
+        .filter(|p| p.phase == extentdb::VerifyPhase::Tables)
+        .collect();
+    let values: Vec<_> = seen
+        .iter()
+        .filter(|p| p.phase == extentdb::VerifyPhase::Values)
+        .collect();
+    assert_eq!(tables.len(), report.tables);
+    let last = tables.last().unwrap();
+    assert_eq!(
+        (last.done_bytes, last.total_bytes),
+        (report.bytes, report.bytes)
+    );
+    // About 6 MB of values: a report every 4 MiB, then the last one.
+    assert_eq!(values.len(), 2, "{values:?}");
+    assert_eq!(values[0].total_bytes, 6_000_000);
+    assert!(values[0].done_bytes >= 4 << 20);
+    let end = values.last().unwrap();
+    assert_eq!((end.done_bytes, end.total_bytes), (6_000_000, 6_000_000));
+    assert_eq!(report.live_value_bytes, 6_000_000);
+    // Tables come first.
+    assert!(
+        seen.iter()
+            .position(|p| p.phase == extentdb::VerifyPhase::Values)
+            > Some(0)
+    );
+}
