@@ -3,8 +3,9 @@
 //!
 //! Targeted cases damage one byte of a write-ahead log record in the middle of the log, of a
 //! table block and of a manifest record. Sweeps damage every byte of a small table, of the
-//! manifest and of `CURRENT` in turn, reopen a copy of the database and read everything:
-//! every read must return exactly the right data or an error.
+//! manifest (also one full of extent records and dead ranges) and of `CURRENT`, and the bytes
+//! of the values in a value segment, in turn, reopen a copy of the database and read
+//! everything: every read must return exactly the right data or an error.
 
 #![allow(
     clippy::unwrap_used,
@@ -22,10 +23,12 @@ mod common;
 use common::{Model, try_scan as scan};
 use extentdb::{Db, Error, Options};
 
-/// Files stay where they were written: no background flush or compaction.
+/// Files stay where they were written: no background flush or compaction. Values of 1 KiB and
+/// more go to value files, over 64 KiB segments.
 fn still() -> Options {
     Options::new()
         .block_size_bytes(256)
+        .value_segment_bytes(64 << 10)
         .background_compaction(false)
 }
 
@@ -454,4 +457,86 @@ fn every_damaged_byte_of_current_gives_an_error_or_the_right_data() {
     );
     report(&failures, detected, cases);
     assert_eq!(detected, cases);
+}
+
+/// A database whose values live in value files: large values, some overwritten and deleted,
+/// compacted (so the manifest holds extent records, dead ranges and an unmapped range), closed.
+/// Returns the model and how many bytes the live values take at the start of the segment.
+fn db_with_large_values(dir: &Path) -> (Model, usize) {
+    let large = |i: u32, len: usize| -> Vec<u8> {
+        (0..len).map(|j| (j as u32 * 31 + i * 7) as u8).collect()
+    };
+    let db = still().value_file_bytes(8 << 10).open(dir).unwrap();
+    let mut model = Model::new();
+    for i in 0..12u32 {
+        let v = large(i, 1100 + 300 * (i as usize % 4));
+        db.put(key(i), &v).unwrap();
+        model.insert(key(i), v);
+    }
+    for i in (0..12u32).step_by(3) {
+        db.delete(key(i)).unwrap();
+        model.remove(&key(i));
+    }
+    db.compact().unwrap();
+    let live: usize = model.values().map(Vec::len).sum();
+    (model, live)
+}
+
+#[test]
+fn every_damaged_byte_of_a_manifest_of_extent_records_gives_an_error_or_the_right_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = db_with_large_values(dir.path());
+    let manifest = only_file(dir.path(), "MANIFEST-");
+    let name = manifest.file_name().unwrap().to_string_lossy().into_owned();
+    let len = fs::metadata(&manifest).unwrap().len() as usize;
+    let error_ok = |e: &Error| e.is_corruption();
+    let (failures, detected, cases) = sweep(dir.path(), &name, 0..len, &[0xff], &model, &error_ok);
+    report(&failures, detected, cases);
+    assert!(detected > 0, "no damage to {name} was detected");
+}
+
+/// Every byte of a value segment that holds live values: a damaged value is a checksum error
+/// on every path that reads it, never wrong bytes. Bytes that no live value covers (dead
+/// values, free blocks) may be read back intact. `EXTENTDB_SWEEP_STRIDE` (default 7) sets
+/// which bytes are damaged: every one with 1.
+#[test]
+fn damaged_bytes_of_a_value_segment_give_an_error_or_the_right_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, live) = db_with_large_values(dir.path());
+    let segment = only_file(dir.path(), ".seg");
+    let name = segment.file_name().unwrap().to_string_lossy().into_owned();
+    // The values were appended from the start of the segment; dead ones are punched out.
+    let written = fs::read(&segment)
+        .unwrap()
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last + 1);
+    assert!(written >= live, "{written} bytes written for {live} live");
+    let stride = std::env::var("EXTENTDB_SWEEP_STRIDE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7usize)
+        .max(1);
+    let error_ok = |e: &Error| e.is_corruption();
+    let (mut failures, mut detected, mut cases) = (Vec::new(), 0, 0);
+    for offset in (0..written).step_by(stride) {
+        let (f, d, c) = sweep(
+            dir.path(),
+            &name,
+            offset..offset + 1,
+            &[0xff],
+            &model,
+            &error_ok,
+        );
+        failures.extend(f);
+        detected += d;
+        cases += c;
+    }
+    report(&failures, detected, cases);
+    // Every damaged byte of a live value is detected: at least one case in `stride` of the
+    // live bytes (give or take the ends of each value).
+    assert!(
+        (detected + 2 * model.len()) * stride >= live,
+        "only {detected} of {cases} damaged bytes were detected, for {live} live bytes"
+    );
 }
