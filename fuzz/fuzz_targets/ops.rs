@@ -2,8 +2,9 @@
 //! model holds, through flushes, compactions, reopening and snapshots.
 //!
 //! The database runs on a temporary directory with tiny options (4 KiB memtable, 256-byte
-//! blocks, compaction after 2 level-0 tables) so that few operations reach flushes, multi-block
-//! tables, compactions and several levels. Keys come from a small space (so operations collide)
+//! blocks, compaction after 2 level-0 tables; values of 64 bytes and more in value files of
+//! 4 KiB over 64 KiB segments) so that few operations reach flushes, multi-block tables,
+//! compactions, several levels, and value files that seal, die, are evacuated and reclaimed. Keys come from a small space (so operations collide)
 //! plus the empty key and `0xff` keys at the edges; values are up to 1 KiB and start with a
 //! write counter, so every write is distinct. Every get is compared with the model, and after
 //! every `CHECK_EVERY` operations (and at the end) a full scan, forward and backward.
@@ -106,6 +107,9 @@ fn options(background: bool) -> Options {
         .l0_compaction_trigger(2)
         .l0_stop_writes(8)
         .cache_bytes(64 << 10)
+        .value_threshold_bytes(64)
+        .value_file_bytes(4 << 10)
+        .value_segment_bytes(64 << 10)
         .background_compaction(background)
 }
 
