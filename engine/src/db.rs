@@ -949,14 +949,8 @@ impl DbInner {
     /// Frees dead blocks and files if no reader pins an older super version; returns false if
     /// one did and the work was left for later.
     fn reclaim_values(&self) -> Result<bool> {
-        let waited = std::cell::Cell::new(false);
-        let quiescent = || {
-            let alone = self.super_version().alive() == 1;
-            waited.set(!alone);
-            alone
-        };
-        self.values.reclaim(self, &quiescent)?;
-        Ok(!waited.get())
+        self.values
+            .reclaim(self, &|| self.super_version().alive() == 1)
     }
 
     /// Checks that no pointer of the index names a byte counted dead or an unmapped block,

@@ -151,13 +151,6 @@ pub(crate) struct ValueStore {
 /// take free runs even where they are too short to hold a whole reservation.
 const REUSE_ABOVE_FRACTION: u64 = 8;
 
-/// What a reclamation pass freed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Reclaimed {
-    pub blocks: u64,
-    pub files: u64,
-}
-
 /// A file's physical layout is worth relocating when logically adjacent extents sit apart
 /// physically (logical holes left by reclamation do not count: nothing reads across them)
 /// and its contiguous physical runs average less than this. Relocation copies every mapped
@@ -736,8 +729,9 @@ impl ValueStore {
     /// Takes the relocation job lock for the whole pass, then per file its invalidate lock
     /// exclusive (E11/E15), its extent map and the allocator; logs after each exclusive
     /// section. `quiescent` is called after the dead ranges are read: a range recorded later
-    /// is left for the next pass.
-    pub fn reclaim(&self, log: &dyn ValueLog, quiescent: &dyn Fn() -> bool) -> Result<Reclaimed> {
+    /// is left for the next pass. Returns false if `quiescent` said no and the work was left
+    /// for later.
+    pub fn reclaim(&self, log: &dyn ValueLog, quiescent: &dyn Fn() -> bool) -> Result<bool> {
         let mut ticket = self.relocation.lock();
         let open = self.open_file_ids();
         let bs = self.block_size();
@@ -768,10 +762,10 @@ impl ValueStore {
                 plan.push((file, Some(runs)));
             }
         }
-        let mut done = Reclaimed::default();
         if !plan.is_empty() && !quiescent() {
-            return Ok(done);
+            return Ok(false);
         }
+        let mut freed_any = false;
         for (file, runs) in plan {
             *ticket += 1;
             // Reserved blocks past the file's end held nothing: freeing them gives no space.
@@ -782,30 +776,32 @@ impl ValueStore {
                     .map(|&(first, n)| first.add(n).min(written).since(first).unwrap_or(0))
                     .sum()
             };
-            let (blocks, held_blocks) = match runs {
+            let held_blocks = match runs {
                 None => {
                     let held_blocks = held(&mapped_parts(&file.extents.read(), &whole));
-                    let blocks = self.delete_file(&file, *ticket, log)?;
-                    done.files += 1;
-                    (blocks, held_blocks)
+                    self.delete_file(&file, *ticket, log)?;
+                    held_blocks
                 }
-                Some(runs) => (self.unmap_dead(&file, &runs, *ticket, log)?, held(&runs)),
+                Some(runs) => {
+                    self.unmap_dead(&file, &runs, *ticket, log)?;
+                    held(&runs)
+                }
             };
-            done.blocks += blocks;
+            freed_any = true;
             self.reclaimed_bytes
                 .fetch_add(held_blocks * bs, Ordering::Relaxed);
         }
         for (file, changes) in examined {
             file.mark_reclaimed(changes);
         }
-        if done.blocks > 0 {
+        if freed_any {
             self.remove_free_segments()?;
         }
-        Ok(done)
+        Ok(true)
     }
 
     /// Unmaps the logical block runs `runs` of `file` (all dead) and frees their blocks under
-    /// `ticket`; returns how many blocks it freed.
+    /// `ticket`.
     ///
     /// # Locking
     /// REQUIRES: the relocation job lock, which issued `ticket`.
@@ -815,7 +811,7 @@ impl ValueStore {
         runs: &[(LogicalBlock, u64)],
         ticket: u64,
         log: &dyn ValueLog,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         let mut freed = Vec::new();
         let mut edits = Vec::with_capacity(runs.len());
         {
@@ -841,13 +837,13 @@ impl ValueStore {
     }
 
     /// Deletes `file`, which no pointer names: drops its blocks from the pool, unmaps them and
-    /// frees its blocks under `ticket`; returns how many blocks it freed. The file being
+    /// frees its blocks under `ticket`. The file being
     /// appended to is never deleted: values written to it may not have reached the index yet.
     ///
     /// # Locking
     /// REQUIRES: the relocation job lock, which issued `ticket`. Takes the file's invalidate
     /// lock exclusive (E15); logs after the exclusive section.
-    fn delete_file(&self, file: &ValueFile, ticket: u64, log: &dyn ValueLog) -> Result<u64> {
+    fn delete_file(&self, file: &ValueFile, ticket: u64, log: &dyn ValueLog) -> Result<()> {
         let id = file.id;
         let freed = {
             let exclusive = file.invalidate.exclusive();
@@ -862,10 +858,9 @@ impl ValueStore {
         };
         self.files.write().remove(&id);
         self.evacuating.lock().remove(&id);
-        let blocks =
-            self.free_when_logged(vec![ValueEdit::FileRemoved(id)], &freed, ticket, log)?;
+        self.free_when_logged(vec![ValueEdit::FileRemoved(id)], &freed, ticket, log)?;
         self.deleted_files.fetch_add(1, Ordering::Relaxed);
-        Ok(blocks)
+        Ok(())
     }
 
     /// Logs `edits` (which unmap `freed`), then punches `freed` and releases `ticket`: the
@@ -876,11 +871,11 @@ impl ValueStore {
         freed: &[(PhysicalBlock, u64)],
         ticket: u64,
         log: &dyn ValueLog,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         log.log(edits)?;
         self.punch(freed)?;
         self.allocator.lock().release(ticket);
-        Ok(freed.iter().map(|(_, n)| n).sum())
+        Ok(())
     }
 
     /// Deletes the segment files none of whose blocks is mapped or pending.
