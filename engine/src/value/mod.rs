@@ -6,10 +6,13 @@
 //! - `pointer`: what the index stores for a separated value;
 //! - `edit`, `state`: value-file records of the manifest and their replay;
 //! - `extent`: one file's extent map; `allocator`: free physical blocks; `store`: segment files;
+//! - `dead`: the byte ranges of a file that no pointer reaches any more;
 //! - `file`: a value file at run time, with its invalidate lock;
 //! - `store.rs` is the block store; this file is [`ValueStore`], which ties them together:
-//!   appends (the write path), reads through the buffer pool (the fill paths), and relocation
-//!   (the exclusive side).
+//!   appends (the write path), reads through the buffer pool (the fill paths), and the
+//!   exclusive side: reclamation of dead blocks and files, evacuation of mostly dead files (with
+//!   index compaction), relocation of shredded ones (`docs/format/value.md`, "Value
+//!   compaction").
 //!
 //! The index knows pointers (file, logical offset, length, CRC) and nothing of physical blocks.
 
