@@ -105,43 +105,19 @@ impl FileSystem for RealFs {
             .truncate(false)
             .open(path)
             .map_err(io_at(path, "open lock file"))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Box::new(RealLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                Err(Error::Locked(path.parent().unwrap_or(path).to_path_buf()))
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(io_at(path, "lock")(e)),
-        }
+        let locked = file.try_lock();
+        held_lock(file, locked, path)
     }
 
     fn lock_shared(&self, path: &Path) -> Result<Box<dyn FileLock>> {
         let file = File::open(path).map_err(io_at(path, "open lock file"))?;
-        match file.try_lock_shared() {
-            Ok(()) => Ok(Box::new(RealLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                Err(Error::Locked(path.parent().unwrap_or(path).to_path_buf()))
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(io_at(path, "lock")(e)),
-        }
+        let locked = file.try_lock_shared();
+        held_lock(file, locked, path)
     }
 
     fn open_segment_read_only(&self, path: &Path, len_bytes: u64) -> Result<Arc<dyn SegmentFile>> {
         let file = File::open(path).map_err(io_at(path, "open segment"))?;
-        let len = file.metadata().map_err(io_at(path, "stat"))?.len();
-        if len != len_bytes {
-            return Err(Error::corruption(
-                path,
-                len,
-                format!("segment file is {len} bytes long, expected {len_bytes}"),
-            ));
-        }
-        advise_random(&file);
-        Ok(Arc::new(RealSegment {
-            file,
-            len: len_bytes,
-            path: path.to_path_buf(),
-            map: Mutex::new(None),
-        }))
+        segment(file, path, len_bytes)
     }
 
     fn open_segment(
@@ -162,21 +138,43 @@ impl FileSystem for RealFs {
             // Sparse: no block is allocated until it is written.
             file.set_len(len_bytes)
                 .map_err(io_at(path, "set length of"))?;
-        } else if len != len_bytes {
-            return Err(Error::corruption(
-                path,
-                len,
-                format!("segment file is {len} bytes long, expected {len_bytes}"),
-            ));
         }
-        advise_random(&file);
-        Ok(Arc::new(RealSegment {
-            file,
-            len: len_bytes,
-            path: path.to_path_buf(),
-            map: Mutex::new(None),
-        }))
+        segment(file, path, len_bytes)
     }
+}
+
+/// The lock `file` holds after a `try_lock` (exclusive or shared) that returned `locked`.
+fn held_lock(
+    file: File,
+    locked: std::result::Result<(), std::fs::TryLockError>,
+    path: &Path,
+) -> Result<Box<dyn FileLock>> {
+    match locked {
+        Ok(()) => Ok(Box::new(RealLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Error::Locked(path.parent().unwrap_or(path).to_path_buf()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_at(path, "lock")(e)),
+    }
+}
+
+/// The open segment file `file`, which must be `len_bytes` long.
+fn segment(file: File, path: &Path, len_bytes: u64) -> Result<Arc<dyn SegmentFile>> {
+    let len = file.metadata().map_err(io_at(path, "stat"))?.len();
+    if len != len_bytes {
+        return Err(Error::corruption(
+            path,
+            len,
+            format!("segment file is {len} bytes long, expected {len_bytes}"),
+        ));
+    }
+    advise_random(&file);
+    Ok(Arc::new(RealSegment {
+        file,
+        len: len_bytes,
+        path: path.to_path_buf(),
+        map: Mutex::new(None),
+    }))
 }
 
 #[derive(Debug)]
