@@ -38,7 +38,7 @@ pub(crate) mod coding;
 mod db;
 mod error;
 pub(crate) mod filename;
-pub(crate) mod fs;
+pub mod fs;
 pub(crate) mod index;
 pub(crate) mod inspect;
 mod iter;

@@ -64,7 +64,7 @@ pub struct Options {
     /// Test-only: see [`Options::test_race_window`].
     #[cfg(feature = "test-hooks")]
     pub(crate) test_race_window: Option<std::time::Duration>,
-    /// The file system to run on; the host's unless a test injects another.
+    /// The file system to run on; the host's ([`crate::fs::RealFs`]) unless one is given.
     pub(crate) fs: Option<std::sync::Arc<dyn crate::fs::FileSystem>>,
 }
 
@@ -256,6 +256,15 @@ impl Options {
     /// not seen (and a writer cannot open while the read-only handle lives).
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// The file system the database runs on. Default = the host's ([`crate::fs::RealFs`]).
+    ///
+    /// Every file the engine reads or writes goes through it, so another implementation can
+    /// keep a database in memory or inject faults into any call.
+    pub fn file_system(mut self, fs: std::sync::Arc<dyn crate::fs::FileSystem>) -> Self {
+        self.fs = Some(fs);
         self
     }
 

@@ -133,6 +133,10 @@ pub trait ReadableFile: Send + Sync + Debug {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
     /// The file's length in bytes when it was opened.
     fn len(&self) -> u64;
+    /// True if the file was empty when it was opened.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The path the file was opened at.
     fn path(&self) -> &Path;
 }
@@ -177,6 +181,10 @@ pub trait SegmentFile: Send + Sync + Debug {
     fn map(&self) -> Result<Arc<memmap2::Mmap>>;
     /// The file's length in bytes, fixed at open.
     fn len(&self) -> u64;
+    /// True if the file has no bytes (never, for a segment the engine opened).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The bytes the file occupies on disk (`st_blocks * 512`, what `du` counts): holes,
     /// punched or never written, take none.
     ///

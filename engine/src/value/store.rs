@@ -114,7 +114,7 @@ impl BlockStore {
             // checksum on read (DESIGN invariant 4).
             let segment = if !read_only {
                 fs.open_segment(&path, segment_bytes, true)?
-            } else if fs.open(&path)?.len() == 0 {
+            } else if fs.open(&path)?.is_empty() {
                 continue;
             } else {
                 fs.open_segment_read_only(&path, segment_bytes)?
