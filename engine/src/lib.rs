@@ -63,6 +63,9 @@ pub use snapshot::Snapshot;
 pub use stats::{LevelStats, Stats};
 pub use types::{Key, Value};
 
+#[cfg(feature = "benching")]
+#[doc(hidden)]
+pub mod benching;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -24,6 +24,8 @@ mod cache;
 mod format;
 mod reader;
 
+#[cfg(feature = "benching")]
+pub(crate) use bloom::{BloomBuilder, BloomFilter};
 pub(crate) use builder::{TableBuilder, TableOptions};
 pub(crate) use cache::BlockCache;
 pub(crate) use reader::{ReadMode, Table, TableIter};
