@@ -49,14 +49,15 @@ const COMMIT_THREADS: [u64; 4] = [1, 2, 4, 8];
 /// Keys each committing thread overwrites in turn.
 const COMMIT_KEYS: u64 = 10_000;
 
-/// Keys in the memtable before timing starts.
+/// Keys in the memtable before timing starts: the even-numbered keys `key(2 * i)`, so an
+/// absent key (an odd one) lies between present ones, as a real miss does.
 const MEMTABLE_KEYS: u64 = 50_000;
 /// Inserts timed into one memtable before a fresh one is loaded: it then holds 150 000
 /// versions, about 28 MiB of the default 32 MiB budget.
 const MEMTABLE_ROUND: u64 = 100_000;
 
-/// Entries of the table (about 12 MiB of 100 B values: it fits the default 16 MiB block cache)
-/// and keys of the bloom filter.
+/// Entries of the table (about 12 MiB of 100 B values: it fits the default 16 MiB block cache),
+/// even-numbered keys as in the memtable, and keys of the bloom filter.
 const TABLE_KEYS: u64 = 100_000;
 const TABLE_CACHE_BYTES: u64 = 16 << 20;
 const BLOOM_BITS_PER_KEY: u32 = 10;
@@ -243,11 +244,12 @@ fn group_commit(c: &mut Criterion) {
     group.finish();
 }
 
-/// A memtable holding keys `0..MEMTABLE_KEYS` with `value`, at sequence numbers `1..=n`.
+/// A memtable holding keys `2 * i` for `i` in `0..MEMTABLE_KEYS` with `value`, at sequence
+/// numbers `1..=MEMTABLE_KEYS`.
 fn loaded_memtable(keys: &Bytes, value: &Bytes) -> Memtable {
     let memtable = Memtable::new();
     for i in 0..MEMTABLE_KEYS {
-        memtable.insert(key_slice(keys, i), SeqNo(i + 1), value.clone());
+        memtable.insert(key_slice(keys, 2 * i), SeqNo(i + 1), value.clone());
     }
     memtable
 }
@@ -262,7 +264,7 @@ fn insert_versions(keys: &Bytes, value: &Bytes, rng: &mut Rng, iters: u64) -> Du
         let round = left.min(MEMTABLE_ROUND);
         let start = Instant::now();
         for seq in MEMTABLE_KEYS + 1..=MEMTABLE_KEYS + round {
-            let k = key_slice(keys, rng.below(MEMTABLE_KEYS));
+            let k = key_slice(keys, 2 * rng.below(MEMTABLE_KEYS));
             memtable.insert(k, SeqNo(seq), value.clone());
         }
         elapsed += start.elapsed();
@@ -282,34 +284,34 @@ fn memtable(c: &mut Criterion) {
         b.iter_custom(|iters| insert_versions(&keys, &value, &mut rng, iters));
     });
     let memtable = loaded_memtable(&keys, &value);
-    assert_eq!(memtable.get(&key(7), SeqNo::MAX), Some(value.clone()));
-    assert_eq!(memtable.get(&key(MEMTABLE_KEYS + 7), SeqNo::MAX), None);
+    assert_eq!(memtable.get(&key(14), SeqNo::MAX), Some(value.clone()));
+    assert_eq!(memtable.get(&key(15), SeqNo::MAX), None);
     group.bench_function("get_hit", |b| {
-        b.iter(|| black_box(memtable.get(&key(rng.below(MEMTABLE_KEYS)), SeqNo::MAX)));
+        b.iter(|| black_box(memtable.get(&key(2 * rng.below(MEMTABLE_KEYS)), SeqNo::MAX)));
     });
     group.bench_function("get_miss", |b| {
         b.iter(|| {
-            let absent = MEMTABLE_KEYS + rng.below(MEMTABLE_KEYS);
+            let absent = 2 * rng.below(MEMTABLE_KEYS) + 1;
             black_box(memtable.get(&key(absent), SeqNo::MAX))
         });
     });
     group.finish();
 }
 
-/// A table of keys `0..TABLE_KEYS` with 100 B values (`payload(100, i)`), every data block
-/// read once so the block cache is warm.
+/// A table of keys `2 * i` for `i` in `0..TABLE_KEYS` with 100 B values (`payload(100, i)`),
+/// every data block read once so the block cache is warm.
 fn warm_table(dir: &Path) -> Table {
     let path = dir.join("000001.sst");
     let mut builder = TableBuilder::new(RealFs.create(&path).unwrap());
     for i in 0..TABLE_KEYS {
         builder
-            .add(&key(i), SeqNo(i + 1), &payload(SMALL_VALUE_BYTES, i))
+            .add(&key(2 * i), SeqNo(i + 1), &payload(SMALL_VALUE_BYTES, i))
             .unwrap();
     }
     builder.finish().unwrap();
     let table = Table::open(RealFs.open(&path).unwrap(), TABLE_CACHE_BYTES).unwrap();
     for i in 0..TABLE_KEYS {
-        let value = table.get(&key(i)).unwrap().unwrap();
+        let value = table.get(&key(2 * i)).unwrap().unwrap();
         assert_eq!(value, payload(SMALL_VALUE_BYTES, i));
     }
     table
@@ -323,22 +325,29 @@ fn table(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let dir = tempdir();
     let table = warm_table(dir.path());
-    let (k, v) = table.seek(b"key:000000000041x").unwrap().unwrap();
+    let (k, v) = table.seek(&key(41)).unwrap().unwrap();
     assert_eq!(
         (&k[..], &v[..]),
-        (&key(42)[..], &payload(SMALL_VALUE_BYTES, 42)[..])
+        (&key(42)[..], &payload(SMALL_VALUE_BYTES, 21)[..])
     );
-    assert_eq!(table.get(&key(TABLE_KEYS)).unwrap(), None);
+    assert_eq!(table.get(&key(41)).unwrap(), None);
     let misses = table.cache_misses();
     let mut rng = Rng(6);
     group.bench_function("get_hit", |b| {
-        b.iter(|| black_box(table.get(&key(rng.below(TABLE_KEYS))).unwrap()));
+        b.iter(|| black_box(table.get(&key(2 * rng.below(TABLE_KEYS))).unwrap()));
     });
     group.bench_function("get_absent", |b| {
-        b.iter(|| black_box(table.get(&key(TABLE_KEYS + rng.below(TABLE_KEYS))).unwrap()));
+        b.iter(|| black_box(table.get(&key(2 * rng.below(TABLE_KEYS) + 1)).unwrap()));
     });
     group.bench_function("seek", |b| {
-        b.iter(|| black_box(table.seek(&key(rng.below(TABLE_KEYS))).unwrap().unwrap()));
+        b.iter(|| {
+            black_box(
+                table
+                    .seek(&key(2 * rng.below(TABLE_KEYS)))
+                    .unwrap()
+                    .unwrap(),
+            )
+        });
     });
     assert_eq!(
         table.cache_misses(),
