@@ -105,8 +105,7 @@ fn key_slice(keys: &Bytes, i: u64) -> Bytes {
     keys.slice(at..at + KEY_BYTES)
 }
 
-/// The same settings as the other bench targets, shortened: the whole target takes about two
-/// minutes.
+/// The other bench targets' settings, shortened: the whole target takes about 70 s.
 fn fast_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut group = c.benchmark_group(name);
     group
