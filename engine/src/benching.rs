@@ -8,8 +8,9 @@
 //! re-exported; block numbers are plain `u64`s here, converted to the engine's `LogicalBlock` and
 //! `PhysicalBlock` at the call (exporting those would make their `add` methods public API).
 //!
-//! Thread safety: as the wrapped part (see each file); the buffer pool and the memtable are
-//! `Send + Sync`, the others have one owner.
+//! Thread safety: as the wrapped part (see each file). The buffer pool, the memtable and the
+//! table may be shared between threads; the log writer, the table builder, the extent map and
+//! the allocator change only through `&mut`.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -293,8 +294,8 @@ impl BufferPool {
 
     /// The value read path's second step on a miss: takes the invalidate lock shared and fills
     /// the pool with `[offset, offset + len)` of `file`, calling `read(first_block, buf)` for
-    /// each absent span (`first_block` a logical block number). `Ok(None)` when the pool asks for a retry (a run this fill waited for
-    /// was dropped).
+    /// each absent span (`first_block` a logical block number). `Ok(None)` when the pool asks
+    /// for a retry (a run this fill waited for was dropped).
     ///
     /// # Errors
     /// The error of `read`.
