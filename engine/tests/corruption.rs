@@ -1135,3 +1135,22 @@ fn the_sweep_harness_fails_an_oversized_allocation_a_panic_and_a_slow_case() {
     });
     assert!(matches!(judge(slow, bound), Err((Failure::TooSlow, _))));
 }
+
+/// The manifest's last edit of this database moved the log number past a log and let it be
+/// deleted; without that edit the manifest names the deleted log as live, and replaying it
+/// would silently lose the table the edit added. Recovery must refuse instead.
+#[test]
+fn a_manifest_cut_before_an_edit_that_deleted_a_log_is_corruption_not_silent_loss() {
+    let _serial = one_test_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, manifest) = db_with_manifest_edits(dir.path());
+    let (last, _) = *records(&manifest).last().unwrap();
+    let bytes = fs::read(&manifest).unwrap();
+    fs::write(&manifest, &bytes[..last]).unwrap();
+    for options in [still(), still().read_only(true)] {
+        match options.open(dir.path()) {
+            Err(e) => assert!(e.is_corruption(), "{e:?}"),
+            Ok(_) => panic!("a manifest that lost a synced edit opened"),
+        }
+    }
+}
