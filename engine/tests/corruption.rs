@@ -330,7 +330,7 @@ static ALLOCATOR: LargestAllocation = LargestAllocation;
 const CASE_TIME_LIMIT: Duration = Duration::from_secs(10);
 
 /// The engine's documented bound on one allocation while it opens and reads a database
-/// (`docs/format/README.md`, "Allocation bounds"): the largest of the log reader's buffer,
+/// (`docs/format/bounds.md`): the largest of the log reader's buffer,
 /// the largest file of the database, and the largest value stored, which for the small
 /// databases swept here is the first of them.
 fn allocation_bound_bytes(dir: &Path) -> usize {
