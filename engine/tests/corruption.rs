@@ -815,8 +815,8 @@ const ALL_BYTEWISE: [Mode; 4] = [
 // ---------------------------------------------------------------------------------------------
 // Sweeps.
 
-/// A write-ahead log of small puts, large values (stored as value pointers), batches, deletes
-/// and range deletes, closed without a flush. Returns the log and the database's contents after
+/// A write-ahead log (about 3 KiB, six sectors) of small puts, large values (stored as value
+/// pointers), batches, deletes and range deletes, closed without a flush. Returns the log and the database's contents after
 /// each prefix of its records (`states[k]`: after the first `k`).
 fn db_with_a_varied_log(dir: &Path) -> (PathBuf, Vec<Arc<Model>>) {
     let large = |i: u32| -> Vec<u8> { (0..1500 + 97 * i).map(|j| (j * 13 + i) as u8).collect() };
@@ -824,7 +824,7 @@ fn db_with_a_varied_log(dir: &Path) -> (PathBuf, Vec<Arc<Model>>) {
     let mut model = Model::new();
     let mut states = vec![Arc::new(model.clone())];
     let mut record = |model: &Model| states.push(Arc::new(model.clone()));
-    for i in 0..4 {
+    for i in (0..4).chain(40..80) {
         db.put(key(i), value(i)).unwrap();
         model.insert(key(i), value(i));
         record(&model);
