@@ -108,7 +108,7 @@ seed() {
 
 # A value of about `len` bytes that names `tag`.
 large() {
-    printf 'large %s %0*d' "$1" "$2" 0
+    printf 'large-%s-%0*d' "$1" "$2" 0
 }
 
 cargo +nightly fuzz build
