@@ -495,9 +495,11 @@ pub(crate) fn install_current(fs: &dyn FileSystem, dir: &Path, number: u64) -> R
 /// while it is named, so its absence is damage (`Corruption`), not an I/O failure.
 fn open_named(fs: &dyn FileSystem, path: &Path, named_by: &str) -> Result<Arc<dyn ReadableFile>> {
     fs.open(path).map_err(|e| match e {
-        Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
-            Error::corruption(path, 0, format!("{named_by} names this file, which is missing"))
-        }
+        Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => Error::corruption(
+            path,
+            0,
+            format!("{named_by} names this file, which is missing"),
+        ),
         e => e,
     })
 }
