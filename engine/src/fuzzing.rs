@@ -77,13 +77,12 @@ const REPLAY_BLOCK_BYTES: u64 = 4096;
 /// `data` is read as the payload of one manifest record; since a record is a sequence of
 /// fields applied in order, the payloads of a whole manifest's records, concatenated, are one.
 /// Its value edits (file created / removed, extent mapped / unmapped / moved, reach, dead
-/// range) are applied in order to a [`ValueState`]; each file is trimmed to the blocks its
+/// range) are applied in order to a `ValueState`; each file is trimmed to the blocks its
 /// pointers reach, and the block allocator is built from the mapped runs, as
 /// `ValueStore::open` does. The state must then hold DESIGN invariant 3, checked by the
-/// engine's own checks ([`crate::value::extent::ExtentMap::check`] per file,
-/// [`Allocator::check`] across files: no physical block mapped twice or both mapped and free,
-/// mapped + free = all blocks), and the snapshot a new manifest starts with must replay to the
-/// same state. Returns the number of value files, or the error that refused the input.
+/// engine's own checks (`ExtentMap::check` per file, `Allocator::check` across files: no
+/// physical block mapped twice or both mapped and free, mapped + free = all blocks), and the
+/// snapshot a new manifest starts with must replay to the same state. Returns the number of value files, or the error that refused the input.
 ///
 /// # Panics
 /// If a replay the engine accepted breaks invariant 3, or its snapshot does not replay to the
