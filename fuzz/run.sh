@@ -114,10 +114,15 @@ large() {
 cargo +nightly fuzz build
 seed
 for target in "${targets[@]}"; do
-    extra=()
-    # Longer operation sequences from the start: libFuzzer otherwise grows inputs slowly, and a
-    # short run would only try a handful of operations per input.
-    [ "$target" = ops ] && extra=(-len_control=0 -max_len=1024)
+    if [ "$target" = ops ]; then
+        # Longer operation sequences from the start: libFuzzer otherwise grows inputs slowly,
+        # and a short run would only try a handful of operations per input.
+        extra=(-len_control=0 -max_len=1024)
+    else
+        # A decoder allocates at most max(1 MiB, its input's size) at once
+        # (docs/format/bounds.md), and no input here reaches 1 MiB: a larger malloc is a finding.
+        extra=(-malloc_limit_mb=2)
+    fi
     echo "== $target: ${seconds}s"
     cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -print_final_stats=1 \
         "${extra[@]}"
