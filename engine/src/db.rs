@@ -549,6 +549,22 @@ fn replay_wals(dir: &Path, fs: &dyn FileSystem, versions: &VersionSet) -> Result
         })
         .collect();
     wals.sort_unstable();
+    // The log the manifest names as the oldest live one is created before any newer log and
+    // deleted only after an edit names a newer one. A newer log without it means the manifest
+    // lost edits that were synced (a file cut short or rolled back): replaying would silently
+    // drop the tables those edits added, whose logs are gone.
+    if let Some(&oldest) = wals.first()
+        && oldest != versions.log_number
+    {
+        return Err(Error::corruption(
+            dir.join(filename::wal(versions.log_number)),
+            0,
+            format!(
+                "the manifest names this log as the oldest live one, but it is missing and \
+                 newer log {oldest} exists: the manifest lost synced edits"
+            ),
+        ));
+    }
     let mem = Memtable::new(0);
     let mut last = versions.flushed_seq;
     let mut reaches: BTreeMap<ValueFileId, u64> = BTreeMap::new();

@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::filename;
-use crate::fs::FileSystem;
+use crate::fs::{FileSystem, ReadableFile};
 use crate::index::edit::{NUM_LEVELS, TableMeta, VersionEdit};
 use crate::index::table::{BlockCache, ReadMode, Table};
 use crate::index::tombstones::TombstoneIndex;
@@ -287,7 +287,7 @@ impl VersionSet {
                 Error::corruption(&current_path, 0, "CURRENT does not name a manifest")
             })?;
         let manifest_path = dir.join(name);
-        let mut reader = LogReader::strict(fs.open(&manifest_path)?);
+        let mut reader = LogReader::strict(open_named(fs.as_ref(), &manifest_path, "CURRENT")?);
         let mut levels: [Vec<TableMeta>; NUM_LEVELS] = Default::default();
         let (mut log_number, mut next_file, mut last_seq) = (None, None, None);
         let mut values = ValueState::default();
@@ -491,6 +491,19 @@ pub(crate) fn install_current(fs: &dyn FileSystem, dir: &Path, number: u64) -> R
     fs.sync_dir(dir)
 }
 
+/// Opens a file that `named_by` (`CURRENT`, the manifest) names. Such a file is never deleted
+/// while it is named, so its absence is damage (`Corruption`), not an I/O failure.
+fn open_named(fs: &dyn FileSystem, path: &Path, named_by: &str) -> Result<Arc<dyn ReadableFile>> {
+    fs.open(path).map_err(|e| match e {
+        Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => Error::corruption(
+            path,
+            0,
+            format!("{named_by} names this file, which is missing"),
+        ),
+        e => e,
+    })
+}
+
 fn open_table(
     dir: &Path,
     fs: &Arc<dyn FileSystem>,
@@ -498,7 +511,7 @@ fn open_table(
     meta: TableMeta,
 ) -> Result<Arc<TableFile>> {
     let path = dir.join(filename::table(meta.number));
-    let file = fs.open(&path)?;
+    let file = open_named(fs.as_ref(), &path, "the manifest")?;
     if file.len() != meta.size_bytes {
         return Err(Error::corruption(
             &path,
