@@ -200,7 +200,7 @@ impl Db {
             if !create {
                 return Err(Error::invalid(format!("{} does not exist", dir.display())));
             }
-            fs.create_dir_all(dir)?;
+            create_dir_durably(fs.as_ref(), dir)?;
         }
         let lock = fs.lock(&dir.join(filename::LOCK))?;
         let cache = Arc::new(BlockCache::new(options.table_cache_bytes));
@@ -679,6 +679,26 @@ fn recover_wals(
     Ok((inner, last))
 }
 
+/// Creates `dir` and its missing parents, and syncs the parent of each directory it created:
+/// until then a power loss may take the new directory away, with every file synced in it.
+fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let mut created = Vec::new();
+    let mut missing = Some(dir);
+    while let Some(d) = missing.filter(|d| !d.as_os_str().is_empty()) {
+        if fs.exists(d)? {
+            break;
+        }
+        created.push(d);
+        missing = d.parent();
+    }
+    fs.create_dir_all(dir)?;
+    for d in created.iter().rev() {
+        let parent = d.parent().filter(|p| !p.as_os_str().is_empty());
+        fs.sync_dir(parent.unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
+}
+
 /// Makes recovery durable: writes the replayed writes `mem` to a table and logs it with the
 /// value store's trimming edits `trimmed`, the last sequence number and a new log number,
 /// which it returns (the caller creates that log).
@@ -1147,7 +1167,7 @@ impl DbInner {
                 dest.display()
             )));
         }
-        self.fs.create_dir_all(dest)?;
+        create_dir_durably(self.fs.as_ref(), dest)?;
         // The pinned super version keeps its tables from being deleted while they are linked,
         // and the values they point at from being reclaimed while they are copied.
         let (sv, flushed_seq) = {
