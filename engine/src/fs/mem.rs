@@ -38,11 +38,13 @@
 //! - *Directory*: a prefix of the changes since its last `sync_dir`, in the order they were
 //!   made (a journal commits metadata in order), from none to all.
 //! - *Appended bytes* (past the synced length, by `append`): none, all, or a prefix ending on
-//!   a 512-byte sector; and within what is kept, either every sector or a random subset, the
-//!   others reading as zeros (the file's size was written back before some of its data).
+//!   a 512-byte sector. Never a hole inside what is kept: with ordered metadata the size on
+//!   disk advances only over data already written (ext4 `data=ordered`, XFS). A file system
+//!   that writes sizes before data (ext4 `data=writeback`) can leave zeros inside the tail;
+//!   that is outside this model (see `docs/durability.md`).
 //! - *A length set at once* (a segment's `set_len` when created): the whole new length or
 //!   none of it (a size is one field; it is never half written); the pages written in the new
-//!   length are then each kept or zero.
+//!   length are then each kept or a hole (the size came from `ftruncate`, not from data).
 //! - *Writes in place and hole punches* (below the synced length): per 4 KiB page, the page as
 //!   it is now or as it was at the last sync (the page cache writes back whole pages, in any
 //!   order).
@@ -99,7 +101,7 @@ use crate::error::{Error, Result};
 
 /// The page size of writeback and hole punching: in-place writes survive per page.
 const PAGE_BYTES: u64 = 4096;
-/// The unit a disk writes atomically: appended bytes survive per sector.
+/// The unit a disk writes atomically: an appended tail survives up to a sector boundary.
 const SECTOR_BYTES: u64 = 512;
 
 /// What [`MemFs::after_power_loss`] keeps of what was not synced.
@@ -630,51 +632,50 @@ impl Contents {
 
     /// A new memory file with what a power loss leaves of these contents.
     fn after_power_loss(&self, tears: &mut Option<Rng>) -> std::io::Result<Contents> {
-        let (kept_len, tail_unit, tail_holes) = match tears.as_mut() {
-            None => (self.synced_len, SECTOR_BYTES, false),
-            Some(rng) => {
-                let grown = self.len.saturating_sub(self.synced_len);
-                let kept = if self.set_len_since_sync {
-                    if rng.chance() { grown } else { 0 }
+        let grown = self.len.saturating_sub(self.synced_len);
+        let kept = match tears.as_mut() {
+            None => 0,
+            // A size set at once is one field: all of it or none.
+            Some(rng) if self.set_len_since_sync => {
+                if rng.chance() {
+                    grown
                 } else {
-                    match rng.below(4) {
-                        0 => 0,
-                        1 => grown,
-                        // Up to a sector boundary of the file between the two lengths.
-                        _ => {
-                            let first = self.synced_len.div_ceil(SECTOR_BYTES);
-                            let last = self.len / SECTOR_BYTES;
-                            let sectors = (last + 1).saturating_sub(first);
-                            ((first + rng.below(sectors)) * SECTOR_BYTES)
-                                .saturating_sub(self.synced_len)
-                                .min(grown)
-                        }
-                    }
-                };
-                let unit = if self.set_len_since_sync {
-                    PAGE_BYTES
-                } else {
-                    SECTOR_BYTES
-                };
-                (self.synced_len + kept, unit, rng.chance())
+                    0
+                }
             }
+            // Appended bytes: the size on disk advances only over data already written.
+            Some(rng) => match rng.below(4) {
+                0 => 0,
+                1 => grown,
+                _ => {
+                    let first = self.synced_len.div_ceil(SECTOR_BYTES);
+                    let last = self.len / SECTOR_BYTES;
+                    let sectors = (last + 1).saturating_sub(first);
+                    ((first + rng.below(sectors)) * SECTOR_BYTES)
+                        .saturating_sub(self.synced_len)
+                        .min(grown)
+                }
+            },
         };
+        let kept_len = self.synced_len + kept;
         let out = memory_file()?;
         out.set_len(kept_len)?;
         copy_data(&self.file, &out, kept_len)?;
         for (&page, bytes) in &self.saved {
-            let keep_new = tears.as_mut().is_some_and(Rng::chance);
-            if !keep_new {
+            if !tears.as_mut().is_some_and(Rng::chance) {
                 restore(&out, page * PAGE_BYTES, bytes)?;
             }
         }
-        if tail_holes && let Some(rng) = tears.as_mut() {
+        // The pages of a length set at once: each written back or still a hole.
+        if self.set_len_since_sync
+            && kept > 0
+            && let Some(rng) = tears.as_mut()
+        {
             let mut at = self.synced_len;
             while at < kept_len {
-                let next = (at / tail_unit + 1) * tail_unit;
-                let end = next.min(kept_len);
+                let end = ((at / PAGE_BYTES + 1) * PAGE_BYTES).min(kept_len);
                 if !rng.chance() {
-                    out.write_all_at(&vec![0; (end - at) as usize], at)?;
+                    punch_hole(&out, at, end - at)?;
                 }
                 at = end;
             }
@@ -1415,43 +1416,51 @@ mod tests {
     }
 
     #[test]
-    fn torn_appends_keep_a_prefix_with_lost_sectors_zeroed() {
+    fn torn_appends_keep_a_prefix_ending_on_a_sector() {
         let fs = MemFs::new();
         let mut f = write_file(&fs, "/a", &[1; 1000], true);
         fs.sync_dir(&p("/")).unwrap();
         let tail: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8 + 1).collect();
         f.append(&tail).unwrap();
-        let (mut dropped, mut whole, mut holed) = (false, false, false);
+        let (mut dropped, mut whole, mut part) = (false, false, false);
         for seed in 0..64 {
             let image = fs.after_power_loss(Unsynced::Torn { seed }).unwrap();
             let bytes = read(&image, "/a").unwrap();
-            assert!(
-                bytes.len() >= 1000 && bytes.len() <= 5000,
-                "{}",
-                bytes.len()
-            );
-            assert_eq!(&bytes[..1000], &[1; 1000]);
-            let kept = &bytes[1000..];
             let len = bytes.len();
             assert!(
                 len == 1000 || len == 5000 || len % SECTOR_BYTES as usize == 0,
                 "{len}"
             );
-            for (i, (&got, &want)) in kept.iter().zip(&tail).enumerate() {
-                let sector_start = (1000 + i) / SECTOR_BYTES as usize * SECTOR_BYTES as usize;
-                let zeroed = bytes[sector_start.max(1000)..(sector_start + 512).min(bytes.len())]
-                    .iter()
-                    .all(|&b| b == 0);
-                assert!(
-                    got == want || zeroed,
-                    "byte {i} is neither new nor a lost sector"
-                );
-                holed |= got == 0;
-            }
-            dropped |= kept.is_empty();
-            whole |= kept == tail.as_slice();
+            assert_eq!(&bytes[..1000], &[1; 1000]);
+            assert_eq!(&bytes[1000..], &tail[..len - 1000], "not a prefix");
+            dropped |= len == 1000;
+            whole |= len == 5000;
+            part |= len > 1000 && len < 5000;
         }
-        assert!(dropped && whole && holed, "{dropped} {whole} {holed}");
+        assert!(dropped && whole && part, "{dropped} {whole} {part}");
+    }
+
+    #[test]
+    fn a_torn_new_segment_keeps_its_whole_length_or_none_and_pages_or_holes() {
+        let fs = MemFs::new();
+        let seg = fs.open_segment(&p("/s"), SEG, true).unwrap();
+        fs.sync_dir(&p("/")).unwrap();
+        seg.write_all_at(0, &vec![5; SEG as usize]).unwrap();
+        let (mut empty, mut kept, mut hole) = (false, false, false);
+        for seed in 0..32 {
+            let image = fs.after_power_loss(Unsynced::Torn { seed }).unwrap();
+            let len = image.open(&p("/s")).unwrap().len();
+            assert!(len == 0 || len == SEG, "{len}");
+            empty |= len == 0;
+            if len == SEG {
+                for page in segment_bytes(&image, "/s").chunks(PAGE_BYTES as usize) {
+                    assert!(page.iter().all(|&b| b == page[0]) && (page[0] == 0 || page[0] == 5));
+                    kept |= page[0] == 5;
+                    hole |= page[0] == 0;
+                }
+            }
+        }
+        assert!(empty && kept && hole, "{empty} {kept} {hole}");
     }
 
     #[test]
