@@ -636,6 +636,10 @@ fn recover_wals(
     let (mem, writer, wal_number) = if options.read_only {
         (mem, None, versions.log_number)
     } else {
+        // The replayed values may never have been synced (the logs' writer may have closed or
+        // died with them written but not synced): make them durable before the table that
+        // points at them is.
+        values.sync_files(reaches.keys().copied())?;
         let wal_number =
             persist_recovery(dir, &fs, &table_options, &mut versions, mem, last, trimmed)?;
         let writer = LogWriter::new(fs.create(&dir.join(filename::wal(wal_number)))?);

@@ -437,6 +437,23 @@ impl ValueStore {
         self.blocks.sync()
     }
 
+    /// Makes every block of the value files `ids` durable, whoever wrote it: recovery calls it
+    /// before it makes durable the pointers it replayed from logs, whose values an earlier
+    /// process may have written and never synced.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn sync_files(&self, ids: impl Iterator<Item = ValueFileId>) -> Result<()> {
+        let mut runs = Vec::new();
+        for id in ids {
+            let Some(file) = self.files.read().get(&id).cloned() else {
+                continue;
+            };
+            runs.extend(file.extents.read().extents().map(|e| (e.physical, e.len)));
+        }
+        self.blocks.sync_runs(&runs)
+    }
+
     /// Reads the value `p` points at, checking its CRC.
     ///
     /// A pool hit takes no lock and makes no system call. On a miss the file's invalidate lock
