@@ -535,11 +535,22 @@ struct Replayed {
     last: SeqNo,
     /// How far the replayed pointers reach into each value file.
     reaches: BTreeMap<ValueFileId, u64>,
+    /// The writes of the newest log that point at values: each batch's first sequence number
+    /// and its pointers, in log order.
+    newest: Vec<(SeqNo, Vec<ValuePointer>)>,
 }
 
 /// Replays the write-ahead logs newer than the manifest's log number into a memtable,
 /// writing nothing.
-fn replay_wals(dir: &Path, fs: &dyn FileSystem, versions: &VersionSet) -> Result<Replayed> {
+///
+/// With `stop`, the newest log ends just before the batch that starts at sequence number
+/// `stop` (see [`first_lost_value`]).
+fn replay_wals(
+    dir: &Path,
+    fs: &dyn FileSystem,
+    versions: &VersionSet,
+    stop: Option<SeqNo>,
+) -> Result<Replayed> {
     let mut wals: Vec<u64> = fs
         .list_dir(dir)?
         .iter()
@@ -552,11 +563,16 @@ fn replay_wals(dir: &Path, fs: &dyn FileSystem, versions: &VersionSet) -> Result
     let mem = Memtable::new(0);
     let mut last = versions.flushed_seq;
     let mut reaches: BTreeMap<ValueFileId, u64> = BTreeMap::new();
+    let mut newest = Vec::new();
     for (i, &number) in wals.iter().enumerate() {
         let path = dir.join(filename::wal(number));
+        let is_newest = i + 1 == wals.len();
         let mut reader = LogReader::new(fs.open(&path)?);
         while let Some((offset, payload)) = reader.next_record()? {
             let decoded = batch::decode(Bytes::from(payload), &path, offset)?;
+            if is_newest && stop == Some(decoded.first) {
+                break;
+            }
             if decoded.first != last.next() {
                 return Err(Error::corruption(
                     &path,
@@ -569,12 +585,17 @@ fn replay_wals(dir: &Path, fs: &dyn FileSystem, versions: &VersionSet) -> Result
                 ));
             }
             last = decoded.last();
+            let mut pointers = Vec::new();
             for op in &decoded.ops {
                 if let BatchOp::PutPointer { pointer, .. } = op {
                     let p = ValuePointer::decode(pointer, &path, offset)?;
                     let end = reaches.entry(p.file).or_default();
                     *end = (*end).max(p.end());
+                    pointers.push(p);
                 }
+            }
+            if is_newest && !pointers.is_empty() {
+                newest.push((decoded.first, pointers));
             }
             apply(&mem, decoded.ops);
         }
@@ -587,7 +608,36 @@ fn replay_wals(dir: &Path, fs: &dyn FileSystem, versions: &VersionSet) -> Result
             ));
         }
     }
-    Ok(Replayed { mem, last, reaches })
+    Ok(Replayed {
+        mem,
+        last,
+        reaches,
+        newest,
+    })
+}
+
+/// The first batch of the newest log (by its first sequence number) with a value that does
+/// not read back, if any.
+///
+/// A log is synced only after the values it points at (`write.rs`, `sync_log`), so such a
+/// batch was never synced: a power loss kept its record but not its value bytes (two files,
+/// written back in any order). It and every later batch of the log are then a torn tail, to
+/// be dropped like a torn record. Older logs were synced before the next was started; a value
+/// of theirs that fails is damage, reported when read.
+fn first_lost_value(
+    values: &ValueStore,
+    newest: &[(SeqNo, Vec<ValuePointer>)],
+) -> Result<Option<SeqNo>> {
+    for (first, pointers) in newest {
+        for p in pointers {
+            match values.read(p, ReadMode::Blocking) {
+                Ok(_) => {}
+                Err(e) if e.is_corruption() => return Ok(Some(*first)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// How the value store is laid out, from the options.
@@ -625,14 +675,28 @@ fn recover_wals(
         cache,
         lock,
     } = recovered;
-    let Replayed { mem, last, reaches } = replay_wals(dir, fs.as_ref(), &versions)?;
-    let (values, trimmed) = ValueStore::open(
-        dir,
-        Arc::clone(&fs),
-        value_options(&options),
+    let mut replayed = replay_wals(dir, fs.as_ref(), &versions, None)?;
+    let open_values = |state: ValueState, reaches: &BTreeMap<ValueFileId, u64>| {
+        ValueStore::open(
+            dir,
+            Arc::clone(&fs),
+            value_options(&options),
+            state,
+            reaches,
+        )
+    };
+    let (mut values_store, mut trimmed) = open_values(values.clone(), &replayed.reaches)?;
+    if let Some(stop) = first_lost_value(&values_store, &replayed.newest)? {
+        drop(values_store);
+        replayed = replay_wals(dir, fs.as_ref(), &versions, Some(stop))?;
+        (values_store, trimmed) = open_values(values, &replayed.reaches)?;
+    }
+    let (
         values,
-        &reaches,
-    )?;
+        Replayed {
+            mem, last, reaches, ..
+        },
+    ) = (values_store, replayed);
     let (mem, writer, wal_number) = if options.read_only {
         (mem, None, versions.log_number)
     } else {
