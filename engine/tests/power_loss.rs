@@ -20,9 +20,9 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::workload::{self, MustHold, OnError, Report};
+use common::workload::{self, History, MustHold, OnError, Op, Report};
 use extentdb::fs::{CutAt, MemFs, Unsynced};
-use extentdb::{Durability, ReadPath, WriteBatch};
+use extentdb::{Db, Durability, ReadPath, WriteBatch};
 
 const ROOT: &str = "/power";
 
@@ -61,14 +61,9 @@ fn run(cut: Option<(u64, CutAt)>) -> (MemFs, Report) {
 
 /// Checks a database recovered from `image` against the history of `report`, then that it
 /// takes a synced write and keeps it across one more reopen.
-fn check(image: &MemFs, report: &Report) -> Result<(), String> {
+fn check(image: &MemFs, history: &History) -> Result<(), String> {
     let root = Path::new(ROOT);
-    workload::check(
-        Arc::new(image.clone()),
-        root,
-        &report.history,
-        MustHold::Synced,
-    )?;
+    workload::check(Arc::new(image.clone()), root, history, MustHold::Synced)?;
     let open =
         || workload::options(Arc::new(image.clone()), ReadPath::Pool).open(workload::db_dir(root));
     let db = open().map_err(|e| format!("second open: {e}"))?;
@@ -90,7 +85,7 @@ fn check(image: &MemFs, report: &Report) -> Result<(), String> {
 }
 
 /// The images a cut is checked on: the synced state, then `torn_seeds()` torn ones.
-fn images(number: u64, at: CutAt) -> impl Iterator<Item = Unsynced> {
+fn images_of(number: u64, at: CutAt) -> impl Iterator<Item = Unsynced> {
     let base = number * 2 + u64::from(at == CutAt::AfterSync);
     std::iter::once(Unsynced::Lost).chain((0..torn_seeds()).map(move |i| Unsynced::Torn {
         seed: base.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i,
@@ -123,12 +118,12 @@ fn cut_and_check(number: u64, at: CutAt) -> Outcome {
             "cut at sync {number} {at:?}: read before the cut: {wrong}"
         ));
     }
-    for unsynced in images(number, at) {
+    for unsynced in images_of(number, at) {
         outcome.images += 1;
         let checked = fs
             .after_power_loss(unsynced)
             .map_err(|e| format!("image: {e}"))
-            .and_then(|image| check(&image, &report));
+            .and_then(|image| check(&image, &report.history));
         if let Err(e) = checked {
             outcome
                 .violations
@@ -193,6 +188,138 @@ fn every_sync_point_survives_a_power_cut_before_and_after_it() {
             .iter()
             .take(10)
             .map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Writes of the background run: puts of every size over 40 keys (so values die and the
+/// value thread reclaims them), deletes, range deletes and batches.
+const BACKGROUND_WRITES: u64 = 160;
+
+/// `op` as a write batch.
+fn to_batch(op: &Op, batch: &mut WriteBatch) {
+    match op {
+        Op::Put { key, value } => {
+            batch.put(key, value);
+        }
+        Op::Delete { key } => {
+            batch.delete(key);
+        }
+        Op::DeleteRange { start, end } => {
+            batch.delete_range(start.as_slice()..end.as_slice());
+        }
+        Op::Batch(ops) => ops.iter().for_each(|op| to_batch(op, batch)),
+    }
+}
+
+/// The `i`th write of the background run.
+fn background_op(i: u64) -> Op {
+    let key = |n: u64| workload::key(n % 40);
+    let put = |n: u64| Op::Put {
+        key: key(n),
+        value: workload::value(i, [30, 700, 3000, 9000][(n % 4) as usize]),
+    };
+    match i % 10 {
+        6 => Op::Delete { key: key(i * 3) },
+        7 => Op::DeleteRange {
+            start: key(i),
+            end: key(i + 3),
+        },
+        8 => Op::Batch(vec![
+            put(i * 5),
+            Op::Delete { key: key(i + 1) },
+            put(i * 11),
+        ]),
+        _ => put(i * 7),
+    }
+}
+
+/// Writes [`BACKGROUND_WRITES`] writes with the flush, compaction and value threads running,
+/// every fourth with `Sync`, compacting now and then, until a write fails.
+fn background_run(fs: &MemFs) -> History {
+    let mut history = History::default();
+    let options =
+        workload::options(Arc::new(fs.clone()), ReadPath::Pool).background_compaction(true);
+    let Ok(db) = options.open(workload::db_dir(Path::new(ROOT))) else {
+        return history;
+    };
+    for i in 0..BACKGROUND_WRITES {
+        let op = background_op(i);
+        let durability = if i % 4 == 3 {
+            Durability::Sync
+        } else {
+            Durability::Buffered
+        };
+        let mut batch = WriteBatch::new();
+        to_batch(&op, &mut batch);
+        let result = db.write_with(batch, durability);
+        let failed = result.is_err();
+        history.record(op, durability, &result);
+        let step = match i % 40 {
+            19 => Some(Db::sync(&db)),
+            39 => Some(db.compact()),
+            _ => None,
+        };
+        match step {
+            Some(Ok(())) => history.synced(),
+            Some(Err(_)) => break,
+            None if failed => break,
+            None => {}
+        }
+    }
+    history
+}
+
+/// The background path: flushes, index compactions and value reclamation run on their
+/// threads while the writer writes. Their syncs interleave differently on each run, so a
+/// sync point's number does not name the same moment twice; every cut is still a real power
+/// loss, judged against that run's own history. A run that ends before its cut is skipped.
+#[test]
+fn power_cuts_with_background_jobs_keep_a_prefix() {
+    let fs = MemFs::new();
+    let history = background_run(&fs);
+    assert_eq!(history.acked(), BACKGROUND_WRITES as usize);
+    let points = fs.sync_count();
+    let (mut cut, mut skipped, mut images, mut violations) = (0, 0, 0u64, Vec::new());
+    for (j, number) in points_to_cut(points).into_iter().enumerate() {
+        let at = if j % 2 == 0 {
+            CutAt::BeforeSync
+        } else {
+            CutAt::AfterSync
+        };
+        let fs = MemFs::new();
+        fs.cut_power_at_sync(number, at);
+        let history = background_run(&fs);
+        if fs.has_power() {
+            skipped += 1;
+            continue;
+        }
+        cut += 1;
+        for unsynced in images_of(number, at) {
+            images += 1;
+            let checked = fs
+                .after_power_loss(unsynced)
+                .map_err(|e| format!("image: {e}"))
+                .and_then(|image| check(&image, &history));
+            if let Err(e) = checked {
+                violations.push(format!("cut at sync {number} {at:?}, {unsynced:?}: {e}"));
+            }
+        }
+    }
+    println!(
+        "background: {points} sync points in the first run; {cut} cuts, {skipped} not \
+         reached; {images} images checked; {} violations",
+        violations.len()
+    );
+    assert!(
+        violations.is_empty(),
+        "{} violations, first ones:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .take(10)
+            .cloned()
             .collect::<Vec<_>>()
             .join("\n")
     );
