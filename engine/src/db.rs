@@ -630,10 +630,8 @@ fn first_lost_value(
 ) -> Result<Option<SeqNo>> {
     for (first, pointers) in newest {
         for p in pointers {
-            match values.read(p, ReadMode::Blocking) {
-                Ok(_) => {}
-                Err(e) if e.is_corruption() => return Ok(Some(*first)),
-                Err(e) => return Err(e),
+            if !values.reads_back(p)? {
+                return Ok(Some(*first));
             }
         }
     }

@@ -468,6 +468,25 @@ impl ValueStore {
         self.read_ahead(p, mode, 0)
     }
 
+    /// True if the value `p` points at reads back whole: its file and blocks exist and its
+    /// bytes match its CRC. Read past the pool, which it leaves as it was (recovery asks it of
+    /// the values of the newest log before any read).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn reads_back(&self, p: &ValuePointer) -> Result<bool> {
+        let len = usize::try_from(p.len).map_err(|_| Error::invalid("value too large"))?;
+        let read = self.file(p.file).and_then(|file| {
+            let _shared = file.invalidate.shared();
+            self.read_uncached(&file, p.offset, len)
+        });
+        match read {
+            Ok(bytes) => Ok(crc32fast::hash(&bytes) == p.crc),
+            Err(e) if e.is_corruption() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Like [`Self::read`], but a miss fills the pool with `ahead_bytes` from the value's start
     /// (clipped to the file's complete blocks) in one read: the readahead of a scan that walks
     /// a file's values in order, so the next values it asks for are hits.
