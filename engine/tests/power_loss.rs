@@ -218,7 +218,15 @@ fn background_op(i: u64) -> Op {
     let key = |n: u64| workload::key(n % 40);
     let put = |n: u64| Op::Put {
         key: key(n),
-        value: workload::value(i, [30, 700, 3000, 9000][(n % 4) as usize]),
+        value: workload::value(
+            i,
+            match n % 4 {
+                0 => 30,
+                1 => 700,
+                2 => 3000,
+                _ => 9000,
+            },
+        ),
     };
     match i % 10 {
         6 => Op::Delete { key: key(i * 3) },

@@ -636,13 +636,7 @@ impl Contents {
         let kept = match tears.as_mut() {
             None => 0,
             // A size set at once is one field: all of it or none.
-            Some(rng) if self.set_len_since_sync => {
-                if rng.chance() {
-                    grown
-                } else {
-                    0
-                }
-            }
+            Some(rng) if self.set_len_since_sync => grown * u64::from(rng.chance()),
             // Appended bytes: the size on disk advances only over data already written.
             Some(rng) => match rng.below(4) {
                 0 => 0,
@@ -1428,7 +1422,7 @@ mod tests {
             let bytes = read(&image, "/a").unwrap();
             let len = bytes.len();
             assert!(
-                len == 1000 || len == 5000 || len % SECTOR_BYTES as usize == 0,
+                len == 1000 || len == 5000 || len.is_multiple_of(SECTOR_BYTES as usize),
                 "{len}"
             );
             assert_eq!(&bytes[..1000], &[1; 1000]);
@@ -1600,7 +1594,7 @@ mod tests {
 
     #[test]
     fn a_database_runs_on_it_and_survives_a_clean_reopen() {
-        use crate::{Db, Options};
+        use crate::Options;
 
         let fs = MemFs::new();
         let open = |fs: &MemFs| {
