@@ -49,11 +49,17 @@ fn torn_seeds() -> u64 {
         .unwrap_or(1)
 }
 
+/// Which syncs the disk ignores ([`MemFs::ignore_syncs`]); none for an honest one.
+type Lies = Option<fn(&Path) -> bool>;
+
 /// Runs the workload on a fresh `MemFs`, with the power cut at `cut` if given.
-fn run(cut: Option<(u64, CutAt)>) -> (MemFs, Report) {
+fn run(cut: Option<(u64, CutAt)>, lies: Lies) -> (MemFs, Report) {
     let fs = MemFs::new();
     if let Some((number, at)) = cut {
         fs.cut_power_at_sync(number, at);
+    }
+    if let Some(lies) = lies {
+        fs.ignore_syncs(lies);
     }
     let report = workload::run(Arc::new(fs.clone()), Path::new(ROOT), OnError::Stop);
     (fs, report)
@@ -101,8 +107,8 @@ struct Outcome {
 }
 
 /// Cuts the power at sync point `number`, at `at`, and checks every image of what is left.
-fn cut_and_check(number: u64, at: CutAt) -> Outcome {
-    let (fs, report) = run(Some((number, at)));
+fn cut_and_check(number: u64, at: CutAt, lies: Lies) -> Outcome {
+    let (fs, report) = run(Some((number, at)), lies);
     let mut outcome = Outcome {
         acked: report.history.acked(),
         ..Outcome::default()
@@ -135,7 +141,7 @@ fn cut_and_check(number: u64, at: CutAt) -> Outcome {
 
 #[test]
 fn every_sync_point_survives_a_power_cut_before_and_after_it() {
-    let (fs, clean) = run(None);
+    let (fs, clean) = run(None, None);
     assert!(
         clean.errors.is_empty() && clean.wrong.is_empty(),
         "the workload fails without a power cut: {:?} {:?}",
@@ -157,7 +163,7 @@ fn every_sync_point_survives_a_power_cut_before_and_after_it() {
                     cuts.iter().copied().skip(t).step_by(threads).collect();
                 scope.spawn(move || {
                     mine.into_iter()
-                        .map(|(n, at)| cut_and_check(n, at))
+                        .map(|(n, at)| cut_and_check(n, at, None))
                         .collect::<Vec<_>>()
                 })
             })
@@ -191,6 +197,36 @@ fn every_sync_point_survives_a_power_cut_before_and_after_it() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// How many of 8 cuts spread over the workload find a violation on a disk that ignores the
+/// syncs `lies` accepts.
+fn violations_with_lies(lies: fn(&Path) -> bool) -> usize {
+    let (fs, _) = run(None, None);
+    let cuts = points_to_cut(fs.sync_count()).into_iter().step_by(3);
+    cuts.filter(|&n| {
+        !cut_and_check(n, CutAt::AfterSync, Some(lies))
+            .violations
+            .is_empty()
+    })
+    .count()
+}
+
+/// Teeth: a disk that ignores the log's syncs (as a log writer that skipped its `fdatasync`
+/// would) loses acknowledged `Sync` writes at a power loss, and the checks see it.
+#[test]
+fn the_checks_fail_when_the_logs_syncs_are_ignored() {
+    let found = violations_with_lies(|p| p.extension().is_some_and(|e| e == "wal"));
+    assert!(found > 0, "no cut found the lost log syncs");
+}
+
+/// Teeth: a disk that ignores the database directory's syncs (as an engine that never
+/// synced the directory after creating a file would) loses files at a power loss, and the
+/// checks see it.
+#[test]
+fn the_checks_fail_when_the_directorys_syncs_are_ignored() {
+    let found = violations_with_lies(|p| p == workload::db_dir(Path::new(ROOT)));
+    assert!(found > 0, "no cut found the lost directory syncs");
 }
 
 /// Writes of the background run: puts of every size over 40 keys (so values die and the

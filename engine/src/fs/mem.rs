@@ -62,6 +62,8 @@
 //! learns that it succeeded), and from then on every call on the file system and its open
 //! files fails with `Io` (`BrokenPipe`), as if the machine had died. [`MemFs::cut_power`] does
 //! it at once. The state stays as it was at that moment, for `after_power_loss`.
+//! [`MemFs::ignore_syncs`] makes chosen syncs succeed without effect (a disk that ignores
+//! flushes), so a test can show that its durability checks fail when a sync is missing.
 //!
 //! # Not modelled
 //!
@@ -201,14 +203,36 @@ impl MemFs {
     pub fn has_power(&self) -> bool {
         self.shared.power.on.load(Ordering::SeqCst)
     }
+
+    /// Makes every later sync (of a file or a directory) whose path `lies_about` accepts
+    /// return success without making anything durable, as a disk whose write cache ignores
+    /// flushes would. It is still a sync point. For tests that must show a durability check
+    /// can fail; replaces an earlier choice.
+    pub fn ignore_syncs(&self, lies_about: impl Fn(&Path) -> bool + Send + Sync + 'static) {
+        *self.shared.power.ignored.lock() = Some(Box::new(lies_about));
+    }
 }
 
-/// The power switch and the sync-point counter.
-#[derive(Debug)]
+/// Which syncs [`MemFs::ignore_syncs`] ignores.
+type SyncFilter = Box<dyn Fn(&Path) -> bool + Send + Sync>;
+
+/// The power switch, the sync-point counter and the syncs a lying disk ignores.
 struct Power {
     on: AtomicBool,
     syncs: AtomicU64,
     cut_at: Mutex<Option<(u64, CutAt)>>,
+    ignored: Mutex<Option<SyncFilter>>,
+}
+
+impl std::fmt::Debug for Power {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Power")
+            .field("on", &self.on)
+            .field("syncs", &self.syncs)
+            .field("cut_at", &self.cut_at)
+            .field("ignores_syncs", &self.ignored.lock().is_some())
+            .finish()
+    }
 }
 
 impl Default for Power {
@@ -217,6 +241,7 @@ impl Default for Power {
             on: AtomicBool::new(true),
             syncs: AtomicU64::new(0),
             cut_at: Mutex::new(None),
+            ignored: Mutex::new(None),
         }
     }
 }
@@ -234,10 +259,13 @@ impl Power {
         }
     }
 
-    /// Runs `sync`, the next sync point, unless the power is cut there.
-    fn sync_point(&self, sync: impl FnOnce() -> Result<()>) -> Result<()> {
+    /// Runs `sync` of `path`, the next sync point, unless the power is cut there or the
+    /// disk ignores it.
+    fn sync_point(&self, path: &Path, sync: impl FnOnce() -> Result<()>) -> Result<()> {
         self.check()?;
         let number = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
+        let lies = self.ignored.lock().as_ref().is_some_and(|lies| lies(path));
+        let sync = || if lies { Ok(()) } else { sync() };
         let cut = match *self.cut_at.lock() {
             Some((at, when)) if at == number => Some(when),
             _ => None,
@@ -880,7 +908,7 @@ impl FileSystem for MemFs {
     }
 
     fn sync_dir(&self, path: &Path) -> Result<()> {
-        self.shared.power.sync_point(|| {
+        self.shared.power.sync_point(path, || {
             let mut tree = self.shared.tree.lock();
             tree.dir_mut(&normalize(path), "sync directory", path)?
                 .sync();
@@ -1049,7 +1077,7 @@ impl WritableFile for MemWritable {
 
     fn sync(&mut self) -> Result<()> {
         let inode = &self.inode;
-        self.shared.power.sync_point(|| {
+        self.shared.power.sync_point(&self.path, || {
             inode.sync();
             Ok(())
         })
@@ -1140,7 +1168,7 @@ impl SegmentFile for MemSegment {
 
     fn sync(&self) -> Result<()> {
         self.check_writable("sync")?;
-        self.shared.power.sync_point(|| {
+        self.shared.power.sync_point(&self.path, || {
             self.inode.sync();
             Ok(())
         })
@@ -1590,6 +1618,19 @@ mod tests {
             let want: &[u8] = if survives { b"one" } else { b"" };
             assert_eq!(read(&image, "/a").unwrap(), want);
         }
+    }
+
+    #[test]
+    fn an_ignored_sync_makes_nothing_durable_but_still_counts() {
+        let fs = MemFs::new();
+        fs.ignore_syncs(|path| path.extension().is_some_and(|e| e == "log"));
+        write_file(&fs, "/a.log", b"lost", true);
+        write_file(&fs, "/a.tbl", b"kept", true);
+        fs.sync_dir(&p("/")).unwrap();
+        assert_eq!(fs.sync_count(), 3);
+        let image = lost(&fs);
+        assert_eq!(read(&image, "/a.log").unwrap(), b"");
+        assert_eq!(read(&image, "/a.tbl").unwrap(), b"kept");
     }
 
     #[test]
