@@ -15,6 +15,8 @@
 //! cuts at every one (or a number: that many), and `EXTENTDB_POWER_SEEDS` sets how many torn
 //! images are checked per cut (default 1, besides the synced-only image).
 
+#![cfg(any(target_os = "linux", target_os = "android"))]
+
 mod common;
 
 use std::path::Path;

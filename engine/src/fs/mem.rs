@@ -85,7 +85,8 @@
 //! The directory tree is one mutex; each inode has its own, held across each write so that a
 //! page's durable copy is taken before the write changes it. Reads copy from the memory file
 //! without the inode's lock. No lock is held while another is taken, except the tree's while
-//! an inode's is (creating, truncating, imaging).
+//! each inode's is taken in turn to image it (`after_power_loss`); the power switch's locks
+//! are leaves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
