@@ -683,11 +683,15 @@ fn recover_wals(
             reaches,
         )
     };
-    let (mut values_store, mut trimmed) = open_values(values.clone(), &replayed.reaches)?;
-    if let Some(stop) = first_lost_value(&values_store, &replayed.newest)? {
+    // Kept for a second opening only if the newest log points at values to check.
+    let unchecked = (!replayed.newest.is_empty()).then(|| values.clone());
+    let (mut values_store, mut trimmed) = open_values(values, &replayed.reaches)?;
+    if let Some(state) = unchecked
+        && let Some(stop) = first_lost_value(&values_store, &replayed.newest)?
+    {
         drop(values_store);
         replayed = replay_wals(dir, fs.as_ref(), &versions, Some(stop))?;
-        (values_store, trimmed) = open_values(values, &replayed.reaches)?;
+        (values_store, trimmed) = open_values(state, &replayed.reaches)?;
     }
     let (
         values,
