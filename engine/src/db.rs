@@ -200,7 +200,7 @@ impl Db {
             if !create {
                 return Err(Error::invalid(format!("{} does not exist", dir.display())));
             }
-            fs.create_dir_all(dir)?;
+            create_dir_durably(fs.as_ref(), dir)?;
         }
         let lock = fs.lock(&dir.join(filename::LOCK))?;
         let cache = Arc::new(BlockCache::new(options.table_cache_bytes));
@@ -535,11 +535,22 @@ struct Replayed {
     last: SeqNo,
     /// How far the replayed pointers reach into each value file.
     reaches: BTreeMap<ValueFileId, u64>,
+    /// The writes of the newest log that point at values: each batch's first sequence number
+    /// and its pointers, in log order.
+    newest: Vec<(SeqNo, Vec<ValuePointer>)>,
 }
 
 /// Replays the write-ahead logs newer than the manifest's log number into a memtable,
 /// writing nothing.
-fn replay_wals(dir: &Path, fs: &dyn FileSystem, versions: &VersionSet) -> Result<Replayed> {
+///
+/// With `stop`, the newest log ends just before the batch that starts at sequence number
+/// `stop` (see [`first_lost_value`]).
+fn replay_wals(
+    dir: &Path,
+    fs: &dyn FileSystem,
+    versions: &VersionSet,
+    stop: Option<SeqNo>,
+) -> Result<Replayed> {
     let mut wals: Vec<u64> = fs
         .list_dir(dir)?
         .iter()
@@ -568,11 +579,16 @@ fn replay_wals(dir: &Path, fs: &dyn FileSystem, versions: &VersionSet) -> Result
     let mem = Memtable::new(0);
     let mut last = versions.flushed_seq;
     let mut reaches: BTreeMap<ValueFileId, u64> = BTreeMap::new();
+    let mut newest = Vec::new();
     for (i, &number) in wals.iter().enumerate() {
         let path = dir.join(filename::wal(number));
+        let is_newest = i + 1 == wals.len();
         let mut reader = LogReader::new(fs.open(&path)?);
         while let Some((offset, payload)) = reader.next_record()? {
             let decoded = batch::decode(Bytes::from(payload), &path, offset)?;
+            if is_newest && stop == Some(decoded.first) {
+                break;
+            }
             if decoded.first != last.next() {
                 return Err(Error::corruption(
                     &path,
@@ -585,12 +601,17 @@ fn replay_wals(dir: &Path, fs: &dyn FileSystem, versions: &VersionSet) -> Result
                 ));
             }
             last = decoded.last();
+            let mut pointers = Vec::new();
             for op in &decoded.ops {
                 if let BatchOp::PutPointer { pointer, .. } = op {
                     let p = ValuePointer::decode(pointer, &path, offset)?;
                     let end = reaches.entry(p.file).or_default();
                     *end = (*end).max(p.end());
+                    pointers.push(p);
                 }
+            }
+            if is_newest && !pointers.is_empty() {
+                newest.push((decoded.first, pointers));
             }
             apply(&mem, decoded.ops);
         }
@@ -603,7 +624,34 @@ fn replay_wals(dir: &Path, fs: &dyn FileSystem, versions: &VersionSet) -> Result
             ));
         }
     }
-    Ok(Replayed { mem, last, reaches })
+    Ok(Replayed {
+        mem,
+        last,
+        reaches,
+        newest,
+    })
+}
+
+/// The first batch of the newest log (by its first sequence number) with a value that does
+/// not read back, if any.
+///
+/// A log is synced only after the values it points at (`write.rs`, `sync_log`), so such a
+/// batch was never synced: a power loss kept its record but not its value bytes (two files,
+/// written back in any order). It and every later batch of the log are then a torn tail, to
+/// be dropped like a torn record. Older logs were synced before the next was started; a value
+/// of theirs that fails is damage, reported when read.
+fn first_lost_value(
+    values: &ValueStore,
+    newest: &[(SeqNo, Vec<ValuePointer>)],
+) -> Result<Option<SeqNo>> {
+    for (first, pointers) in newest {
+        for p in pointers {
+            if !values.reads_back(p)? {
+                return Ok(Some(*first));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// How the value store is laid out, from the options.
@@ -641,17 +689,39 @@ fn recover_wals(
         cache,
         lock,
     } = recovered;
-    let Replayed { mem, last, reaches } = replay_wals(dir, fs.as_ref(), &versions)?;
-    let (values, trimmed) = ValueStore::open(
-        dir,
-        Arc::clone(&fs),
-        value_options(&options),
+    let mut replayed = replay_wals(dir, fs.as_ref(), &versions, None)?;
+    let open_values = |state: ValueState, reaches: &BTreeMap<ValueFileId, u64>| {
+        ValueStore::open(
+            dir,
+            Arc::clone(&fs),
+            value_options(&options),
+            state,
+            reaches,
+        )
+    };
+    // Kept for a second opening only if the newest log points at values to check.
+    let unchecked = (!replayed.newest.is_empty()).then(|| values.clone());
+    let (mut values_store, mut trimmed) = open_values(values, &replayed.reaches)?;
+    if let Some(state) = unchecked
+        && let Some(stop) = first_lost_value(&values_store, &replayed.newest)?
+    {
+        drop(values_store);
+        replayed = replay_wals(dir, fs.as_ref(), &versions, Some(stop))?;
+        (values_store, trimmed) = open_values(state, &replayed.reaches)?;
+    }
+    let (
         values,
-        &reaches,
-    )?;
+        Replayed {
+            mem, last, reaches, ..
+        },
+    ) = (values_store, replayed);
     let (mem, writer, wal_number) = if options.read_only {
         (mem, None, versions.log_number)
     } else {
+        // The replayed values may never have been synced (the logs' writer may have closed or
+        // died with them written but not synced): make them durable before the table that
+        // points at them is.
+        values.sync_files(reaches.keys().copied())?;
         let wal_number =
             persist_recovery(dir, &fs, &table_options, &mut versions, mem, last, trimmed)?;
         let writer = LogWriter::new(fs.create(&dir.join(filename::wal(wal_number)))?);
@@ -693,6 +763,26 @@ fn recover_wals(
         _lock: lock,
     };
     Ok((inner, last))
+}
+
+/// Creates `dir` and its missing parents, and syncs the parent of each directory it created:
+/// until then a power loss may take the new directory away, with every file synced in it.
+fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let mut created = Vec::new();
+    let mut missing = Some(dir);
+    while let Some(d) = missing.filter(|d| !d.as_os_str().is_empty()) {
+        if fs.exists(d)? {
+            break;
+        }
+        created.push(d);
+        missing = d.parent();
+    }
+    fs.create_dir_all(dir)?;
+    for d in created.iter().rev() {
+        let parent = d.parent().filter(|p| !p.as_os_str().is_empty());
+        fs.sync_dir(parent.unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
 }
 
 /// Makes recovery durable: writes the replayed writes `mem` to a table and logs it with the
@@ -1163,7 +1253,7 @@ impl DbInner {
                 dest.display()
             )));
         }
-        self.fs.create_dir_all(dest)?;
+        create_dir_durably(self.fs.as_ref(), dest)?;
         // The pinned super version keeps its tables from being deleted while they are linked,
         // and the values they point at from being reclaimed while they are copied.
         let (sv, flushed_seq) = {

@@ -3,6 +3,7 @@
 //! No other module touches `std::fs`. That keeps one place where a fault can be injected into
 //! any call (a failing write, a lost fsync, a torn rename) and where an in-memory file system
 //! can stand in for the disk. [`RealFs`] is the implementation on the host's file system;
+//! [`MemFs`] keeps everything in memory and can show what a power loss would leave;
 //! `ReadOnlyFs` wraps another to refuse every change, under a read-only `Db`.
 //!
 //! Thread safety: a `FileSystem`, its `ReadableFile`s and its `SegmentFile`s are shared between
@@ -17,6 +18,8 @@
 mod bytes_file;
 #[cfg(test)]
 mod fault;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod mem;
 mod read_only;
 mod real;
 
@@ -28,6 +31,8 @@ use std::sync::Arc;
 pub use bytes_file::BytesFile;
 #[cfg(test)]
 pub(crate) use fault::FaultFs;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use mem::{CutAt, MemFs, Unsynced};
 pub(crate) use read_only::ReadOnlyFs;
 pub use real::RealFs;
 

@@ -437,6 +437,23 @@ impl ValueStore {
         self.blocks.sync()
     }
 
+    /// Makes every block of the value files `ids` durable, whoever wrote it: recovery calls it
+    /// before it makes durable the pointers it replayed from logs, whose values an earlier
+    /// process may have written and never synced.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn sync_files(&self, ids: impl Iterator<Item = ValueFileId>) -> Result<()> {
+        let mut runs = Vec::new();
+        for id in ids {
+            let Some(file) = self.files.read().get(&id).cloned() else {
+                continue;
+            };
+            runs.extend(file.extents.read().extents().map(|e| (e.physical, e.len)));
+        }
+        self.blocks.sync_runs(&runs)
+    }
+
     /// Reads the value `p` points at, checking its CRC.
     ///
     /// A pool hit takes no lock and makes no system call. On a miss the file's invalidate lock
@@ -449,6 +466,25 @@ impl ValueStore {
     /// `Io`; `WouldBlock` in `CacheOnly` mode.
     pub fn read(&self, p: &ValuePointer, mode: ReadMode) -> Result<Bytes> {
         self.read_ahead(p, mode, 0)
+    }
+
+    /// True if the value `p` points at reads back whole: its file and blocks exist and its
+    /// bytes match its CRC. Read past the pool, which it leaves as it was (recovery asks it of
+    /// the values of the newest log before any read).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn reads_back(&self, p: &ValuePointer) -> Result<bool> {
+        let len = usize::try_from(p.len).map_err(|_| Error::invalid("value too large"))?;
+        let read = self.file(p.file).and_then(|file| {
+            let _shared = file.invalidate.shared();
+            self.read_uncached(&file, p.offset, len)
+        });
+        match read {
+            Ok(bytes) => Ok(crc32fast::hash(&bytes) == p.crc),
+            Err(e) if e.is_corruption() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Like [`Self::read`], but a miss fills the pool with `ahead_bytes` from the value's start

@@ -14,7 +14,7 @@ use crate::value::edit::ValueEdit;
 use crate::value::extent::ExtentMap;
 
 /// One value file as recorded.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct FileState {
     pub extents: ExtentMap,
     /// How far pointers into the file recorded so far reach (logical bytes): blocks past it
@@ -25,7 +25,7 @@ pub(crate) struct FileState {
 }
 
 /// Every value file.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ValueState {
     pub files: BTreeMap<ValueFileId, FileState>,
 }

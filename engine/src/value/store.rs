@@ -356,6 +356,23 @@ impl BlockStore {
         Ok(())
     }
 
+    /// Makes the physical block runs `runs` durable, whoever wrote them (for recovery, where
+    /// blocks written by an earlier process are not in this store's dirty set): `fdatasync`
+    /// of every existing segment they touch, and of the segments already dirty.
+    ///
+    /// # Errors
+    /// As [`Self::sync`].
+    pub fn sync_runs(&self, runs: &[(PhysicalBlock, u64)]) -> Result<()> {
+        {
+            let mut dirty = self.dirty.lock();
+            for &(first, n) in runs.iter().filter(|(_, n)| *n > 0) {
+                let last = first.0.saturating_add(n - 1);
+                dirty.extend(first.0 / self.blocks_per_segment..=last / self.blocks_per_segment);
+            }
+        }
+        self.sync()
+    }
+
     /// Punches a hole over the `n` blocks from `first`, returning their disk space to the
     /// file system; they read as zeros afterwards. Only the whole pages of the range
     /// ([`PUNCH_ALIGN`]) are punched: a file system zeroes the partial pages of a punch by

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test file uses some of these helpers")]
 
+pub mod workload;
+
 use std::collections::BTreeMap;
 
 use extentdb::{Db, Key, Options, Result, Value};
