@@ -3,7 +3,8 @@
 //! No other module touches `std::fs`. That keeps one place where a fault can be injected into
 //! any call (a failing write, a lost fsync, a torn rename) and where an in-memory file system
 //! can stand in for the disk. [`RealFs`] is the implementation on the host's file system;
-//! `ReadOnlyFs` wraps another to refuse every change, under a read-only `Db`.
+//! `ReadOnlyFs` wraps another to refuse every change, under a read-only `Db`; [`FaultFs`]
+//! wraps another to count every call and fail the ones a test picks.
 //!
 //! Thread safety: a `FileSystem`, its `ReadableFile`s and its `SegmentFile`s are shared between
 //! threads; a `WritableFile` has one owner at a time.
@@ -15,7 +16,6 @@
 
 #[cfg(feature = "fuzzing")]
 mod bytes_file;
-#[cfg(test)]
 mod fault;
 mod read_only;
 mod real;
@@ -26,8 +26,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "fuzzing")]
 pub use bytes_file::BytesFile;
-#[cfg(test)]
-pub(crate) use fault::FaultFs;
+pub use fault::{CallKind, FaultFs, FirstCall, Injected, Trigger};
 pub(crate) use read_only::ReadOnlyFs;
 pub use real::RealFs;
 
