@@ -8,12 +8,14 @@
     reason = "test helpers fail the test by panicking"
 )]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 mod common;
 
 use common::workload::{self, MustHold, OnError};
-use extentdb::fs::RealFs;
+use extentdb::fs::{CallKind, FaultFs, Injected, RealFs, Trigger};
 
 /// Without faults the workload reads back everything it wrote, and its compactions do every
 /// kind of reclamation, so that failing their calls tests something.
@@ -82,4 +84,190 @@ fn the_checker_rejects_a_lost_write_an_invented_one_and_a_wrong_read() {
     drop(db);
     let err = workload::check(Arc::new(RealFs), root.path(), history, MustHold::Acked).unwrap_err();
     assert!(err.contains("matching none"), "{err}");
+}
+
+/// Runs of the workload longer than this are a hang: a clean one takes well under a second.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Every `STRIDE`-th call is failed by default (a prime, so that no period of the workload
+/// lines up with it), as well as the first call of each kind; `EXTENTDB_IO_SWEEP_STRIDE=1`
+/// fails every call.
+const STRIDE: u64 = 97;
+
+fn stride() -> u64 {
+    std::env::var("EXTENTDB_IO_SWEEP_STRIDE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(STRIDE)
+}
+
+/// The file system of the sweep: the host's, with syncs that skip the device
+/// (`FaultFs::skip_syncs`). Nothing here loses power, so the fdatasyncs would only make the
+/// sweep ten times slower.
+fn fault_fs() -> FaultFs {
+    let fs = FaultFs::default();
+    fs.skip_syncs(true);
+    fs
+}
+
+/// What one run with one trigger did.
+struct Case {
+    injected: Vec<Injected>,
+    /// Steps of the workload that returned an error.
+    errors: usize,
+}
+
+/// Runs the workload with `trigger` armed in a fresh directory, then reopens it without faults
+/// and checks it. `Err` says what went wrong: a panic, a hang, a wrong read, or a database
+/// that does not hold what the history says.
+fn run_case(trigger: Trigger, on_error: OnError) -> Result<Case, String> {
+    let root = tempfile::tempdir().unwrap();
+    let fs = fault_fs();
+    fs.arm(trigger);
+    let (done, wait) = std::sync::mpsc::channel();
+    let (run_fs, run_root) = (fs.clone(), root.path().to_path_buf());
+    std::thread::spawn(move || {
+        // Nothing the closure touches is looked at after a panic but the fault layer's
+        // ledger, which is only ever changed whole, under its lock.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            workload::run(Arc::new(run_fs), &run_root, on_error)
+        }));
+        // The receiver is gone only if the sweep already failed on a hang.
+        let _ = done.send(caught);
+    });
+    let report = match wait.recv_timeout(RUN_LIMIT) {
+        Ok(Ok(report)) => report,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            return Err(format!("panicked: {what} (injected {:?})", fs.injected()));
+        }
+        Err(_) => return Err(format!("still running after {RUN_LIMIT:?}")),
+    };
+    fs.disarm();
+    let injected = fs.injected();
+    if !report.wrong.is_empty() {
+        return Err(format!(
+            "wrong reads after {injected:?}: {:?}",
+            report.wrong
+        ));
+    }
+    workload::check(Arc::new(fs), root.path(), &report.history, MustHold::Acked)
+        .map_err(|e| format!("after {injected:?} and the errors {:?}: {e}", report.errors))?;
+    Ok(Case {
+        injected,
+        errors: report.errors.len(),
+    })
+}
+
+/// The calls a clean run makes: in all, per kind, and the number of the first of each kind.
+fn clean_run() -> (u64, BTreeMap<CallKind, u64>, BTreeMap<CallKind, u64>) {
+    let root = tempfile::tempdir().unwrap();
+    let fs = fault_fs();
+    let report = workload::run(Arc::new(fs.clone()), root.path(), OnError::Stop);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let first = fs
+        .first_calls()
+        .into_iter()
+        .map(|(kind, first)| (kind, first.call))
+        .collect();
+    (fs.calls(), fs.counts(), first)
+}
+
+/// Fails call N of the workload for every `stride()`-th N and the first call of each kind:
+/// that call only (`sticky` false, and the workload goes on after errors) or every call from
+/// it on (`sticky`, and the workload stops at its first error). Every run must end without a
+/// panic or a hang and read no wrong bytes; the reopened database must hold every acknowledged
+/// write and nothing the history does not allow, and pass `verify()`. Every kind of call the
+/// workload makes must have been failed.
+fn sweep(sticky: bool) {
+    let (calls, counts, first) = clean_run();
+    let (calls_again, counts_again, _) = clean_run();
+    assert_eq!(
+        (calls, &counts),
+        (calls_again, &counts_again),
+        "the workload must make the same calls every time"
+    );
+    let stride = stride();
+    let mut targets: Vec<u64> = (1..=calls)
+        .step_by(usize::try_from(stride).unwrap())
+        .collect();
+    targets.extend(first.values());
+    targets.sort_unstable();
+    targets.dedup();
+
+    let on_error = if sticky {
+        OnError::Stop
+    } else {
+        OnError::Continue
+    };
+    let mut failed_kinds: BTreeMap<CallKind, u64> = BTreeMap::new();
+    let mut first_failed: BTreeMap<CallKind, u64> = BTreeMap::new();
+    let (mut injected, mut with_error, mut absorbed) = (0u64, 0u64, Vec::new());
+    let mut problems = Vec::new();
+    for &n in &targets {
+        let trigger = if sticky {
+            Trigger::nth(n).sticky()
+        } else {
+            Trigger::nth(n)
+        };
+        let case = match run_case(trigger, on_error) {
+            Ok(case) => case,
+            Err(e) => {
+                let problem = format!("failing call {n} (sticky {sticky}): {e}");
+                eprintln!("{problem}");
+                problems.push(problem);
+                continue;
+            }
+        };
+        let Some(first_injected) = case.injected.first() else {
+            problems.push(format!(
+                "failing call {n} (sticky {sticky}): no call failed"
+            ));
+            continue;
+        };
+        injected += 1;
+        *first_failed.entry(first_injected.kind).or_default() += 1;
+        for f in &case.injected {
+            *failed_kinds.entry(f.kind).or_default() += 1;
+        }
+        if case.errors > 0 {
+            with_error += 1;
+        } else {
+            absorbed.push(first_injected.kind);
+        }
+    }
+    absorbed.sort_unstable();
+    absorbed.dedup();
+    eprintln!(
+        "sticky {sticky}: a clean workload makes {calls} calls {counts:?}; failed {} of them \
+         (stride {stride}, plus the first of each kind): {injected} runs injected a failure \
+         (first failed kind {first_failed:?}), {with_error} saw an error, the others' failures \
+         were absorbed (kinds {absorbed:?}); calls failed in all {failed_kinds:?}; {} problems",
+        targets.len(),
+        problems.len()
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+    let never: Vec<_> = counts
+        .keys()
+        .filter(|k| !failed_kinds.contains_key(k))
+        .collect();
+    assert!(
+        never.is_empty(),
+        "kinds the workload makes but the sweep never failed: {never:?}"
+    );
+}
+
+#[test]
+fn the_workload_survives_any_one_call_failing() {
+    sweep(false);
+}
+
+#[test]
+fn the_workload_survives_the_file_system_failing_from_any_call_on() {
+    sweep(true);
 }
