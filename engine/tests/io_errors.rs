@@ -1,5 +1,23 @@
-//! I/O errors: the standard workload (`common/workload.rs`) with one of its file-system calls
-//! failing.
+//! I/O errors: the standard workload (`common/workload.rs`) on a [`FaultFs`] that fails its
+//! N-th file-system call, of any kind (creations, opens, reads, appends, flushes, syncs,
+//! directory syncs, renames, removals, links, listings, existence checks, locks, segment opens,
+//! reads, writes and syncs, hole punches, memory maps, space queries).
+//!
+//! Once: that call alone fails, and the workload goes on as an application that retries
+//! would. Sticky: every call from the N-th on fails, as a device that is gone, and the
+//! workload stops at its first error (closing the handle on the broken device). Either way:
+//! - nothing panics (each run is under `catch_unwind`) and nothing hangs (each run is bounded);
+//! - no read returns bytes that no acknowledged history gives (the workload checks every get
+//!   and scan against the states its history allows);
+//! - reopened without faults, the database opens, `verify()` passes, and it holds every
+//!   acknowledged write and nothing the history does not allow (an unacknowledged write with
+//!   an I/O error may or may not be there, one refused as `Poisoned` must not);
+//! - and every kind of call the workload makes was failed at least once.
+//!
+//! N runs over every `EXTENTDB_IO_SWEEP_STRIDE`-th call (default 97) and the first call of
+//! each kind; `EXTENTDB_IO_SWEEP_STRIDE=1` fails every call. `EXTENTDB_IO_SWEEP_KINDS=Sync,Append`
+//! (`CallKind` names) counts and fails only the calls of those kinds, each kind on its own. Syncs skip the device
+//! (`FaultFs::skip_syncs`): nothing here loses power, which is the power-loss test's job.
 
 #![allow(
     clippy::unwrap_used,
@@ -94,6 +112,23 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 /// fails every call.
 const STRIDE: u64 = 97;
 
+/// The kinds named (by their `CallKind` names, comma-separated) in
+/// `EXTENTDB_IO_SWEEP_KINDS`, if set: the sweep then fails the N-th call of each of these kinds
+/// alone, for every `stride()`-th N of that kind.
+fn focus() -> Option<Vec<CallKind>> {
+    let names = std::env::var("EXTENTDB_IO_SWEEP_KINDS").ok()?;
+    let kinds = names
+        .split(',')
+        .map(|name| {
+            CallKind::ALL
+                .into_iter()
+                .find(|k| format!("{k:?}").eq_ignore_ascii_case(name.trim()))
+                .unwrap_or_else(|| panic!("EXTENTDB_IO_SWEEP_KINDS: no call kind {name:?}"))
+        })
+        .collect();
+    Some(kinds)
+}
+
 fn stride() -> u64 {
     std::env::var("EXTENTDB_IO_SWEEP_STRIDE")
         .ok()
@@ -118,10 +153,46 @@ struct Case {
     errors: usize,
 }
 
+/// What went wrong in a run.
+#[derive(Debug)]
+enum Problem {
+    Panic(String),
+    Hang,
+    WrongRead(String),
+    /// The reopened database does not open, fails `verify()`, lost an acknowledged write or
+    /// holds one never made.
+    Recovery(String),
+    /// The trigger never fired: the workload made fewer calls than in the clean run.
+    NothingFailed,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Panic(what) => write!(f, "panicked: {what}"),
+            Problem::Hang => write!(f, "still running after {RUN_LIMIT:?}"),
+            Problem::WrongRead(what) => write!(f, "wrong read: {what}"),
+            Problem::Recovery(what) => write!(f, "recovery: {what}"),
+            Problem::NothingFailed => write!(f, "no call failed"),
+        }
+    }
+}
+
+impl Problem {
+    fn name(&self) -> &'static str {
+        match self {
+            Problem::Panic(_) => "panics",
+            Problem::Hang => "hangs",
+            Problem::WrongRead(_) => "wrong reads",
+            Problem::Recovery(_) => "recovery failures",
+            Problem::NothingFailed => "triggers that never fired",
+        }
+    }
+}
+
 /// Runs the workload with `trigger` armed in a fresh directory, then reopens it without faults
-/// and checks it. `Err` says what went wrong: a panic, a hang, a wrong read, or a database
-/// that does not hold what the history says.
-fn run_case(trigger: Trigger, on_error: OnError) -> Result<Case, String> {
+/// and checks it.
+fn run_case(trigger: Trigger, on_error: OnError) -> Result<Case, Problem> {
     let root = tempfile::tempdir().unwrap();
     let fs = fault_fs();
     fs.arm(trigger);
@@ -144,20 +215,30 @@ fn run_case(trigger: Trigger, on_error: OnError) -> Result<Case, String> {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_default();
-            return Err(format!("panicked: {what} (injected {:?})", fs.injected()));
+            return Err(Problem::Panic(format!(
+                "{what} (injected {:?})",
+                fs.injected()
+            )));
         }
-        Err(_) => return Err(format!("still running after {RUN_LIMIT:?}")),
+        Err(_) => return Err(Problem::Hang),
     };
     fs.disarm();
     let injected = fs.injected();
-    if !report.wrong.is_empty() {
-        return Err(format!(
-            "wrong reads after {injected:?}: {:?}",
-            report.wrong
-        ));
+    if injected.is_empty() {
+        return Err(Problem::NothingFailed);
     }
-    workload::check(Arc::new(fs), root.path(), &report.history, MustHold::Acked)
-        .map_err(|e| format!("after {injected:?} and the errors {:?}: {e}", report.errors))?;
+    if !report.wrong.is_empty() {
+        return Err(Problem::WrongRead(format!(
+            "after {injected:?}: {:?}",
+            report.wrong
+        )));
+    }
+    workload::check(Arc::new(fs), root.path(), &report.history, MustHold::Acked).map_err(|e| {
+        Problem::Recovery(format!(
+            "after {injected:?} and the errors {:?}: {e}",
+            report.errors
+        ))
+    })?;
     Ok(Case {
         injected,
         errors: report.errors.len(),
@@ -192,11 +273,22 @@ fn sweep(sticky: bool) {
         (calls_again, &counts_again),
         "the workload must make the same calls every time"
     );
-    let stride = stride();
-    let mut targets: Vec<u64> = (1..=calls)
-        .step_by(usize::try_from(stride).unwrap())
-        .collect();
-    targets.extend(first.values());
+    let stride = usize::try_from(stride()).unwrap();
+    // Each target: the kinds counted (None: all) and the call of those to fail.
+    let mut targets: Vec<(Option<CallKind>, u64)> = match focus() {
+        None => (1..=calls)
+            .step_by(stride)
+            .chain(first.values().copied())
+            .map(|n| (None, n))
+            .collect(),
+        Some(kinds) => kinds
+            .into_iter()
+            .flat_map(|k| {
+                let of_kind = counts.get(&k).copied().unwrap_or(0);
+                (1..=of_kind).step_by(stride).map(move |n| (Some(k), n))
+            })
+            .collect(),
+    };
     targets.sort_unstable();
     targets.dedup();
 
@@ -207,54 +299,63 @@ fn sweep(sticky: bool) {
     };
     let mut failed_kinds: BTreeMap<CallKind, u64> = BTreeMap::new();
     let mut first_failed: BTreeMap<CallKind, u64> = BTreeMap::new();
-    let (mut injected, mut with_error, mut absorbed) = (0u64, 0u64, Vec::new());
-    let mut problems = Vec::new();
-    for &n in &targets {
-        let trigger = if sticky {
-            Trigger::nth(n).sticky()
-        } else {
-            Trigger::nth(n)
-        };
+    let (mut with_error, mut absorbed) = (0u64, BTreeMap::<CallKind, u64>::new());
+    let mut problems: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for &(kind, n) in &targets {
+        let mut trigger = Trigger::nth(n);
+        if let Some(kind) = kind {
+            trigger = trigger.only(&[kind]);
+        }
+        if sticky {
+            trigger = trigger.sticky();
+        }
         let case = match run_case(trigger, on_error) {
             Ok(case) => case,
-            Err(e) => {
-                let problem = format!("failing call {n} (sticky {sticky}): {e}");
-                eprintln!("{problem}");
-                problems.push(problem);
+            Err(problem) => {
+                let what = kind.map_or(String::new(), |k| format!(" of kind {k:?}"));
+                let text = format!("failing call {n}{what} (sticky {sticky}): {problem}");
+                eprintln!("{text}");
+                problems.entry(problem.name()).or_default().push(text);
                 continue;
             }
         };
-        let Some(first_injected) = case.injected.first() else {
-            problems.push(format!(
-                "failing call {n} (sticky {sticky}): no call failed"
-            ));
-            continue;
-        };
-        injected += 1;
-        *first_failed.entry(first_injected.kind).or_default() += 1;
+        let first_kind = case.injected[0].kind;
+        *first_failed.entry(first_kind).or_default() += 1;
         for f in &case.injected {
             *failed_kinds.entry(f.kind).or_default() += 1;
         }
         if case.errors > 0 {
             with_error += 1;
         } else {
-            absorbed.push(first_injected.kind);
+            *absorbed.entry(first_kind).or_default() += 1;
         }
     }
-    absorbed.sort_unstable();
-    absorbed.dedup();
+    let counted = |name| problems.get(name).map_or(0, Vec::len);
     eprintln!(
-        "sticky {sticky}: a clean workload makes {calls} calls {counts:?}; failed {} of them \
-         (stride {stride}, plus the first of each kind): {injected} runs injected a failure \
-         (first failed kind {first_failed:?}), {with_error} saw an error, the others' failures \
-         were absorbed (kinds {absorbed:?}); calls failed in all {failed_kinds:?}; {} problems",
+        "sticky {sticky}: a clean run makes {calls} calls {counts:?}\n\
+         failed call N for {} values of N (every {stride}-th, and the first of each kind, \
+         or of the kinds in EXTENTDB_IO_SWEEP_KINDS); \
+         the first call failed, by kind: {first_failed:?}\n\
+         {with_error} runs returned an error; in {} the engine absorbed the failure: {absorbed:?}\n\
+         calls failed in all, by kind: {failed_kinds:?}\n\
+         panics={} hangs={} wrong reads={} recovery failures={} triggers that never fired={}",
         targets.len(),
-        problems.len()
+        absorbed.values().sum::<u64>(),
+        counted("panics"),
+        counted("hangs"),
+        counted("wrong reads"),
+        counted("recovery failures"),
+        counted("triggers that never fired"),
     );
     assert!(problems.is_empty(), "{problems:#?}");
     let never: Vec<_> = counts
         .keys()
         .filter(|k| !failed_kinds.contains_key(k))
+        .filter(|k| {
+            targets
+                .iter()
+                .all(|(focus, _)| focus.is_none_or(|f| f == **k))
+        })
         .collect();
     assert!(
         never.is_empty(),

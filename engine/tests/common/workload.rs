@@ -142,6 +142,22 @@ impl Op {
         }
     }
 
+    /// A short description: the keys, and the lengths of the values.
+    pub fn describe(&self) -> String {
+        let name = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+        match self {
+            Op::Put { key, value } => format!("put {} ({} bytes)", name(key), value.len()),
+            Op::Delete { key } => format!("delete {}", name(key)),
+            Op::DeleteRange { start, end } => {
+                format!("delete range {}..{}", name(start), name(end))
+            }
+            Op::Batch(ops) => format!(
+                "batch [{}]",
+                ops.iter().map(Op::describe).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
     /// The same operation as a write batch.
     fn batch(&self) -> WriteBatch {
         let mut batch = WriteBatch::new();
@@ -516,7 +532,7 @@ impl Workload {
             (Op::Batch(_), Durability::Buffered) => db.write(op.batch()),
             (_, Durability::Sync) => db.write_with(op.batch(), Durability::Sync),
         };
-        let what = format!("write {op:.60?}");
+        let what = op.describe();
         self.report.history.record(op, durability, &result);
         self.step(&what, || result);
     }
@@ -651,10 +667,14 @@ impl Workload {
         if self.step("sync", || db.sync()).is_some() {
             self.report.history.synced();
         }
-        // Left in the log for the next open to recover.
+        // Left in the log for the next open to recover: a synced write and an overwrite of it
+        // right after, which a retry after a failed sync of the log could give the same
+        // sequence number.
         for i in 60..KEYS {
             self.put(&db, i, Durability::Buffered);
         }
+        self.put(&db, 61, Durability::Sync);
+        self.put(&db, 61, Durability::Buffered);
         self.write(&db, Op::Delete { key: key(2) }, Durability::Buffered);
         self.close(db);
     }
