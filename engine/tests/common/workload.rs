@@ -6,7 +6,8 @@
 //! value files, sealed every 8 KiB, over 16 KiB segments of the block store), one by one and in
 //! batches, with `Durability::Buffered` and `Sync`; deletes keys and ranges; flushes and
 //! compacts (`Db::compact()` deletes dead value files, punches dead blocks, evacuates mostly
-//! dead files); reads with gets and scans both ways through the buffer pool and, in the second
+//! dead files, and leaves alone the blocks a snapshot still reads); reads with gets, scans both
+//! ways and a snapshot through the buffer pool and, in the second
 //! session, through the memory map (`ReadPath::Mmap`); writes a checkpoint to `root/checkpoint`;
 //! syncs; closes with writes left only in the log and reopens (recovery); opens the database
 //! and the checkpoint read-only; and `verify()`s. Nothing runs in the background, so on a file
@@ -687,6 +688,10 @@ impl Workload {
         };
         self.gets(&db, all_keys());
         self.scan(&db);
+        // A snapshot keeps the values the writes below overwrite and delete readable through
+        // the compaction, which must leave their blocks alone.
+        let snapshot = db.snapshot();
+        let at_snapshot = self.report.history.states.clone();
         for i in (0..KEYS).step_by(4) {
             self.put(&db, i, Durability::Buffered);
         }
@@ -704,6 +709,20 @@ impl Workload {
         self.write(&db, batch, Durability::Buffered);
         self.put(&db, 9, Durability::Sync);
         self.compact(&db);
+        let through_snapshot = self.step("scan a snapshot", || {
+            snapshot
+                .range::<&[u8], _>(..)
+                .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect::<Result<Model>>()
+        });
+        if let Some(found) = through_snapshot
+            && !at_snapshot.contains(&found)
+        {
+            self.report
+                .wrong
+                .push(mismatch("snapshot scan", &found, &at_snapshot));
+        }
+        drop(snapshot);
         self.gets(&db, 0..KEYS);
         self.scan(&db);
         self.step("verify", || db.verify());
