@@ -456,10 +456,22 @@ pub struct Report {
 
 /// Runs the workload in `root/db` (and `root/checkpoint`), which must not exist yet.
 pub fn run(fs: Arc<dyn FileSystem>, root: &Path, on_error: OnError) -> Report {
+    run_with(fs, root, on_error, false)
+}
+
+/// [`run`], with the background flush and compaction threads running if `background`: the
+/// calls then come in an order the scheduler picks, and a failure may hit a background job.
+pub fn run_with(
+    fs: Arc<dyn FileSystem>,
+    root: &Path,
+    on_error: OnError,
+    background: bool,
+) -> Report {
     let mut w = Workload {
         fs,
         root: root.to_path_buf(),
         on_error,
+        background,
         report: Report::default(),
         tag: 0,
     };
@@ -474,6 +486,7 @@ struct Workload {
     fs: Arc<dyn FileSystem>,
     root: PathBuf,
     on_error: OnError,
+    background: bool,
     report: Report,
     /// Makes each value written unique.
     tag: u64,
@@ -481,7 +494,8 @@ struct Workload {
 
 impl Workload {
     fn open(&mut self, read_path: ReadPath) -> Option<Db> {
-        let options = options(Arc::clone(&self.fs), read_path);
+        let options =
+            options(Arc::clone(&self.fs), read_path).background_compaction(self.background);
         let dir = db_dir(&self.root);
         self.step("open", || options.open(dir))
     }
