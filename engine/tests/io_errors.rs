@@ -34,6 +34,7 @@ mod common;
 
 use common::workload::{self, MustHold, OnError};
 use extentdb::fs::{CallKind, FaultFs, Injected, RealFs, Trigger};
+use extentdb::{Durability, Error, ReadPath, WriteBatch};
 
 /// Without faults the workload reads back everything it wrote, and its compactions do every
 /// kind of reclamation, so that failing their calls tests something.
@@ -201,32 +202,15 @@ fn run_case_with(trigger: Trigger, on_error: OnError, background: bool) -> Resul
     let root = tempfile::tempdir().unwrap();
     let fs = fault_fs();
     fs.arm(trigger);
-    let (done, wait) = std::sync::mpsc::channel();
     let (run_fs, run_root) = (fs.clone(), root.path().to_path_buf());
-    std::thread::spawn(move || {
-        // Nothing the closure touches is looked at after a panic but the fault layer's
-        // ledger, which is only ever changed whole, under its lock.
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            workload::run_with(Arc::new(run_fs), &run_root, on_error, background)
-        }));
-        // The receiver is gone only if the sweep already failed on a hang.
-        let _ = done.send(caught);
-    });
-    let report = match wait.recv_timeout(RUN_LIMIT) {
-        Ok(Ok(report)) => report,
-        Ok(Err(panic)) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            return Err(Problem::Panic(format!(
-                "{what} (injected {:?})",
-                fs.injected()
-            )));
-        }
-        Err(_) => return Err(Problem::Hang),
-    };
+    let report =
+        bounded(move || workload::run_with(Arc::new(run_fs), &run_root, on_error, background))
+            .map_err(|e| match e {
+                Problem::Panic(what) => {
+                    Problem::Panic(format!("{what} (injected {:?})", fs.injected()))
+                }
+                other => other,
+            })?;
     fs.disarm();
     let injected = fs.injected();
     if injected.is_empty() {
@@ -261,6 +245,30 @@ fn file_type(path: &std::path::Path) -> String {
                     .replace(|c: char| c.is_ascii_digit(), "")
             })
             .unwrap_or_default(),
+    }
+}
+
+/// Runs `f` on its own thread under `catch_unwind`; a panic or a run longer than [`RUN_LIMIT`]
+/// is a problem.
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Problem> {
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Nothing `f` touches is looked at after a panic but the fault layer's ledger, which is
+        // only ever changed whole, under its lock.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        // The receiver is gone only if the test already failed on a hang.
+        let _ = done.send(caught);
+    });
+    match wait.recv_timeout(RUN_LIMIT) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(panic)) => Err(Problem::Panic(
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default(),
+        )),
+        Err(_) => Err(Problem::Hang),
     }
 }
 
@@ -437,6 +445,153 @@ fn background_jobs_failing_never_hang_writers_or_lose_writes() {
     eprintln!(
         "background threads: {runs} runs, {fired} injected a failure, {with_error} saw an \
          error, {} problems",
+        problems.len()
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// What one writer thread did to its own keys: each put, and whether it was acknowledged.
+type WriterLog = Vec<(Vec<u8>, Vec<u8>, bool)>;
+
+/// Four threads write their own keys (values of 8 bytes to 20 KiB, every seventh `Sync`,
+/// flushing now and then), so their writes share group commits, while the N-th call fails.
+/// Each acknowledged put must read back at once; after the writers end, a `compact()`, the
+/// drop and a reopen without faults, each key must hold its last acknowledged value or a
+/// later put of it that returned an I/O error, and `verify()` must pass.
+fn concurrent_case(n: u64, sticky: bool, background: bool) -> Result<bool, Problem> {
+    let root = tempfile::tempdir().unwrap();
+    let dir = workload::db_dir(root.path());
+    let fs = fault_fs();
+    let trigger = Trigger::nth(n);
+    fs.arm(if sticky { trigger.sticky() } else { trigger });
+    let options =
+        workload::options(Arc::new(fs.clone()), ReadPath::Pool).background_compaction(background);
+    let run_dir = dir.clone();
+    let logs = bounded(move || -> Result<Vec<WriterLog>, Problem> {
+        let Ok(db) = options.open(&run_dir) else {
+            return Ok(Vec::new());
+        };
+        let db = Arc::new(db);
+        let writers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let db = Arc::clone(&db);
+                std::thread::spawn(move || write_own_keys(&db, t))
+            })
+            .collect();
+        let logs = writers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .map_err(|_| Problem::Panic("a writer panicked".into()))?
+            })
+            .collect::<Result<Vec<_>, Problem>>()?;
+        let _ = db.compact();
+        Ok(logs)
+    })??;
+    fs.disarm();
+    let fired = !fs.injected().is_empty();
+    let db = workload::options(Arc::new(fs.clone()), ReadPath::Pool)
+        .open(&dir)
+        .map_err(|e| Problem::Recovery(format!("reopen: {e}")))?;
+    db.verify()
+        .map_err(|e| Problem::Recovery(format!("verify: {e}")))?;
+    for log in &logs {
+        for (key, _, _) in log {
+            let got = db
+                .get(key)
+                .map_err(|e| Problem::Recovery(format!("get: {e}")))?;
+            let puts: Vec<_> = log.iter().filter(|(k, _, _)| k == key).collect();
+            let from = puts.iter().rposition(|(_, _, acked)| *acked);
+            let mut allowed: Vec<Option<&[u8]>> = match from {
+                Some(i) => puts[i..]
+                    .iter()
+                    .map(|(_, v, _)| Some(v.as_slice()))
+                    .collect(),
+                None => puts.iter().map(|(_, v, _)| Some(v.as_slice())).collect(),
+            };
+            if from.is_none() {
+                allowed.push(None);
+            }
+            if !allowed.contains(&got.as_deref()) {
+                return Err(Problem::Recovery(format!(
+                    "{} lost its last acknowledged put (injected {:?})",
+                    String::from_utf8_lossy(key),
+                    fs.injected()
+                )));
+            }
+        }
+    }
+    Ok(fired)
+}
+
+/// Writer `t`'s puts to its 20 keys; an acknowledged put must read back.
+fn write_own_keys(db: &extentdb::Db, t: u64) -> Result<WriterLog, Problem> {
+    let mut log = WriterLog::new();
+    for i in 0..150u64 {
+        let key = format!("t{t}k{:02}", i % 20).into_bytes();
+        let value = workload::value(t * 1000 + i, [8, 100, 3000, 20_000][(i % 4) as usize]);
+        let mut batch = WriteBatch::new();
+        batch.put(&key, &value);
+        let durability = if i % 7 == 0 {
+            Durability::Sync
+        } else {
+            Durability::Buffered
+        };
+        match db.write_with(batch, durability) {
+            Ok(()) => {
+                if let Ok(got) = db.get(&key)
+                    && got.as_deref() != Some(value.as_slice())
+                {
+                    return Err(Problem::WrongRead(format!(
+                        "{} does not read back its acknowledged put",
+                        String::from_utf8_lossy(&key)
+                    )));
+                }
+                log.push((key, value, true));
+            }
+            Err(Error::Poisoned) => {}
+            Err(_) => log.push((key, value, false)),
+        }
+        if i % 50 == 49 {
+            let _ = db.flush();
+        }
+    }
+    Ok(log)
+}
+
+/// [`concurrent_case`] for calls spread over the first 7,600 (a run makes about 7,700 when
+/// nothing fails), once and sticky, with and without the background threads;
+/// `EXTENTDB_IO_CONCURRENT_RUNS` sets how many (default 16).
+#[test]
+fn concurrent_writers_lose_no_acknowledged_write_when_a_call_fails() {
+    let runs = std::env::var("EXTENTDB_IO_CONCURRENT_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16u64);
+    let mut problems = Vec::new();
+    let mut fired = 0;
+    for r in 0..runs {
+        let n = if r == 0 {
+            u64::MAX
+        } else {
+            1 + (r * 397) % 8000
+        };
+        let (sticky, background) = (r % 2 == 1, r % 4 < 2);
+        match concurrent_case(n, sticky, background) {
+            Ok(true) => fired += 1,
+            Ok(false) => {}
+            Err(problem) => {
+                let text = format!(
+                    "concurrent writers, failing call {n} (sticky {sticky}, background \
+                 {background}): {problem}"
+                );
+                eprintln!("{text}");
+                problems.push(text);
+            }
+        }
+    }
+    eprintln!(
+        "concurrent writers: {runs} runs, {fired} injected a failure, {} problems",
         problems.len()
     );
     assert!(problems.is_empty(), "{problems:#?}");
