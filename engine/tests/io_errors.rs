@@ -14,6 +14,10 @@
 //!   an I/O error may or may not be there, one refused as `Poisoned` must not);
 //! - and every kind of call the workload makes was failed at least once.
 //!
+//! Two more sweeps, whose calls come in the scheduler's order: the workload with the background
+//! threads running, and four writer threads sharing group commits, each with calls failed at
+//! spread-out points (`EXTENTDB_IO_BACKGROUND_RUNS`, `EXTENTDB_IO_CONCURRENT_RUNS`).
+//!
 //! N runs over every `EXTENTDB_IO_SWEEP_STRIDE`-th call (default 97) and the first call of
 //! each kind; `EXTENTDB_IO_SWEEP_STRIDE=1` fails every call. `EXTENTDB_IO_SWEEP_KINDS=Sync,Append`
 //! (`CallKind` names) counts and fails only the calls of those kinds, each kind on its own. Syncs skip the device
