@@ -1352,244 +1352,43 @@ mod tests {
 
 /// I/O errors during reclamation. `Db::compact()` of a database full of dead values (whole
 /// dead files, dead blocks inside live files, mostly-dead files to evacuate, fragmented files
-/// to relocate, emptied segments) runs on a file system that fails its N-th mutating call
-/// (a create, write, flush, sync, directory sync, rename, removal or hole punch): only that
-/// call, for every N the compaction makes; and every call from it on until the handle is
+/// to relocate, emptied segments) runs on a [`FaultFs`](crate::fs::FaultFs) that fails its N-th
+/// call: only that call, of any kind (reads, opens and listings too), for every N the
+/// compaction makes; and every mutating call (a create, write, flush, sync, directory sync,
+/// rename, removal, link or hole punch) from the N-th mutating one on until the handle is
 /// dropped, for every third N. Each time the compaction must return an error or succeed,
 /// never panic; an error must leave the database poisoned and still readable; and after a
 /// reopen without faults every acknowledged write must be there, `verify()` must pass, and a
 /// second `compact()` must free what the failed one did not.
 ///
-/// A unit test because the file system seam (`Options::fs`) is not public; the behaviour
-/// tests of reclamation are `engine/tests/reclaim_faults.rs`.
+/// The sweep over a whole workload is `engine/tests/io_errors.rs`; the behaviour tests of
+/// reclamation are `engine/tests/reclaim_faults.rs`.
 #[cfg(test)]
 mod reclaim_fault_tests {
     use std::collections::BTreeMap;
     use std::path::Path;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use crate::error::{Error, Result};
-    use crate::fs::{FileLock, FileSystem, ReadableFile, RealFs, SegmentFile, WritableFile};
+    use crate::fs::{CallKind, FaultFs, Trigger};
     use crate::options::Options;
     use crate::{Db, Stats};
 
-    /// The switch shared by a [`CountdownFs`] and every file it opened.
-    #[derive(Debug, Default)]
-    struct Countdown {
-        armed: AtomicBool,
-        /// Mutating calls since it was armed.
-        calls: AtomicU64,
-        /// The call to fail, counting from 1; 0 fails none.
-        fail_at: AtomicU64,
-        /// Fail every call from `fail_at` on, as a device that stays broken does.
-        sticky: AtomicBool,
-        /// The kinds of the calls that failed.
-        failed: std::sync::Mutex<Vec<&'static str>>,
-    }
-
-    impl Countdown {
-        fn arm(&self, fail_at: u64, sticky: bool) {
-            self.calls.store(0, Ordering::SeqCst);
-            self.fail_at.store(fail_at, Ordering::SeqCst);
-            self.sticky.store(sticky, Ordering::SeqCst);
-            self.failed.lock().unwrap().clear();
-            self.armed.store(true, Ordering::SeqCst);
-        }
-
-        fn disarm(&self) {
-            self.armed.store(false, Ordering::SeqCst);
-        }
-
-        fn calls(&self) -> u64 {
-            self.calls.load(Ordering::SeqCst)
-        }
-
-        fn failed(&self) -> Vec<&'static str> {
-            self.failed.lock().unwrap().clone()
-        }
-
-        /// Counts one mutating call of kind `what` and says whether it fails.
-        fn check(&self, what: &'static str) -> Result<()> {
-            if !self.armed.load(Ordering::SeqCst) {
-                return Ok(());
-            }
-            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-            let at = self.fail_at.load(Ordering::SeqCst);
-            if at == 0 || n < at || (n > at && !self.sticky.load(Ordering::SeqCst)) {
-                return Ok(());
-            }
-            self.failed.lock().unwrap().push(what);
-            Err(Error::Io(std::io::Error::other(format!(
-                "injected failure of call {n} ({what})"
-            ))))
-        }
-    }
-
-    /// The host file system, failing the calls its [`Countdown`] says. Its syncs only hand
-    /// buffered bytes to the kernel: no machine crashes in these tests, so durability on the
-    /// device is not what they check, and skipping the fdatasyncs makes the sweep several
-    /// times faster.
-    #[derive(Debug, Default, Clone)]
-    struct CountdownFs(Arc<Countdown>);
-
-    impl FileSystem for CountdownFs {
-        fn create_dir_all(&self, path: &Path) -> Result<()> {
-            RealFs.create_dir_all(path)
-        }
-
-        fn create(&self, path: &Path) -> Result<Box<dyn WritableFile>> {
-            self.0.check("create")?;
-            Ok(Box::new(CountdownFile {
-                inner: RealFs.create(path)?,
-                countdown: Arc::clone(&self.0),
-            }))
-        }
-
-        fn open(&self, path: &Path) -> Result<Arc<dyn ReadableFile>> {
-            RealFs.open(path)
-        }
-
-        fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-            self.0.check("rename")?;
-            RealFs.rename(from, to)
-        }
-
-        fn remove_file(&self, path: &Path) -> Result<()> {
-            self.0.check("remove file")?;
-            RealFs.remove_file(path)
-        }
-
-        fn link_or_copy(&self, from: &Path, to: &Path) -> Result<()> {
-            self.0.check("link")?;
-            RealFs.link_or_copy(from, to)
-        }
-
-        fn list_dir(&self, path: &Path) -> Result<Vec<String>> {
-            RealFs.list_dir(path)
-        }
-
-        fn sync_dir(&self, _path: &Path) -> Result<()> {
-            // No fsync: see `CountdownFs`.
-            self.0.check("directory sync")
-        }
-
-        fn exists(&self, path: &Path) -> Result<bool> {
-            RealFs.exists(path)
-        }
-
-        fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>> {
-            RealFs.lock(path)
-        }
-
-        fn lock_shared(&self, path: &Path) -> Result<Box<dyn FileLock>> {
-            RealFs.lock_shared(path)
-        }
-
-        fn open_segment_read_only(
-            &self,
-            path: &Path,
-            len_bytes: u64,
-        ) -> Result<Arc<dyn SegmentFile>> {
-            RealFs.open_segment_read_only(path, len_bytes)
-        }
-
-        fn open_segment(
-            &self,
-            path: &Path,
-            len_bytes: u64,
-            create: bool,
-        ) -> Result<Arc<dyn SegmentFile>> {
-            if create && !RealFs.exists(path)? {
-                self.0.check("segment create")?;
-            }
-            Ok(Arc::new(CountdownSegment {
-                inner: RealFs.open_segment(path, len_bytes, create)?,
-                countdown: Arc::clone(&self.0),
-            }))
-        }
-    }
-
-    #[derive(Debug)]
-    struct CountdownFile {
-        inner: Box<dyn WritableFile>,
-        countdown: Arc<Countdown>,
-    }
-
-    impl WritableFile for CountdownFile {
-        fn append(&mut self, data: &[u8]) -> Result<()> {
-            self.countdown.check("append")?;
-            self.inner.append(data)
-        }
-
-        fn flush(&mut self) -> Result<()> {
-            self.countdown.check("flush")?;
-            self.inner.flush()
-        }
-
-        fn sync(&mut self) -> Result<()> {
-            self.countdown.check("sync")?;
-            // Hands the bytes to the kernel, without the fdatasync: see `CountdownFs`.
-            self.inner.flush()
-        }
-
-        fn len(&self) -> u64 {
-            self.inner.len()
-        }
-
-        fn path(&self) -> &Path {
-            self.inner.path()
-        }
-    }
-
-    #[derive(Debug)]
-    struct CountdownSegment {
-        inner: Arc<dyn SegmentFile>,
-        countdown: Arc<Countdown>,
-    }
-
-    impl SegmentFile for CountdownSegment {
-        fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-            self.inner.read_exact_at(offset, buf)
-        }
-
-        fn write_all_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-            self.countdown.check("segment write")?;
-            self.inner.write_all_at(offset, data)
-        }
-
-        fn sync(&self) -> Result<()> {
-            // No fdatasync: see `CountdownFs`.
-            self.countdown.check("segment sync")
-        }
-
-        fn punch_hole(&self, offset: u64, len: u64) -> Result<bool> {
-            self.countdown.check("punch hole")?;
-            self.inner.punch_hole(offset, len)
-        }
-
-        fn map(&self) -> Result<Arc<memmap2::Mmap>> {
-            self.inner.map()
-        }
-
-        fn len(&self) -> u64 {
-            self.inner.len()
-        }
-
-        fn allocated_bytes(&self) -> Result<u64> {
-            self.inner.allocated_bytes()
-        }
-
-        fn path(&self) -> &Path {
-            self.inner.path()
-        }
+    /// The host file system, counting every call and failing the ones the sweep picks. Its
+    /// syncs skip the device (`FaultFs::skip_syncs`): no machine crashes in these tests, so
+    /// durability on the device is not what they check, and skipping the fdatasyncs makes the
+    /// sweep several times faster.
+    fn fault_fs() -> FaultFs {
+        let fs = FaultFs::default();
+        fs.skip_syncs(true);
+        fs
     }
 
     type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
     /// 256-byte blocks, values of 64 bytes and more separated, value files sealed at 8 KiB
     /// over 64 KiB segments, no background threads (the sweep must be deterministic).
-    fn open(fs: &CountdownFs, dir: &Path) -> Result<Db> {
+    fn open(fs: &FaultFs, dir: &Path) -> Result<Db> {
         let mut options = Options::new()
             .memtable_bytes(4 << 10)
             .block_size_bytes(256)
@@ -1639,7 +1438,7 @@ mod reclaim_fault_tests {
     /// Builds, in `dir`, a database whose next `compact()` has every kind of reclamation to
     /// do; returns what it holds.
     fn build(dir: &Path) -> Model {
-        let fs = CountdownFs::default();
+        let fs = fault_fs();
         let db = open(&fs, dir).unwrap();
         let mut model = Model::new();
         let big = [700, 1500, 3000, 5000, 9000, 20_000];
@@ -1739,11 +1538,11 @@ mod reclaim_fault_tests {
     #[derive(Debug)]
     struct Outcome {
         calls: u64,
-        failed: Vec<&'static str>,
+        failed: Vec<CallKind>,
         compacted: Result<()>,
     }
 
-    /// Copies `template`, opens it, arms the countdown at `fail_at` and compacts; then checks
+    /// Copies `template`, opens it, arms the trigger at `fail_at` and compacts; then checks
     /// the handle and drops it, reopens without faults, checks again, compacts again and checks
     /// that. `fail_at` 0 fails nothing.
     /// Returns the outcome and the stats after the second compaction.
@@ -1752,19 +1551,35 @@ mod reclaim_fault_tests {
         let work = tempfile::tempdir().unwrap();
         let dir = work.path().join("db");
         copy_dir(template, &dir);
-        let fs = CountdownFs::default();
+        let fs = fault_fs();
         let db = open(&fs, &dir).unwrap();
-        fs.0.arm(fail_at, sticky);
+        fs.reset_counts();
+        // A single failure may be of any call; a device that stays broken refuses writes
+        // and syncs, but the sweep still reads the handle it leaves.
+        let mutating: Vec<CallKind> = CallKind::ALL
+            .into_iter()
+            .filter(|k| k.is_mutating())
+            .collect();
+        fs.arm(if sticky {
+            Trigger::nth(fail_at).only(&mutating).sticky()
+        } else {
+            Trigger::nth(fail_at)
+        });
         let compacted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.compact()))
             .unwrap_or_else(|_| panic!("{what}: compact() panicked"));
+        let counts = fs.counts();
         let outcome = Outcome {
-            calls: fs.0.calls(),
-            failed: fs.0.failed(),
+            calls: counts
+                .iter()
+                .filter(|(k, _)| !sticky || k.is_mutating())
+                .map(|(_, n)| n)
+                .sum(),
+            failed: fs.injected().iter().map(|f| f.kind).collect(),
             compacted,
         };
         // A device that stays broken stays broken until the handle is gone.
         if !sticky {
-            fs.0.disarm();
+            fs.disarm();
         }
         match &outcome.compacted {
             Err(e) => {
@@ -1788,7 +1603,7 @@ mod reclaim_fault_tests {
                 // The one error not returned: deleting a table no version holds any more
                 // (`TableFile`'s drop), which the next open retries.
                 assert!(
-                    outcome.failed.iter().all(|f| *f == "remove file"),
+                    outcome.failed.iter().all(|f| *f == CallKind::RemoveFile),
                     "{what}: compact() succeeded though {:?} failed",
                     outcome.failed
                 );
@@ -1803,7 +1618,7 @@ mod reclaim_fault_tests {
             }
         }
         drop(db);
-        fs.0.disarm();
+        fs.disarm();
 
         let db = open(&fs, &dir).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
         let found = scan(&db).unwrap_or_else(|e| panic!("{what}: read after reopen: {e}"));
@@ -1839,29 +1654,29 @@ mod reclaim_fault_tests {
 
         // The compaction without faults: what it has to do, how many calls it makes, and what
         // a reopen and a second compaction leave.
-        let (clean, reference) = run_one(&template, &model, 0, false);
+        let (clean, reference) = run_one(&template, &model, 0, sticky);
         let calls = clean.calls;
         {
-            let fs = CountdownFs::default();
+            let fs = fault_fs();
             let probe = tempfile::tempdir().unwrap();
             copy_dir(&template, probe.path());
             let db = open(&fs, probe.path()).unwrap();
             let before = db.stats();
             db.compact().unwrap();
             let did = reclamation(&before, &db.stats());
-            eprintln!("a clean compact() makes {calls} mutating calls and reclaims {did:?}");
+            eprintln!("a clean compact() makes {calls} calls and reclaims {did:?}");
             for (name, n) in did {
                 assert!(n > 0, "the workload leaves no {name} to do: {did:?}");
             }
         }
         let (mut injected, mut errors) = (0u64, 0u64);
-        let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut kinds: BTreeMap<CallKind, u64> = BTreeMap::new();
         for fail_at in (1..=calls).step_by(stride) {
             let (outcome, stats) = run_one(&template, &model, fail_at, sticky);
             injected += 1;
             errors += u64::from(outcome.compacted.is_err());
             if let Some(first) = outcome.failed.first() {
-                *kinds.entry(first).or_default() += 1;
+                *kinds.entry(*first).or_default() += 1;
             }
             // Whatever the failure left behind, the compaction after the reopen freed it.
             let left = format!(

@@ -3,9 +3,9 @@
 //! iterator opened before a compaction that drops pointers keeps reading the right bytes
 //! (DESIGN invariant 2c); once they are gone, the next `compact()` gives the space back.
 //!
-//! The I/O-error sweep over reclamation (fail the N-th write, sync, punch, ... of a
-//! `compact()`) needs the fault-injecting file system, which only the crate's own tests can
-//! reach: it is `reclaim_fault_tests` at the end of `engine/src/db.rs`.
+//! The I/O-error sweep over reclamation (fail the N-th call of a `compact()`) is
+//! `reclaim_fault_tests` at the end of `engine/src/db.rs`; the one over a whole workload is
+//! `io_errors.rs`.
 
 #![allow(
     clippy::unwrap_used,

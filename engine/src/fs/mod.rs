@@ -4,7 +4,8 @@
 //! any call (a failing write, a lost fsync, a torn rename) and where an in-memory file system
 //! can stand in for the disk. [`RealFs`] is the implementation on the host's file system;
 //! [`MemFs`] keeps everything in memory and can show what a power loss would leave;
-//! `ReadOnlyFs` wraps another to refuse every change, under a read-only `Db`.
+//! `ReadOnlyFs` wraps another to refuse every change, under a read-only `Db`; [`FaultFs`]
+//! wraps another to count every call and fail the ones a test picks.
 //!
 //! Thread safety: a `FileSystem`, its `ReadableFile`s and its `SegmentFile`s are shared between
 //! threads; a `WritableFile` has one owner at a time.
@@ -16,7 +17,6 @@
 
 #[cfg(feature = "fuzzing")]
 mod bytes_file;
-#[cfg(test)]
 mod fault;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod mem;
@@ -29,8 +29,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "fuzzing")]
 pub use bytes_file::BytesFile;
-#[cfg(test)]
-pub(crate) use fault::FaultFs;
+pub use fault::{CallKind, FaultFs, FirstCall, Injected, Trigger};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use mem::{CutAt, MemFs, Unsynced};
 pub(crate) use read_only::ReadOnlyFs;

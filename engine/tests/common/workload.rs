@@ -6,7 +6,8 @@
 //! value files, sealed every 8 KiB, over 16 KiB segments of the block store), one by one and in
 //! batches, with `Durability::Buffered` and `Sync`; deletes keys and ranges; flushes and
 //! compacts (`Db::compact()` deletes dead value files, punches dead blocks, evacuates mostly
-//! dead files); reads with gets and scans both ways through the buffer pool and, in the second
+//! dead files, and leaves alone the blocks a snapshot still reads); reads with gets, scans both
+//! ways and a snapshot through the buffer pool and, in the second
 //! session, through the memory map (`ReadPath::Mmap`); writes a checkpoint to `root/checkpoint`;
 //! syncs; closes with writes left only in the log and reopens (recovery); opens the database
 //! and the checkpoint read-only; and `verify()`s. Nothing runs in the background, so on a file
@@ -139,6 +140,22 @@ impl Op {
                 model.retain(|k, _| !(k >= start && k < end));
             }
             Op::Batch(ops) => ops.iter().for_each(|op| op.apply(model)),
+        }
+    }
+
+    /// A short description: the keys, and the lengths of the values.
+    pub fn describe(&self) -> String {
+        let name = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+        match self {
+            Op::Put { key, value } => format!("put {} ({} bytes)", name(key), value.len()),
+            Op::Delete { key } => format!("delete {}", name(key)),
+            Op::DeleteRange { start, end } => {
+                format!("delete range {}..{}", name(start), name(end))
+            }
+            Op::Batch(ops) => format!(
+                "batch [{}]",
+                ops.iter().map(Op::describe).collect::<Vec<_>>().join(", ")
+            ),
         }
     }
 
@@ -439,10 +456,22 @@ pub struct Report {
 
 /// Runs the workload in `root/db` (and `root/checkpoint`), which must not exist yet.
 pub fn run(fs: Arc<dyn FileSystem>, root: &Path, on_error: OnError) -> Report {
+    run_with(fs, root, on_error, false)
+}
+
+/// [`run`], with the background flush and compaction threads running if `background`: the
+/// calls then come in an order the scheduler picks, and a failure may hit a background job.
+pub fn run_with(
+    fs: Arc<dyn FileSystem>,
+    root: &Path,
+    on_error: OnError,
+    background: bool,
+) -> Report {
     let mut w = Workload {
         fs,
         root: root.to_path_buf(),
         on_error,
+        background,
         report: Report::default(),
         tag: 0,
     };
@@ -457,6 +486,7 @@ struct Workload {
     fs: Arc<dyn FileSystem>,
     root: PathBuf,
     on_error: OnError,
+    background: bool,
     report: Report,
     /// Makes each value written unique.
     tag: u64,
@@ -464,7 +494,8 @@ struct Workload {
 
 impl Workload {
     fn open(&mut self, read_path: ReadPath) -> Option<Db> {
-        let options = options(Arc::clone(&self.fs), read_path);
+        let options =
+            options(Arc::clone(&self.fs), read_path).background_compaction(self.background);
         let dir = db_dir(&self.root);
         self.step("open", || options.open(dir))
     }
@@ -516,7 +547,7 @@ impl Workload {
             (Op::Batch(_), Durability::Buffered) => db.write(op.batch()),
             (_, Durability::Sync) => db.write_with(op.batch(), Durability::Sync),
         };
-        let what = format!("write {op:.60?}");
+        let what = op.describe();
         self.report.history.record(op, durability, &result);
         self.step(&what, || result);
     }
@@ -651,10 +682,14 @@ impl Workload {
         if self.step("sync", || db.sync()).is_some() {
             self.report.history.synced();
         }
-        // Left in the log for the next open to recover.
+        // Left in the log for the next open to recover: a synced write and an overwrite of it
+        // right after, which a retry after a failed sync of the log could give the same
+        // sequence number.
         for i in 60..KEYS {
             self.put(&db, i, Durability::Buffered);
         }
+        self.put(&db, 61, Durability::Sync);
+        self.put(&db, 61, Durability::Buffered);
         self.write(&db, Op::Delete { key: key(2) }, Durability::Buffered);
         self.close(db);
     }
@@ -667,6 +702,10 @@ impl Workload {
         };
         self.gets(&db, all_keys());
         self.scan(&db);
+        // A snapshot keeps the values the writes below overwrite and delete readable through
+        // the compaction, which must leave their blocks alone.
+        let snapshot = db.snapshot();
+        let at_snapshot = self.report.history.states.clone();
         for i in (0..KEYS).step_by(4) {
             self.put(&db, i, Durability::Buffered);
         }
@@ -684,6 +723,20 @@ impl Workload {
         self.write(&db, batch, Durability::Buffered);
         self.put(&db, 9, Durability::Sync);
         self.compact(&db);
+        let through_snapshot = self.step("scan a snapshot", || {
+            snapshot
+                .range::<&[u8], _>(..)
+                .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect::<Result<Model>>()
+        });
+        if let Some(found) = through_snapshot
+            && !at_snapshot.contains(&found)
+        {
+            self.report
+                .wrong
+                .push(mismatch("snapshot scan", &found, &at_snapshot));
+        }
+        drop(snapshot);
         self.gets(&db, 0..KEYS);
         self.scan(&db);
         self.step("verify", || db.verify());
