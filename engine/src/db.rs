@@ -1137,6 +1137,8 @@ impl DbInner {
             pool_waits: v.pool.waits,
             pool_retries: v.pool.retries,
             pool_resident_bytes: v.pool.resident_bytes,
+            pool_free_bytes: v.pool.free_bytes,
+            pool_recycled_fills: v.pool.recycled_fills,
         }
     }
 
