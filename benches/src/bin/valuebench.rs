@@ -1177,13 +1177,69 @@ impl Phase {
     }
 }
 
+/// The calling thread's context switches so far: (voluntary, involuntary), from
+/// `/proc/thread-self/status`. A voluntary one is a sleep (a lock, a condition variable, I/O);
+/// an involuntary one is a preemption (another thread or process wanted the CPU). `(0, 0)`
+/// where the file is missing.
+fn context_switches() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("voluntary_ctxt_switches:"),
+        field("nonvoluntary_ctxt_switches:"),
+    )
+}
+
+/// What the reader of part f.4 saw in one kind of window: latencies (sorted at the end) and
+/// its context switches (voluntary, involuntary).
+#[derive(Debug, Default)]
+struct Seen {
+    latencies: Vec<u64>,
+    switches: (u64, u64),
+}
+
+impl Seen {
+    /// Sleeps and preemptions per 1000 gets.
+    fn switches_per_1000(&self) -> (f64, f64) {
+        let gets = self.latencies.len().max(1) as f64;
+        (
+            self.switches.0 as f64 * 1000.0 / gets,
+            self.switches.1 as f64 * 1000.0 / gets,
+        )
+    }
+}
+
 /// Random gets of `0..n` until `phase` is done; the latency of each get that started and
-/// ended in the same idle or busy phase goes to that phase's list. Returns (idle, busy), sorted.
-fn phased_latencies(db: &Db, n: u64, seed: u64, phase: &Phase) -> Res<(Vec<u64>, Vec<u64>)> {
+/// ended in the same idle or busy phase goes to that phase, and so do the reader's context
+/// switches (counted at each change of phase). Returns (idle, busy).
+fn phased_latencies(db: &Db, n: u64, seed: u64, phase: &Phase) -> Res<(Seen, Seen)> {
     let mut rng = Rng(seed);
-    let (mut idle, mut busy) = (Vec::with_capacity(1 << 20), Vec::with_capacity(1 << 20));
+    let (mut idle, mut busy) = (Seen::default(), Seen::default());
+    idle.latencies.reserve(1 << 20);
+    busy.latencies.reserve(1 << 20);
+    let mut current = phase.get();
+    let mut since = context_switches();
     loop {
         let at_start = phase.get();
+        if at_start != current {
+            let now = context_switches();
+            let seen = match current {
+                Phase::IDLE => Some(&mut idle),
+                Phase::BUSY => Some(&mut busy),
+                _ => None,
+            };
+            if let Some(seen) = seen {
+                seen.switches.0 += now.0 - since.0;
+                seen.switches.1 += now.1 - since.1;
+            }
+            (current, since) = (at_start, now);
+        }
         if at_start == Phase::DONE {
             break;
         }
@@ -1198,13 +1254,13 @@ fn phased_latencies(db: &Db, n: u64, seed: u64, phase: &Phase) -> Res<(Vec<u64>,
             continue;
         }
         match at_start {
-            Phase::IDLE => idle.push(nanos),
-            Phase::BUSY => busy.push(nanos),
+            Phase::IDLE => idle.latencies.push(nanos),
+            Phase::BUSY => busy.latencies.push(nanos),
             _ => {}
         }
     }
-    idle.sort_unstable();
-    busy.sort_unstable();
+    idle.latencies.sort_unstable();
+    busy.latencies.sort_unstable();
     Ok((idle, busy))
 }
 
@@ -1231,7 +1287,7 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
         Phase::SETTLE
     });
     let phase_ref = &phase;
-    let ((idle, loaded), work) = std::thread::scope(|s| {
+    let ((idle_seen, busy_seen), work) = std::thread::scope(|s| {
         let reader = std::thread::Builder::new()
             .name("reader".into())
             .spawn_scoped(s, || phased_latencies(&db, n, 100 + run, phase_ref))?;
@@ -1263,7 +1319,9 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
         let work = writer.join().map_err(|_| "writer panicked")?;
         Ok::<_, Box<dyn Error + Send + Sync>>((latencies?, work?))
     })?;
-    let busy = loaded;
+    let (idle, busy) = (&idle_seen.latencies, &busy_seen.latencies);
+    let (idle_sleeps, idle_preempted) = idle_seen.switches_per_1000();
+    let (busy_sleeps, busy_preempted) = busy_seen.switches_per_1000();
     let s = db.stats();
     let q = |lat: &[u64]| {
         format!(
@@ -1274,17 +1332,23 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
         )
     };
     println!(
-        "  run {}: idle {} us ({} gets), busy {} us ({} gets); p99 busy/idle {:.2}x; {} flushes \
-         and compactions during idle windows; busy work: {} rounds, {} puts, compact or flush mean {:.1} ms max {:.1} ms; {}; {} pool \
+        "  run {}: idle {} us ({} gets), busy {} us ({} gets); p99 busy/idle {:.2}x; reader \
+         sleeps / preemptions per 1000 gets: idle {:.1} / {:.1}, busy {:.1} / {:.1}; {} flushes \
+         and compactions during idle windows; pool fills into recycled buffers: {}; busy work: {} rounds, {} puts, compact or flush mean {:.1} ms max {:.1} ms; {}; {} pool \
          invalidations, {} fill waits, {} fill retries; table block cache {} hits, {} misses; \
          {} flushes, {} compactions",
         run + 1,
-        q(&idle),
+        q(idle),
         idle.len(),
-        q(&busy),
+        q(busy),
         busy.len(),
-        quantile_us(&busy, 0.99) / quantile_us(&idle, 0.99).max(1e-9),
+        quantile_us(busy, 0.99) / quantile_us(idle, 0.99).max(1e-9),
+        idle_sleeps,
+        idle_preempted,
+        busy_sleeps,
+        busy_preempted,
         idle_jobs,
+        s.pool_recycled_fills - before.pool_recycled_fills,
         work.rounds,
         work.puts,
         work.compact.as_secs_f64() * 1e3 / work.rounds.max(1) as f64,
@@ -1300,7 +1364,7 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
     );
     drop(db);
     dir.close()?;
-    Ok((idle, busy))
+    Ok((idle_seen.latencies, busy_seen.latencies))
 }
 
 /// Part f.4: reader latency idle versus during overwrites, range deletes and compactions, with
