@@ -43,7 +43,10 @@
 //!      freed (target <= 0.3), beside a model of a classic value log fed the same writes;
 //!   4. *reader tail*: like **tail**, but the busy thread overwrites, range-deletes and
 //!      compacts (F/4 of values behind a `--space-pool-mib` MiB pool, `--space-secs` seconds per
-//!      phase, `--space-reps` runs, medians printed; target p99 busy/idle <= 1.5x), five ways:
+//!      phase, `--space-reps` runs, medians printed; target p99 busy/idle <= 1.5x). Idle and
+//!      busy alternate in windows of `--space-window-ms` (0: all idle, then all busy), so a
+//!      drift of the shared machine weighs on both sides; each run also prints the reader's
+//!      sleeps and preemptions per 1000 gets in each kind of window. Five ways:
 //!      the busy thread ending each round with `Db::compact`, flat out and then paced to
 //!      `--space-busy-mibps` MiB/s of puts (as db_bench's `readwhilewriting` paces its
 //!      writer); paced, ending each round with `Db::flush` and leaving compaction and
@@ -56,7 +59,8 @@
 //! `--fill-mib=512`, `--seqfill-reps=3`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
 //! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`, `--space-mib=1024`,
 //! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`,
-//! `--space-busy-mibps=64`, `--space-modes=compact-flat,compact,flush,puts,spin`.
+//! `--space-busy-mibps=64`, `--space-window-ms=1000`,
+//! `--space-modes=compact-flat,compact,flush,puts,spin`.
 //! `--parts` defaults to `threshold,seqfill,tail,cached,scan`; `space` runs only when named
 //! (`space-reader` runs its part 4 alone).
 //!
