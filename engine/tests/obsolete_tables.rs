@@ -177,7 +177,7 @@ fn two_tables(db: &Db) {
 fn release_in_reader(db: &Db, dir: &Path, log: &Log) -> BTreeSet<PathBuf> {
     let (pinned_tx, pinned_rx) = mpsc::channel();
     let (compacted_tx, compacted_rx) = mpsc::channel::<()>();
-    let pinned = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let reader = std::thread::Builder::new()
             .name("reader".into())
             .spawn_scoped(s, move || {
@@ -201,8 +201,7 @@ fn release_in_reader(db: &Db, dir: &Path, log: &Log) -> BTreeSet<PathBuf> {
         compacted_tx.send(()).unwrap();
         reader.join().unwrap();
         pinned
-    });
-    pinned
+    })
 }
 
 /// No removal or close of a table happened in the reader's thread, and each of `pinned` was
