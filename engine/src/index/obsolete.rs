@@ -26,10 +26,11 @@
 //! leaves an orphan, which the next open deletes (`DbInner::delete_obsolete_files`); nothing
 //! reads it again, and no caller could act on the error.
 //!
-//! Thread safety: `Send + Sync`. The queue's mutex is a leaf (`docs/locking.md`): a drop may
-//! queue a file under any engine lock (a compaction installs its version under the version
-//! set's and the super version's locks), and no lock is taken while it is held. Files are
-//! closed and unlinked with no lock held.
+//! Thread safety: `Send + Sync`. The queue's mutex is a leaf (`docs/locking.md`): the last
+//! reference to a table may go under any engine lock (a super version replaced under the
+//! super version's write lock, for one), and no lock is taken while it is held. Files are
+//! closed and unlinked with no lock held, except the job lock of the compaction that deletes
+//! in place.
 
 use std::cell::Cell;
 use std::path::PathBuf;
