@@ -994,8 +994,9 @@ impl DbInner {
     /// Deletes files that no live state refers to: logs below the log number, tables not in
     /// the current version, old manifests and temporary files.
     ///
-    /// Only at open, before any reader exists: afterwards a table is deleted by the last
-    /// version that holds it (`TableFile`'s drop) and logs by [`Self::delete_obsolete_wals`].
+    /// Only at open, before any reader exists: afterwards a table is deleted once the last
+    /// reference to its reader goes (`index/obsolete.rs`), and logs by
+    /// [`Self::delete_obsolete_wals`].
     fn delete_obsolete_files(&self) -> Result<()> {
         let versions = self.versions.lock();
         let live: std::collections::HashSet<u64> = versions
@@ -1243,6 +1244,8 @@ impl DbInner {
             pool_waits: v.pool.waits,
             pool_retries: v.pool.retries,
             pool_resident_bytes: v.pool.resident_bytes,
+            pool_free_bytes: v.pool.free_bytes,
+            pool_recycled_fills: v.pool.recycled_fills,
         }
     }
 
@@ -1601,7 +1604,7 @@ mod reclaim_fault_tests {
             }
             Ok(()) => {
                 // The one error not returned: deleting a table no version holds any more
-                // (`TableFile`'s drop), which the next open retries.
+                // (`index/obsolete.rs`), which the next open retries.
                 assert!(
                     outcome.failed.iter().all(|f| *f == CallKind::RemoveFile),
                     "{what}: compact() succeeded though {:?} failed",

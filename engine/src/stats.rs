@@ -139,6 +139,11 @@ pub struct Stats {
     pub pool_retries: u64,
     /// Buffer pool: bytes held.
     pub pool_resident_bytes: u64,
+    /// Buffer pool: bytes of free run buffers kept for later fills instead of being freed
+    /// (at most an eighth of `Options::cache_bytes`, on top of `pool_resident_bytes`).
+    pub pool_free_bytes: u64,
+    /// Buffer pool: fills that read into a recycled buffer instead of allocating one.
+    pub pool_recycled_fills: u64,
 }
 
 impl Stats {

@@ -1,5 +1,7 @@
 //! Background threads: one flushes frozen memtables, one compacts the index, one compacts
-//! value files (reclaims dead blocks, deletes dead files, relocates fragmented ones).
+//! value files (reclaims dead blocks, deletes dead files, relocates fragmented ones), and one
+//! closes and deletes the files of tables no version holds any more, so that a reader dropping
+//! the last reference to an old version never does that I/O itself (`index/obsolete.rs`).
 //!
 //! They sleep on the database's job condition variable and are woken by writers (a memtable
 //! froze, level 0 grew) and by each other (a flush added a level-0 table; a compaction made
@@ -9,17 +11,21 @@
 //! the database (see `DbInner::poison`); the threads then idle until shutdown.
 //!
 //! [`Workers`] is owned by the `Db` handles: when the last one is dropped, the threads are told
-//! to stop and joined, so no background work outlives the handle.
+//! to stop and joined, so no background work outlives the handle; then the table files still
+//! waiting to be deleted are deleted, and any that a surviving iterator or snapshot releases
+//! later is deleted where it is released.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::db::DbInner;
+use crate::index::obsolete::ObsoleteFiles;
 
 #[derive(Debug)]
 pub(crate) struct Workers {
     db: Arc<DbInner>,
+    obsolete: Arc<ObsoleteFiles>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -36,6 +42,7 @@ const VALUES_RETRY: Duration = Duration::from_millis(500);
 impl Workers {
     pub fn start(db: &Arc<DbInner>) -> Self {
         let mut threads = Vec::new();
+        let obsolete = Arc::clone(db.versions.lock().obsolete());
         // A read-only database has nothing to flush or compact, and must not try.
         if db.options.background_compaction && !db.options.read_only {
             for (job, name) in [
@@ -53,10 +60,19 @@ impl Workers {
                     threads.push(handle);
                 }
             }
+            let files = Arc::clone(&obsolete);
+            let spawned = std::thread::Builder::new()
+                .name("extentdb-obsolete".into())
+                .spawn(move || files.run());
+            // Without it, flushes, compactions and the close still delete obsolete tables.
+            if let Ok(handle) = spawned {
+                threads.push(handle);
+            }
         }
         db.request_jobs(true, true);
         Self {
             db: Arc::clone(db),
+            obsolete,
             threads,
         }
     }
@@ -117,6 +133,9 @@ impl Drop for Workers {
     fn drop(&mut self) {
         self.db.jobs.lock().shutdown = true;
         self.db.jobs_changed.notify_all();
+        // Also stops the deleting thread and deletes what it left; the others, while they
+        // stop, delete in place.
+        self.obsolete.close();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -43,7 +43,10 @@
 //!      freed (target <= 0.3), beside a model of a classic value log fed the same writes;
 //!   4. *reader tail*: like **tail**, but the busy thread overwrites, range-deletes and
 //!      compacts (F/4 of values behind a `--space-pool-mib` MiB pool, `--space-secs` seconds per
-//!      phase, `--space-reps` runs, medians printed; target p99 busy/idle <= 1.5x), five ways:
+//!      phase, `--space-reps` runs, medians printed; target p99 busy/idle <= 1.5x). Idle and
+//!      busy alternate in windows of `--space-window-ms` (0: all idle, then all busy), so a
+//!      drift of the shared machine weighs on both sides; each run also prints the reader's
+//!      sleeps and preemptions per 1000 gets in each kind of window. Five ways:
 //!      the busy thread ending each round with `Db::compact`, flat out and then paced to
 //!      `--space-busy-mibps` MiB/s of puts (as db_bench's `readwhilewriting` paces its
 //!      writer); paced, ending each round with `Db::flush` and leaving compaction and
@@ -56,7 +59,8 @@
 //! `--fill-mib=512`, `--seqfill-reps=3`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
 //! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`, `--space-mib=1024`,
 //! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`,
-//! `--space-busy-mibps=64`, `--space-modes=compact-flat,compact,flush,puts,spin`.
+//! `--space-busy-mibps=64`, `--space-window-ms=1000`,
+//! `--space-modes=compact-flat,compact,flush,puts,spin`.
 //! `--parts` defaults to `threshold,seqfill,tail,cached,scan`; `space` runs only when named
 //! (`space-reader` runs its part 4 alone).
 //!
@@ -68,7 +72,7 @@ use std::hint::black_box;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use extentdb::{Db, Durability, Options, WriteBatch};
@@ -100,6 +104,8 @@ struct Params {
     space_pool_mib: u64,
     space_reps: u64,
     space_busy_mibps: u64,
+    /// Part f.4's idle and busy windows, in milliseconds; 0: one idle phase, then one busy one.
+    space_window_ms: u64,
     /// Which busy-thread modes part f.4 runs (`compact-flat`, `compact`, `flush`, `puts`,
     /// `spin`); all by default.
     space_modes: Vec<String>,
@@ -128,6 +134,7 @@ impl Params {
             space_pool_mib: 8,
             space_reps: 3,
             space_busy_mibps: 64,
+            space_window_ms: 1000,
             space_modes: ["compact-flat", "compact", "flush", "puts", "spin"]
                 .map(String::from)
                 .to_vec(),
@@ -157,6 +164,7 @@ impl Params {
                 "space-pool-mib" => p.space_pool_mib = number()?,
                 "space-reps" => p.space_reps = number()?,
                 "space-busy-mibps" => p.space_busy_mibps = number()?,
+                "space-window-ms" => p.space_window_ms = number()?,
                 "space-modes" => {
                     p.space_modes = value.split(',').map(String::from).collect();
                 }
@@ -201,7 +209,7 @@ fn main() -> Res<()> {
         "valuebench: dir={} parts={} keys={} threshold-cache-mib={} fill-mib={} \
          seqfill-reps={} tail-data-mib={} tail-pool-mib={} tail-secs={} cached-data-mib={} cached-secs={} scan-data-mib={} \
          space-mib={} space-rounds={} space-secs={} space-pool-mib={} space-reps={} \
-         space-busy-mibps={} (extentdb built with feature test-hooks)",
+         space-busy-mibps={} space-window-ms={} (extentdb built with feature test-hooks)",
         p.dir,
         p.parts.join(","),
         p.keys,
@@ -219,7 +227,8 @@ fn main() -> Res<()> {
         p.space_secs,
         p.space_pool_mib,
         p.space_reps,
-        p.space_busy_mibps
+        p.space_busy_mibps,
+        p.space_window_ms
     );
     if p.runs("threshold") {
         threshold(&p)?;
@@ -1040,12 +1049,13 @@ struct Reclaiming {
     compact_max: Duration,
 }
 
-/// Until `stop`, in rounds: overwrites 16 random keys of `0..n` (with the same bytes, so the
+/// While `phase` is busy, in rounds: overwrites 16 random keys of `0..n` (with the same bytes, so the
 /// reader's check holds, while the old copies die), puts 16 new keys past `n` and range-deletes
 /// them, then ends the round as `busy.end` says. With `busy.mibps`, rounds start no faster than
 /// that many MiB/s of puts allow. The two controls do part of the work: `Spin` no database call
-/// at all, `Puts` the puts alone.
-fn reclaim_churn(db: &Db, n: u64, stop: &AtomicBool, busy: Busy) -> Res<Reclaiming> {
+/// at all, `Puts` the puts alone. Pauses while `phase` is idle or settling; returns once it is
+/// done.
+fn reclaim_churn(db: &Db, n: u64, phase: &Phase, busy: Busy) -> Res<Reclaiming> {
     const PUTS_PER_ROUND: u64 = 16;
     let round_bytes = 2 * PUTS_PER_ROUND * LARGE_VALUE_BYTES as u64;
     let pace = busy
@@ -1055,7 +1065,17 @@ fn reclaim_churn(db: &Db, n: u64, stop: &AtomicBool, busy: Busy) -> Res<Reclaimi
     let mut rng = Rng(41);
     let mut next = n;
     let mut due = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    loop {
+        match phase.get() {
+            Phase::DONE => break,
+            Phase::BUSY => {}
+            _ => {
+                // Paused for an idle window; the pace starts afresh, without a burst to catch up.
+                std::thread::sleep(Duration::from_millis(1));
+                due = Instant::now();
+                continue;
+            }
+        }
         if let Some(pace) = pace {
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
             due += pace;
@@ -1133,7 +1153,127 @@ impl Busy {
     }
 }
 
+/// The phase of a run of part f.4, shared by its coordinator, reader and busy thread.
+#[derive(Debug)]
+struct Phase(AtomicU8);
+
+impl Phase {
+    /// The reader's latencies count as idle; the busy thread pauses.
+    const IDLE: u8 = 0;
+    /// The busy thread works; the reader's latencies count as busy.
+    const BUSY: u8 = 1;
+    /// After a busy window: the busy thread pauses, the reader's latencies count for neither,
+    /// so background work a busy window started has time to end before the next idle window.
+    const SETTLE: u8 = 2;
+    /// Every thread returns.
+    const DONE: u8 = 3;
+
+    fn new(phase: u8) -> Self {
+        Self(AtomicU8::new(phase))
+    }
+
+    fn get(&self) -> u8 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, phase: u8) {
+        self.0.store(phase, Ordering::Release);
+    }
+}
+
+/// The calling thread's context switches so far: (voluntary, involuntary), from
+/// `/proc/thread-self/status`. A voluntary one is a sleep (a lock, a condition variable, I/O);
+/// an involuntary one is a preemption (another thread or process wanted the CPU). `(0, 0)`
+/// where the file is missing.
+fn context_switches() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (
+        field("voluntary_ctxt_switches:"),
+        field("nonvoluntary_ctxt_switches:"),
+    )
+}
+
+/// What the reader of part f.4 saw in one kind of window: latencies (sorted at the end) and
+/// its context switches (voluntary, involuntary).
+#[derive(Debug, Default)]
+struct Seen {
+    latencies: Vec<u64>,
+    switches: (u64, u64),
+}
+
+impl Seen {
+    /// Sleeps and preemptions per 1000 gets.
+    fn switches_per_1000(&self) -> (f64, f64) {
+        let gets = self.latencies.len().max(1) as f64;
+        (
+            self.switches.0 as f64 * 1000.0 / gets,
+            self.switches.1 as f64 * 1000.0 / gets,
+        )
+    }
+}
+
+/// Random gets of `0..n` until `phase` is done; the latency of each get that started and
+/// ended in the same idle or busy phase goes to that phase, and so do the reader's context
+/// switches (counted at each change of phase). Returns (idle, busy).
+fn phased_latencies(db: &Db, n: u64, seed: u64, phase: &Phase) -> Res<(Seen, Seen)> {
+    let mut rng = Rng(seed);
+    let (mut idle, mut busy) = (Seen::default(), Seen::default());
+    idle.latencies.reserve(1 << 20);
+    busy.latencies.reserve(1 << 20);
+    let mut current = phase.get();
+    let mut since = context_switches();
+    loop {
+        let at_start = phase.get();
+        if at_start != current {
+            let now = context_switches();
+            let seen = match current {
+                Phase::IDLE => Some(&mut idle),
+                Phase::BUSY => Some(&mut busy),
+                _ => None,
+            };
+            if let Some(seen) = seen {
+                seen.switches.0 += now.0 - since.0;
+                seen.switches.1 += now.1 - since.1;
+            }
+            (current, since) = (at_start, now);
+        }
+        if at_start == Phase::DONE {
+            break;
+        }
+        let i = rng.below(n);
+        let start = Instant::now();
+        let v = db.get(key(i))?.ok_or("key lost")?;
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if v.first() != Some(&u8::try_from(i % 251).unwrap_or(0)) {
+            return Err(format!("key {i} read a wrong value").into());
+        }
+        if phase.get() != at_start {
+            continue;
+        }
+        match at_start {
+            Phase::IDLE => idle.latencies.push(nanos),
+            Phase::BUSY => busy.latencies.push(nanos),
+            _ => {}
+        }
+    }
+    idle.latencies.sort_unstable();
+    busy.latencies.sort_unstable();
+    Ok((idle, busy))
+}
+
 /// One run of part f.4 in a fresh directory: (idle latencies, busy latencies), sorted.
+///
+/// With `--space-window-ms=0`, `--space-secs` idle, then `--space-secs` busy. Otherwise the
+/// two alternate in windows of that length (idle, busy, then a quarter window to settle), for
+/// `--space-secs` of each in total: slow drifts of the shared machine then weigh on both
+/// sides alike instead of on whichever phase they fall in.
 fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u64>)> {
     let dir = tempdir(p)?;
     let db = space_options()
@@ -1142,30 +1282,50 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
     put_large(&db, 0..n, 0)?;
     db.flush()?;
     let secs = Duration::from_secs(p.space_secs);
-    let stop = AtomicBool::new(false);
-    let idle = std::thread::scope(|s| {
-        let reader = std::thread::Builder::new()
-            .name("reader".into())
-            .spawn_scoped(s, || read_latencies(&db, n, 100 + run, &stop))?;
-        std::thread::sleep(secs);
-        stop.store(true, Ordering::Relaxed);
-        reader.join().map_err(|_| "reader panicked")?
-    })?;
-    let stop = AtomicBool::new(false);
     let before = db.stats();
-    let (busy, work) = std::thread::scope(|s| {
+    // Flushes and compactions that ran during idle windows: background work leaking into them.
+    let mut idle_jobs = 0;
+    let phase = Phase::new(if p.space_window_ms == 0 {
+        Phase::IDLE
+    } else {
+        Phase::SETTLE
+    });
+    let phase_ref = &phase;
+    let ((idle_seen, busy_seen), work) = std::thread::scope(|s| {
         let reader = std::thread::Builder::new()
             .name("reader".into())
-            .spawn_scoped(s, || read_latencies(&db, n, 200 + run, &stop))?;
+            .spawn_scoped(s, || phased_latencies(&db, n, 100 + run, phase_ref))?;
         let writer = std::thread::Builder::new()
             .name("reclaim".into())
-            .spawn_scoped(s, || reclaim_churn(&db, n, &stop, busy))?;
-        std::thread::sleep(secs);
-        stop.store(true, Ordering::Relaxed);
-        let busy = reader.join().map_err(|_| "reader panicked")?;
+            .spawn_scoped(s, || reclaim_churn(&db, n, phase_ref, busy))?;
+        let jobs = |s: &extentdb::Stats| s.flushes + s.compactions;
+        let mut window = |kind: u8, length: Duration| {
+            let start = jobs(&db.stats());
+            phase.set(kind);
+            std::thread::sleep(length);
+            if kind == Phase::IDLE {
+                idle_jobs += jobs(&db.stats()) - start;
+            }
+        };
+        if p.space_window_ms == 0 {
+            window(Phase::IDLE, secs);
+            window(Phase::BUSY, secs);
+        } else {
+            let length = Duration::from_millis(p.space_window_ms);
+            for _ in 0..(secs.as_millis() / length.as_millis().max(1)).max(1) {
+                window(Phase::IDLE, length);
+                window(Phase::BUSY, length);
+                window(Phase::SETTLE, length / 4);
+            }
+        }
+        phase.set(Phase::DONE);
+        let latencies = reader.join().map_err(|_| "reader panicked")?;
         let work = writer.join().map_err(|_| "writer panicked")?;
-        Ok::<_, Box<dyn Error + Send + Sync>>((busy?, work?))
+        Ok::<_, Box<dyn Error + Send + Sync>>((latencies?, work?))
     })?;
+    let (idle, busy) = (&idle_seen.latencies, &busy_seen.latencies);
+    let (idle_sleeps, idle_preempted) = idle_seen.switches_per_1000();
+    let (busy_sleeps, busy_preempted) = busy_seen.switches_per_1000();
     let s = db.stats();
     let q = |lat: &[u64]| {
         format!(
@@ -1176,16 +1336,23 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
         )
     };
     println!(
-        "  run {}: idle {} us ({} gets), busy {} us ({} gets); p99 busy/idle {:.2}x; busy work: \
-         {} rounds, {} puts, compact or flush mean {:.1} ms max {:.1} ms; {}; {} pool \
+        "  run {}: idle {} us ({} gets), busy {} us ({} gets); p99 busy/idle {:.2}x; reader \
+         sleeps / preemptions per 1000 gets: idle {:.1} / {:.1}, busy {:.1} / {:.1}; {} flushes \
+         and compactions during idle windows; pool fills into recycled buffers: {}; busy work: {} rounds, {} puts, compact or flush mean {:.1} ms max {:.1} ms; {}; {} pool \
          invalidations, {} fill waits, {} fill retries; table block cache {} hits, {} misses; \
          {} flushes, {} compactions",
         run + 1,
-        q(&idle),
+        q(idle),
         idle.len(),
-        q(&busy),
+        q(busy),
         busy.len(),
-        quantile_us(&busy, 0.99) / quantile_us(&idle, 0.99).max(1e-9),
+        quantile_us(busy, 0.99) / quantile_us(idle, 0.99).max(1e-9),
+        idle_sleeps,
+        idle_preempted,
+        busy_sleeps,
+        busy_preempted,
+        idle_jobs,
+        s.pool_recycled_fills - before.pool_recycled_fills,
         work.rounds,
         work.puts,
         work.compact.as_secs_f64() * 1e3 / work.rounds.max(1) as f64,
@@ -1201,7 +1368,7 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
     );
     drop(db);
     dir.close()?;
-    Ok((idle, busy))
+    Ok((idle_seen.latencies, busy_seen.latencies))
 }
 
 /// Part f.4: reader latency idle versus during overwrites, range deletes and compactions, with
@@ -1222,10 +1389,19 @@ fn space_reader_tail(p: &Params) -> Res<()> {
         }
         let busy = Busy { mibps, end };
         let pace = busy.describe();
+        let windows = if p.space_window_ms == 0 {
+            "then".to_string()
+        } else {
+            format!(
+                "alternating in windows of {} ms (each busy one followed by {} ms to settle) with",
+                p.space_window_ms,
+                p.space_window_ms / 4
+            )
+        };
         println!(
             "space/reader: 1 reader, random gets of {n} x 64 KiB ({} MiB) through a {} MiB pool, \
-             {} s idle then {} s with 1 busy thread ({pace}), rounds of 16 overwrites of random \
-             keys and 16 puts of new ones; {} runs, fresh directory each; p50 / p99 / p999",
+             {} s idle {windows} {} s with 1 busy thread ({pace}), rounds of 16 overwrites of \
+             random keys and 16 puts of new ones; {} runs, fresh directory each; p50 / p99 / p999",
             p.space_mib / 4,
             p.space_pool_mib,
             p.space_secs,

@@ -34,13 +34,14 @@
 //! runs other fills are loading. No fill waits while it owns an unpublished run, so fills can
 //! never wait for each other in a cycle.
 //!
-//! Budget: see `pool.rs`. Fills of more than a quarter of the capacity bypass the table.
+//! Budget: see `pool.rs`; recycled buffers: `buffers.rs`. Fills of more than a quarter of the capacity bypass the table.
 //! Eviction policy: S3-FIFO, see `evict.rs` for what it is and why.
 //!
 //! # Files
 //!
 //! - `pool.rs`: [`BufferPool`], [`Cached`], [`FillError`], [`PoolStats`].
 //! - `run.rs`: a run and its latch (Loading / Ready / Dropped, with a condition variable).
+//! - `buffers.rs`: the free run buffers fills recycle instead of allocating.
 //! - `table.rs`: the sharded page table.
 //! - `evict.rs`: S3-FIFO.
 //! - `token.rs`: [`SharedLockToken`], [`ExclusiveLockToken`], the lock proofs.
@@ -64,6 +65,7 @@
 //! Thread-safety of the whole: [`BufferPool`] is `Send + Sync`; see each file for its part.
 //! Read next: `pool.rs`.
 
+mod buffers;
 mod evict;
 mod pool;
 mod run;

@@ -10,7 +10,8 @@
 //! - **Budget**: `resident_bytes` (bytes of Ready runs mapped by the table) is at most the
 //!   capacity whenever no publish is in progress: publishing adds a run and evicts down to the
 //!   capacity in one critical section of the evictor mutex. Loading runs are not counted; their
-//!   buffers are bounded by the fills in flight. A fill whose block span exceeds a quarter of the
+//!   buffers are bounded by the fills in flight, and free run buffers kept for recycling by an
+//!   eighth of the capacity (`buffers.rs`). A fill whose block span exceeds a quarter of the
 //!   capacity bypasses the table: it is read into a private buffer and returned, uncached (one
 //!   huge value must not flush the pool, and could not fit a per-run budget anyway).
 //! - **Single flight**: a block has at most one run in the table; a fill claims absent blocks
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, Rank};
 use crate::value::block::{LogicalBlock, ValueFileId};
 
+use super::buffers::RunBuffers;
 use super::evict::Evictor;
 use super::run::Run;
 use super::table::{PageTable, SHARDS_DEFAULT, Slot, chunk_spans};
@@ -86,6 +88,10 @@ pub(crate) struct PoolStats {
     pub retries: u64,
     /// Bytes of the runs the table holds.
     pub resident_bytes: u64,
+    /// Bytes of free run buffers kept for later fills (at most an eighth of the capacity).
+    pub free_bytes: u64,
+    /// Fills that read into a recycled buffer instead of a new one.
+    pub recycled_fills: u64,
 }
 
 /// The pool's event counters.
@@ -152,6 +158,8 @@ pub(crate) struct BufferPool {
     capacity_bytes: u64,
     block_size_bytes: usize,
     resident_bytes: AtomicU64,
+    /// Free run buffers, recycled by fills (`buffers.rs`).
+    buffers: Arc<RunBuffers>,
     counters: Counters,
 }
 
@@ -173,6 +181,7 @@ impl BufferPool {
             capacity_bytes,
             block_size_bytes,
             resident_bytes: AtomicU64::new(0),
+            buffers: RunBuffers::new(capacity_bytes),
             counters: Counters::default(),
         }
     }
@@ -198,6 +207,8 @@ impl BufferPool {
             waits: get(&c.waits),
             retries: get(&c.retries),
             resident_bytes: get(&self.resident_bytes),
+            free_bytes: self.buffers.free_bytes(),
+            recycled_fills: self.buffers.recycled(),
         }
     }
 
@@ -358,7 +369,9 @@ impl BufferPool {
     /// Blocks already cached are used; blocks another fill is loading are waited for (single
     /// flight: one read per block, counted in `waits`); absent blocks are claimed as one new
     /// Loading run per maximal absent span and read with `read(first_block, buf)`, `buf` being
-    /// the span's block-aligned bytes, then published. A fill spanning more than a quarter of
+    /// the span's block-aligned bytes, then published. `buf` may hold an earlier run's bytes
+    /// (run buffers are recycled: `buffers.rs`): on success `read` must have written every
+    /// byte of it. A fill spanning more than a quarter of
     /// the capacity reads its whole span into a private buffer instead and caches nothing.
     ///
     /// # Errors
@@ -509,11 +522,13 @@ impl BufferPool {
         read: &mut impl FnMut(LogicalBlock, &mut [u8]) -> crate::Result<()>,
     ) -> Result<Bytes, FillError> {
         let span_bytes = segment.blocks * self.block_size();
-        let mut buf = vec![0; usize::try_from(span_bytes).map_err(|_| too_large(span_bytes))?];
-        read(run.first(), &mut buf).map_err(FillError::Failed)?;
+        let len = usize::try_from(span_bytes).map_err(|_| too_large(span_bytes))?;
+        // A failed read drops the buffer, which goes back to the free lists unpublished.
+        let mut buf = RunBuffers::take(&self.buffers, len);
+        read(run.first(), buf.as_mut_slice()).map_err(FillError::Failed)?;
         bump(&self.counters.fills, 1);
         bump(&self.counters.fill_bytes, span_bytes);
-        let data = Bytes::from(buf);
+        let data = Bytes::from_owner(buf);
         if self.publish(run, segment.blocks, &data) {
             Ok(data)
         } else {
@@ -526,8 +541,8 @@ impl BufferPool {
     fn publish(&self, run: &Arc<Run>, blocks: u64, data: &Bytes) -> bool {
         {
             let mut evictor = self.evictor.lock();
-            // Cloning here also turns the fresh `Bytes` from a vector into a shared buffer once,
-            // so the hit path's clones never allocate.
+            // The buffer's `Bytes` is reference-counted from the start (`from_owner`), so the
+            // hit path's clones never allocate.
             if !run.publish(data.clone()) {
                 return false;
             }
@@ -1015,6 +1030,45 @@ mod tests {
             &expected(file, 0, 6 * BS)[..]
         );
         assert!(hit(&pool, file, 0, 6 * BS).is_some());
+    }
+
+    #[test]
+    fn fills_past_the_budget_read_into_the_buffers_of_evicted_runs() {
+        // Room for 8 one-block runs, and for one free buffer of a block (an eighth).
+        let pool = BufferPool::new(8 * BS as u64, BS);
+        let (a, b) = (ValueFileId(20), ValueFileId(21));
+        for block in 0..8 {
+            fill(&pool, a, block * BS as u64, BS);
+        }
+        assert_eq!(pool.stats().recycled_fills, 0);
+        // Each fill now evicts one of `a`'s runs, whose buffer the next fill reads into: it
+        // must hold only `b`'s bytes however the earlier run's bytes differed.
+        for block in 0..8 {
+            let got = fill(&pool, b, block * BS as u64, BS);
+            assert_eq!(&got[..], &expected(b, block * BS as u64, BS)[..]);
+        }
+        let stats = pool.stats();
+        assert_eq!(stats.recycled_fills, 7, "{stats:?}");
+        assert_eq!(stats.free_bytes, BS as u64, "{stats:?}");
+        assert_eq!(stats.resident_bytes, 8 * BS as u64);
+        for block in 0..8 {
+            let cached = hit(&pool, b, block * BS as u64, BS).unwrap();
+            assert_eq!(&cached[..], &expected(b, block * BS as u64, BS)[..]);
+        }
+    }
+
+    #[test]
+    fn a_value_a_caller_holds_keeps_its_buffer_out_of_the_free_lists() {
+        let pool = BufferPool::new(8 * BS as u64, BS);
+        let file = ValueFileId(22);
+        let held = fill(&pool, file, 0, BS);
+        pool.invalidate(file, LogicalBlock(0), 1, &exclusive(file));
+        assert_eq!(pool.stats().free_bytes, 0);
+        fill(&pool, file, 0, BS);
+        assert_eq!(pool.stats().recycled_fills, 0);
+        assert_eq!(&held[..], &expected(file, 0, BS)[..]);
+        drop(held);
+        assert_eq!(pool.stats().free_bytes, BS as u64);
     }
 
     #[test]

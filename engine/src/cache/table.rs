@@ -12,7 +12,11 @@
 //! - A block maps to at most one run. A run's buffer may also cover blocks that now map to
 //!   another run (a newer fill read them again); removal therefore always checks the run's
 //!   identity (`Arc::ptr_eq`) so it never removes a newer run's slot.
-//! - An empty chunk is removed, so the table's size follows the resident blocks.
+//! - An empty chunk is removed, so the table's size follows the resident blocks; its slot
+//!   vector is kept for the next chunk of the shard (at most [`SPARE_CHUNKS`] per shard), so
+//!   that a stream of fills and evictions over scattered chunks does not allocate and free one
+//!   per fill (each is 2.5 KiB, and `malloc` takes glibc's arena lock, which a writer allocating
+//!   values may hold: `docs/benchmarks.md` f.4).
 //!
 //! Thread-safety: one `sync::RwLock` per shard. Lookups take it shared, everything that
 //! changes slots takes it exclusive. Nobody holds two shard locks at once; the only lock taken
@@ -34,6 +38,9 @@ pub(super) const CHUNK_BLOCKS: u64 = 64;
 /// Shards in a normal build: enough that 2 to 32 threads rarely meet on one lock.
 pub(super) const SHARDS_DEFAULT: usize = 32;
 
+/// Empty chunks' slot vectors kept per shard for reuse.
+pub(super) const SPARE_CHUNKS: usize = 8;
+
 /// One block's entry.
 #[derive(Debug, Clone)]
 pub(super) struct Slot {
@@ -50,9 +57,13 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn new() -> Self {
+    /// An empty chunk, on `spare`'s last slot vector if it has one (every slot of which is
+    /// empty).
+    fn new(spare: &mut Vec<Vec<Option<Slot>>>) -> Self {
         Self {
-            slots: vec![None; CHUNK_BLOCKS as usize],
+            slots: spare
+                .pop()
+                .unwrap_or_else(|| vec![None; CHUNK_BLOCKS as usize]),
             used: 0,
         }
     }
@@ -70,6 +81,8 @@ fn position(file: ValueFileId, block: u64) -> ((ValueFileId, u64), usize) {
 #[derive(Debug, Default)]
 pub(super) struct Shard {
     chunks: HashMap<(ValueFileId, u64), Chunk>,
+    /// Slot vectors of removed chunks, all slots empty.
+    spare: Vec<Vec<Option<Slot>>>,
 }
 
 impl Shard {
@@ -81,7 +94,8 @@ impl Shard {
     /// Maps an absent block to `slot`. A present block is left as it is (callers check first).
     pub(super) fn insert(&mut self, file: ValueFileId, block: u64, slot: Slot) {
         let (key, i) = position(file, block);
-        let chunk = self.chunks.entry(key).or_insert_with(Chunk::new);
+        let spare = &mut self.spare;
+        let chunk = self.chunks.entry(key).or_insert_with(|| Chunk::new(spare));
         if let Some(entry) = chunk.slots.get_mut(i)
             && entry.is_none()
         {
@@ -101,8 +115,10 @@ impl Shard {
         {
             *entry = None;
             chunk.used -= 1;
-            if chunk.used == 0 {
-                self.chunks.remove(&key);
+            if chunk.used == 0
+                && let Some(chunk) = self.chunks.remove(&key)
+            {
+                self.keep_spare(chunk);
             }
         }
     }
@@ -129,6 +145,7 @@ impl Shard {
     pub(super) fn drain(&mut self, file: ValueFileId, start: u64, end: u64) -> Vec<Arc<Run>> {
         let (first_chunk, last_chunk) = (start / CHUNK_BLOCKS, (end - 1) / CHUNK_BLOCKS);
         let mut runs = Vec::new();
+        let spare = &mut self.spare;
         self.chunks.retain(|&(f, c), chunk| {
             if f != file || c < first_chunk || c > last_chunk {
                 return true;
@@ -144,9 +161,20 @@ impl Shard {
                     chunk.used -= 1;
                 }
             }
+            if chunk.used == 0 && spare.len() < SPARE_CHUNKS {
+                spare.push(std::mem::take(&mut chunk.slots));
+            }
             chunk.used > 0
         });
         runs
+    }
+
+    /// Keeps an emptied chunk's slot vector for reuse, if the shard has room for it.
+    fn keep_spare(&mut self, chunk: Chunk) {
+        debug_assert_eq!(chunk.used, 0);
+        if self.spare.len() < SPARE_CHUNKS {
+            self.spare.push(chunk.slots);
+        }
     }
 }
 
@@ -297,6 +325,40 @@ mod tests {
         shard.remove_if(file, 0, &new);
         assert!(shard.get(file, 0).is_none());
         assert!(shard.chunks.is_empty(), "an emptied chunk is removed");
+    }
+
+    #[test]
+    fn an_emptied_chunk_lends_its_slots_to_the_next_chunk_up_to_the_spare_limit() {
+        let file = ValueFileId(4);
+        let run = Run::new_loading(file, LogicalBlock(0));
+        let slot = || Slot {
+            run: run.clone(),
+            data: None,
+        };
+        let mut shard = Shard::default();
+        let chunks = SPARE_CHUNKS as u64 + 2;
+        for c in 0..chunks {
+            shard.insert(file, c * CHUNK_BLOCKS, slot());
+        }
+        for c in 0..chunks - 1 {
+            shard.remove_if(file, c * CHUNK_BLOCKS, &run);
+        }
+        assert_eq!(shard.spare.len(), SPARE_CHUNKS);
+        shard.drain(file, 0, u64::MAX);
+        assert_eq!(shard.spare.len(), SPARE_CHUNKS);
+        assert!(shard.chunks.is_empty());
+        let reused = shard.spare.last().map(|v| v.as_ptr());
+        shard.insert(file, 7, slot());
+        assert_eq!(shard.spare.len(), SPARE_CHUNKS - 1);
+        let chunk = shard.chunks.get(&(file, 0)).unwrap();
+        assert_eq!(Some(chunk.slots.as_ptr()), reused, "not the spare vector");
+        assert_eq!(
+            chunk.slots.iter().flatten().count(),
+            1,
+            "a stale slot came along"
+        );
+        assert!(shard.get(file, 7).is_some());
+        assert!(shard.get(file, 8).is_none());
     }
 
     #[test]

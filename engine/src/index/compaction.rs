@@ -32,6 +32,7 @@ use crate::filename;
 use crate::index::edit::{NUM_LEVELS, TableMeta, VersionEdit};
 use crate::index::flush::{key_span, max_upper};
 use crate::index::merge::{MergeIter, Source};
+use crate::index::obsolete::ObsoleteFiles;
 use crate::index::table::TableBuilder;
 use crate::index::tombstones::TombstoneIndex;
 use crate::index::version::{TableFile, Version};
@@ -203,6 +204,9 @@ struct Output {
 impl DbInner {
     /// Runs one compaction if the tree needs one; returns whether it did.
     pub fn compact_step(&self) -> Result<bool> {
+        // Declared first, dropped last: the tables this compaction replaces are deleted here
+        // when it releases them, not queued for the background thread.
+        let _in_place = ObsoleteFiles::deleting_in_place();
         let mut state = self.compaction_lock.lock();
         self.check_writable()?;
         let version = Arc::clone(&self.super_version().version);
@@ -216,6 +220,8 @@ impl DbInner {
 
     /// Compacts every level into the deepest non-empty one, then rewrites that one.
     pub fn compact_all(&self) -> Result<()> {
+        // As in `compact_step`.
+        let _in_place = ObsoleteFiles::deleting_in_place();
         let _state = self.compaction_lock.lock();
         self.check_writable()?;
         let first = self.super_version().version.clone();
@@ -318,15 +324,22 @@ impl DbInner {
         Ok(read_bytes)
     }
 
-    /// Logs the edit and publishes the new version to readers.
+    /// Logs the edit and publishes the new version to readers. Then, with neither the version
+    /// set's nor the super version's lock held (the caller deletes in place: see
+    /// `compact_step`), releases the old one, deleting the files of the tables the edit removed
+    /// unless a reader still pins it (that reader's drop queues them: `index/obsolete.rs`), and
+    /// deletes what readers queued before.
     fn install(&self, edit: VersionEdit, opened: Vec<Arc<TableFile>>) -> Result<()> {
         let mut versions = self.versions.lock();
         let version = versions.log_and_apply(edit, opened)?;
+        let obsolete = Arc::clone(versions.obsolete());
         let mut current = self.super_version.write();
         let next = current.derive(Arc::clone(&current.mem), current.imm.clone(), version);
-        *current = Arc::new(next);
+        let old = std::mem::replace(&mut *current, Arc::new(next));
         drop(current);
         drop(versions);
+        drop(old);
+        obsolete.delete_queued();
         self.jobs_changed.notify_all();
         Ok(())
     }

@@ -165,7 +165,11 @@ impl DbInner {
                 .cloned()
                 .collect();
             let next = current.derive(Arc::clone(&current.mem), imm, Arc::clone(&version));
-            *current = Arc::new(next);
+            // Released after the locks: it may hold the last reference to the flushed memtable.
+            let old = std::mem::replace(&mut *current, Arc::new(next));
+            drop(current);
+            drop(versions);
+            drop(old);
             version.levels[0].len()
         };
         Counters::add(&self.counters.flushes, 1);

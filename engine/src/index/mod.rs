@@ -4,7 +4,8 @@
 //! - `table/`: the sorted table format (`docs/format/table.md`);
 //! - `edit`, `version`: the manifest and the set of live tables (`docs/format/manifest.md`);
 //! - `merge`, `tombstones`: merging sorted streams, range-tombstone lookups;
-//! - `flush`, `compaction`: moving data from memory to level 0 and down the levels.
+//! - `flush`, `compaction`: moving data from memory to level 0 and down the levels;
+//! - `obsolete`: deleting the files of removed tables, off the read path.
 //!
 //! The index knows keys and versions; it knows nothing of value files.
 
@@ -13,6 +14,7 @@ pub(crate) mod edit;
 pub(crate) mod flush;
 pub(crate) mod memtable;
 pub(crate) mod merge;
+pub(crate) mod obsolete;
 pub(crate) mod table;
 pub(crate) mod tombstones;
 pub(crate) mod version;

@@ -8,8 +8,9 @@
 //!   (compaction always takes all overlapping tables of the next level, and table key ranges
 //!   include their range tombstones).
 //!
-//! A table file is deleted when the last version that holds it is dropped (readers pin a
-//! version for as long as they read it), and only once it is no longer in the current version.
+//! A table file is deleted once it is no longer in the current version and the last reference
+//! to its reader is dropped (readers pin a version for as long as they read it); the drop only
+//! queues it, and another thread closes and deletes it (`obsolete.rs`).
 //!
 //! Thread safety: a `Version` is immutable and shared through `Arc`. A `VersionSet` is owned by
 //! the database behind a mutex (`docs/locking.md`): one edit is logged at a time.
@@ -17,7 +18,6 @@
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::filename;
 use crate::fs::{FileSystem, ReadableFile};
 use crate::index::edit::{NUM_LEVELS, TableMeta, VersionEdit};
+use crate::index::obsolete::ObsoleteFiles;
 use crate::index::table::{BlockCache, ReadMode, Table};
 use crate::index::tombstones::TombstoneIndex;
 use crate::key::{Found, RangeTombstone, SeqNo};
@@ -37,9 +38,6 @@ use crate::wal::{LogReader, LogWriter};
 pub(crate) struct TableFile {
     pub meta: TableMeta,
     pub table: Arc<Table>,
-    /// Set when a version edit removed the table; the file is deleted on drop.
-    obsolete: AtomicBool,
-    fs: Arc<dyn FileSystem>,
 }
 
 impl TableFile {
@@ -59,16 +57,6 @@ impl TableFile {
                 Bound::Included(k) => key <= &k[..],
                 Bound::Excluded(k) => key < &k[..],
             }
-    }
-}
-
-impl Drop for TableFile {
-    fn drop(&mut self) {
-        if self.obsolete.load(Ordering::Acquire) {
-            // A failure leaves an orphan that the next open deletes; there is no caller here
-            // to report it to, and the data is already unreachable.
-            let _ = self.fs.remove_file(self.table.path());
-        }
     }
 }
 
@@ -208,6 +196,8 @@ pub(crate) struct VersionSet {
     dir: PathBuf,
     fs: Arc<dyn FileSystem>,
     cache: Arc<BlockCache>,
+    /// Where the files of tables an edit removed go to be deleted.
+    obsolete: Arc<ObsoleteFiles>,
     current: Arc<Version>,
     /// The manifest edits are appended to; `None` in a read-only database, which logs none.
     manifest: Option<LogWriter>,
@@ -222,6 +212,11 @@ pub(crate) struct VersionSet {
 impl VersionSet {
     pub fn current(&self) -> Arc<Version> {
         Arc::clone(&self.current)
+    }
+
+    /// The queue of table files to delete (`obsolete.rs`).
+    pub fn obsolete(&self) -> &Arc<ObsoleteFiles> {
+        &self.obsolete
     }
 
     pub fn new_file_number(&mut self) -> u64 {
@@ -242,6 +237,7 @@ impl VersionSet {
     pub fn create(dir: &Path, fs: Arc<dyn FileSystem>, cache: Arc<BlockCache>) -> Result<Self> {
         let mut set = Self {
             dir: dir.to_path_buf(),
+            obsolete: Arc::new(ObsoleteFiles::new(Arc::clone(&fs))),
             fs,
             cache,
             current: Arc::new(Version::default()),
@@ -340,6 +336,7 @@ impl VersionSet {
         sort_levels(&mut files);
         let set = Self {
             dir: dir.to_path_buf(),
+            obsolete: Arc::new(ObsoleteFiles::new(Arc::clone(&fs))),
             fs,
             cache,
             current: Arc::new(Version::new(files)),
@@ -434,7 +431,7 @@ impl VersionSet {
                     let keep = f.number() != *number;
                     // A table moved to another level stays; it is added back below.
                     if !keep && !moved.contains(number) {
-                        f.obsolete.store(true, Ordering::Release);
+                        f.table.retire(&self.obsolete);
                     }
                     keep
                 });
@@ -524,12 +521,7 @@ fn open_table(
         ));
     }
     let table = Table::open(file, meta.number, Arc::clone(cache))?;
-    Ok(Arc::new(TableFile {
-        meta,
-        table,
-        obsolete: AtomicBool::new(false),
-        fs: Arc::clone(fs),
-    }))
+    Ok(Arc::new(TableFile { meta, table }))
 }
 
 fn apply_metas(

@@ -206,12 +206,15 @@ impl BlockStore {
     pub fn remove_segment(&self, index: u64) -> Result<()> {
         let path = self.dir.join(filename::segment(index));
         let mut segments = self.segments.write();
-        if segments.remove(&index).is_none() {
+        let Some(removed) = segments.remove(&index) else {
             return Ok(());
-        }
+        };
         self.dirty.lock().remove(&index);
         self.fs.remove_file(&path)?;
         drop(segments);
+        // Closed after the map's lock, which every read takes: the last close of an unlinked
+        // file frees its blocks, which may wait for the disk (a discard).
+        drop(removed);
         self.fs.sync_dir(&self.dir)
     }
 

@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -28,6 +28,7 @@ use super::format::{self, BlockHandle, BlockType, FOOTER_BYTES, Footer};
 use crate::coding::Decoder;
 use crate::error::{Error, Result};
 use crate::fs::ReadableFile;
+use crate::index::obsolete::ObsoleteFiles;
 use crate::key::{self, Entry, Found, InternalKey, RangeTombstone, SeqNo, ValueKind};
 
 /// Whether a read may do I/O.
@@ -48,7 +49,11 @@ struct IndexEntry {
 
 /// An open table file.
 pub(crate) struct Table {
-    file: Arc<dyn ReadableFile>,
+    /// The open file; `None` only inside `drop`, which hands it to `retired`.
+    file: Option<Arc<dyn ReadableFile>>,
+    /// Set once a version edit removed the table: its drop hands the file to this queue to be
+    /// closed and deleted (`index/obsolete.rs`), wherever the last reference goes.
+    retired: OnceLock<Arc<ObsoleteFiles>>,
     id: u64,
     path: PathBuf,
     size_bytes: u64,
@@ -57,6 +62,18 @@ pub(crate) struct Table {
     index: Vec<IndexEntry>,
     filter: BloomFilter,
     range_tombstones: Vec<RangeTombstone>,
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        // The handle is moved, not cloned: the queue's is then the last one, and whichever
+        // thread empties the queue closes the file, never this one.
+        if let Some(obsolete) = self.retired.take()
+            && let Some(file) = self.file.take()
+        {
+            obsolete.retire(std::mem::take(&mut self.path), file);
+        }
+    }
 }
 
 impl fmt::Debug for Table {
@@ -105,7 +122,8 @@ impl Table {
         let index = Block::new(index, &path, footer.index.offset)?;
         let index = decode_index(&index, &path, footer.index.offset, footer.filter.offset)?;
         Ok(Arc::new(Table {
-            file,
+            file: Some(file),
+            retired: OnceLock::new(),
             id,
             path,
             size_bytes,
@@ -199,6 +217,12 @@ impl Table {
         &self.path
     }
 
+    /// Marks the table obsolete: when its last reference is dropped, its file goes to
+    /// `obsolete` to be closed and deleted there.
+    pub fn retire(&self, obsolete: &Arc<ObsoleteFiles>) {
+        let _ = self.retired.set(Arc::clone(obsolete));
+    }
+
     #[cfg(test)]
     /// The size of the table's file.
     #[must_use]
@@ -229,13 +253,11 @@ impl Table {
 
     fn read_data_block(&self, handle: BlockHandle) -> Result<Block> {
         let limit = self.size_bytes.saturating_sub(FOOTER_BYTES as u64);
-        let data = format::read_block(
-            self.file.as_ref(),
-            &self.path,
-            handle,
-            BlockType::Data,
-            limit,
-        )?;
+        let file = self
+            .file
+            .as_deref()
+            .ok_or_else(|| Error::invalid("table read after its file was closed"))?;
+        let data = format::read_block(file, &self.path, handle, BlockType::Data, limit)?;
         Block::new(data, &self.path, handle.offset)
     }
 
