@@ -24,9 +24,9 @@ const WRITE_BUFFER_BYTES: usize = 64 << 10;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
 
-fn io_at(path: &Path, op: &str) -> impl FnOnce(std::io::Error) -> Error {
-    let msg = format!("{op} {}", path.display());
-    move |e| Error::Io(std::io::Error::new(e.kind(), format!("{msg}: {e}")))
+fn io_at<'a>(path: &'a Path, op: &'a str) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    // The message is formatted only on failure: this wraps every read of the hot path.
+    move |e| Error::Io(std::io::Error::new(e.kind(), format!("{op} {}: {e}", path.display())))
 }
 
 impl FileSystem for RealFs {
