@@ -302,10 +302,12 @@ fn write_stats_table(s: &Stats, out: &mut dyn Write) -> std::io::Result<()> {
         (
             "buffer pool",
             format!(
-                "{} hits, {} misses, {} resident",
+                "{} hits, {} misses, {} resident, {} in free buffers ({} fills reused one)",
                 s.pool_hits,
                 s.pool_misses,
-                human_bytes(s.pool_resident_bytes)
+                human_bytes(s.pool_resident_bytes),
+                human_bytes(s.pool_free_bytes),
+                s.pool_recycled_fills
             ),
         ),
         (
@@ -396,6 +398,8 @@ fn stats_json(s: &Stats) -> String {
         ("pool_hits", s.pool_hits.to_string()),
         ("pool_misses", s.pool_misses.to_string()),
         ("pool_resident_bytes", s.pool_resident_bytes.to_string()),
+        ("pool_free_bytes", s.pool_free_bytes.to_string()),
+        ("pool_recycled_fills", s.pool_recycled_fills.to_string()),
     ];
     let body: Vec<String> = fields
         .iter()
@@ -421,7 +425,7 @@ mod tests {
     fn stats_json_is_one_object_with_every_level() {
         let json = stats_json(&Stats::default());
         assert!(json.starts_with("{\"last_sequence\":0,"), "{json}");
-        assert!(json.ends_with("\"pool_resident_bytes\":0}"), "{json}");
+        assert!(json.ends_with("\"pool_recycled_fills\":0}"), "{json}");
         assert!(
             json.contains("\"value_space_amplification\":null,"),
             "{json}"

@@ -26,7 +26,12 @@ pub struct RealFs;
 
 fn io_at<'a>(path: &'a Path, op: &'a str) -> impl FnOnce(std::io::Error) -> Error + 'a {
     // The message is formatted only on failure: this wraps every read of the hot path.
-    move |e| Error::Io(std::io::Error::new(e.kind(), format!("{op} {}: {e}", path.display())))
+    move |e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{op} {}: {e}", path.display()),
+        ))
+    }
 }
 
 impl FileSystem for RealFs {
