@@ -115,7 +115,7 @@ fn parse_size(s: &str) -> std::result::Result<usize, String> {
     let bytes = n
         .checked_mul(scale)
         .ok_or_else(|| format!("`{s}` is too large"))?;
-    if bytes < data::MIN_VALUE_BYTES || bytes > extentdb::MAX_VALUE_BYTES {
+    if !(data::MIN_VALUE_BYTES..=extentdb::MAX_VALUE_BYTES).contains(&bytes) {
         return Err(format!(
             "value size {bytes} is outside {}..={} bytes",
             data::MIN_VALUE_BYTES,
@@ -131,10 +131,16 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let secs: f64 = if let Some(ms) = t.strip_suffix("ms") {
         ms.trim().parse::<f64>().map_err(|_| bad())? / 1e3
     } else {
-        t.strip_suffix('s').unwrap_or(t).trim().parse().map_err(|_| bad())?
+        t.strip_suffix('s')
+            .unwrap_or(t)
+            .trim()
+            .parse()
+            .map_err(|_| bad())?
     };
     if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
-        return Err(format!("duration `{s}` must be above 0 and at most an hour"));
+        return Err(format!(
+            "duration `{s}` must be above 0 and at most an hour"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -182,15 +188,31 @@ fn run(args: Args) -> Result<()> {
     let runs = usize::try_from(args.runs).unwrap_or(usize::MAX);
 
     std::fs::create_dir_all(&args.dir)?;
-    let base = tempfile::Builder::new().prefix("kvbench-").tempdir_in(&args.dir)?;
-    let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let base = tempfile::Builder::new()
+        .prefix("kvbench-")
+        .tempdir_in(&args.dir)?;
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let machine_info = MachineInfo::read();
     println!(
         "kvbench: engines {} | workloads {} | values {} | {} | runs {runs} | cache {} MiB each | \
          batch {} | durability: {DURABILITY} | dir {} | load {:.2}",
-        engines.iter().map(|e| e.name()).collect::<Vec<_>>().join(","),
-        workloads.iter().map(|w| w.name()).collect::<Vec<_>>().join(","),
-        sizes.iter().map(|&s| size_name(s)).collect::<Vec<_>>().join(","),
+        engines
+            .iter()
+            .map(|e| e.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        workloads
+            .iter()
+            .map(|w| w.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        sizes
+            .iter()
+            .map(|&s| size_name(s))
+            .collect::<Vec<_>>()
+            .join(","),
         args.num.map_or_else(
             || format!("{} MiB of data per database", args.data_mib),
             |n| format!("{n} keys per database")
@@ -204,11 +226,15 @@ fn run(args: Args) -> Result<()> {
     let mut records: Vec<Record> = Vec::new();
     let mut run_machine = Vec::new();
     let mut settings_used = None;
+    let mut keys_per_value_size = Vec::new();
     for run in 0..runs {
         let load = machine::load_average();
         let disk = machine::disk_write_mb_per_s(base.path(), args.disk_probe_mib)?;
         let mem = machine::memcpy_gb_per_s();
-        println!("run {}/{runs}: disk {disk:.0} MB/s, memcpy {mem:.1} GB/s, load {load:.2}", run + 1);
+        println!(
+            "run {}/{runs}: disk {disk:.0} MB/s, memcpy {mem:.1} GB/s, load {load:.2}",
+            run + 1
+        );
         run_machine.push(RunMachine {
             run,
             disk_mb_per_s: disk,
@@ -247,9 +273,17 @@ fn run(args: Args) -> Result<()> {
                         r.outcome.logical_bytes as f64 / machine::MB / r.outcome.seconds,
                     );
                 };
-                let made = run_engine(engine, size, &pass, &mut progress)
-                    .map_err(|e| error(format!("{engine}, {} values, run {}: {e}", size_name(size), run + 1)))?;
+                let made = run_engine(engine, size, &pass, &mut progress).map_err(|e| {
+                    error(format!(
+                        "{engine}, {} values, run {}: {e}",
+                        size_name(size),
+                        run + 1
+                    ))
+                })?;
                 records.extend(made);
+            }
+            if run == 0 {
+                keys_per_value_size.push((size, num));
             }
             settings_used.get_or_insert(settings);
         }
@@ -265,6 +299,7 @@ fn run(args: Args) -> Result<()> {
         durability: DURABILITY,
         cache_bytes,
         settings: settings_used.ok_or_else(|| error("no value size to run"))?,
+        keys_per_value_size,
         engines,
         value_sizes: sizes,
         workloads,

@@ -43,7 +43,7 @@ impl Values {
                 "values must be at least {MIN_VALUE_BYTES} bytes, got {value_bytes}"
             )));
         }
-        let mut rng = Rng(0x6b76_6265_6e63_68);
+        let mut rng = Rng(0x006b_7662_656e_6368);
         let mut pattern = vec![0u8; PATTERN_SPAN_BYTES + value_bytes];
         for chunk in pattern.chunks_mut(8) {
             let word = rng.below(u64::MAX).to_le_bytes();
@@ -210,10 +210,13 @@ pub fn parse_key(key: &[u8]) -> Result<u64> {
     let digits = key
         .strip_prefix(b"key:")
         .filter(|d| d.len() == 12 && d.iter().all(u8::is_ascii_digit))
-        .ok_or_else(|| error(format!("unexpected key {:?}", key.escape_ascii().to_string())))?;
-    Ok(digits
-        .iter()
-        .fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+        .ok_or_else(|| {
+            error(format!(
+                "unexpected key {:?}",
+                key.escape_ascii().to_string()
+            ))
+        })?;
+    Ok(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 #[cfg(test)]
@@ -235,7 +238,11 @@ mod tests {
             *b ^= 1;
         }
         assert!(values.check(7, None, &flipped).is_err());
-        assert!(values.check(7, None, v.get(..99).unwrap_or_default()).is_err());
+        assert!(
+            values
+                .check(7, None, v.get(..99).unwrap_or_default())
+                .is_err()
+        );
         Ok(())
     }
 

@@ -18,6 +18,9 @@ use std::path::Path;
 
 use super::{Result, adapters, error};
 
+/// What [`Engine::scan`] calls with each key and value.
+pub type ScanVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
 /// One operation of a [`Engine::write_batch`].
 #[derive(Debug, Clone, Copy)]
 pub enum BatchOp<'a> {
@@ -66,12 +69,7 @@ pub trait Engine: Send + Sync {
     ///
     /// # Errors
     /// The engine's error, or the error `visit` returned.
-    fn scan(
-        &self,
-        start: &[u8],
-        limit: usize,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
-    ) -> Result<usize>;
+    fn scan(&self, start: &[u8], limit: usize, visit: &mut ScanVisitor<'_>) -> Result<usize>;
 
     /// Makes every write before it durable: the one sync a writing workload pays.
     ///

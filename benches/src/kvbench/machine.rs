@@ -88,7 +88,9 @@ pub fn written_bytes() -> Result<u64> {
 /// An I/O error writing, syncing or removing the file.
 pub fn disk_write_mb_per_s(dir: &Path, mib: u64) -> Result<f64> {
     let path = dir.join("kvbench-disk-probe");
-    let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let chunk: Vec<u8> = (0..1 << 20)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let mut file = File::create(&path)?;
     let start = Instant::now();
     for _ in 0..mib {

@@ -2,10 +2,12 @@
 //! library: text is written as SVG `<text>` and the viewer renders it).
 //!
 //! - `throughput-<size>.svg`: per value size, each engine's ops/s as a multiple of extentdb's,
-//!   one group of bars per workload (extentdb = 1, the dashed line).
+//!   one group of bars per workload (extentdb = 1, the dashed line), on a log axis.
 //! - `write-amp.svg`: disk bytes written per logical byte in `fillrandom` and `overwrite`
 //!   (with settling), one group per value size.
 //! - `space-amp.svg`: bytes on disk per live byte after `overwrite` and its settling.
+//!
+//! Every y axis is logarithmic; bars rise from the bottom of the axis.
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +29,10 @@ const COLOURS: [RGBColor; 6] = [
 ];
 
 fn colour(engine: EngineKind) -> RGBColor {
-    let i = EngineKind::ALL.iter().position(|&e| e == engine).unwrap_or(0);
+    let i = EngineKind::ALL
+        .iter()
+        .position(|&e| e == engine)
+        .unwrap_or(0);
     COLOURS.get(i).copied().unwrap_or(BLACK)
 }
 
@@ -85,12 +90,18 @@ pub fn write_plots(rows: &[SummaryRow], dir: &Path) -> Result<Vec<PathBuf>> {
         draw(&path, &bars)?;
         written.push(path);
     }
-    let per_size = |title: &str, y_desc: &'static str, f: &dyn Fn(&SummaryRow) -> Option<f64>, w: &[Workload]| Bars {
+    let per_size = |title: &str,
+                    y_desc: &'static str,
+                    f: &dyn Fn(&SummaryRow) -> Option<f64>,
+                    w: &[Workload]| Bars {
         title: title.to_owned(),
         y_desc,
         groups: sizes
             .iter()
-            .flat_map(|&s| w.iter().map(move |w| format!("{} {}", w.name(), size_name(s))))
+            .flat_map(|&s| {
+                w.iter()
+                    .map(move |w| format!("{} {}", w.name(), size_name(s)))
+            })
             .collect(),
         series: engines
             .iter()
@@ -124,7 +135,11 @@ pub fn write_plots(rows: &[SummaryRow], dir: &Path) -> Result<Vec<PathBuf>> {
         &[Workload::Overwrite],
     );
     for (name, bars) in [("write-amp.svg", write_amp), ("space-amp.svg", space_amp)] {
-        if bars.series.iter().any(|(_, v)| v.iter().any(Option::is_some)) {
+        if bars
+            .series
+            .iter()
+            .any(|(_, v)| v.iter().any(Option::is_some))
+        {
             let path = dir.join(name);
             draw(&path, &bars)?;
             written.push(path);
@@ -134,22 +149,26 @@ pub fn write_plots(rows: &[SummaryRow], dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn draw(path: &Path, bars: &Bars<'_>) -> Result<()> {
-    let width = (160 + 70 * bars.groups.len() as u32 * bars.series.len().max(1) as u32 / 2).max(640);
-    let root = SVGBackend::new(path, (width, 460)).into_drawing_area();
+    let group_px = (18 * bars.series.len() as u32).max(48);
+    let width = (120 + group_px * bars.groups.len() as u32).max(640);
+    let root = SVGBackend::new(path, (width, 560)).into_drawing_area();
     root.fill(&WHITE)?;
-    let top = bars
-        .series
-        .iter()
-        .flat_map(|(_, v)| v.iter().flatten().copied())
-        .fold(bars.reference.unwrap_or(0.0), f64::max)
-        * 1.15;
+    let values = || {
+        bars.series
+            .iter()
+            .flat_map(|(_, v)| v.iter().flatten().copied())
+    };
+    let reference = bars.reference.unwrap_or(1.0);
+    let top = values().fold(reference, f64::max) * 1.3;
+    let bottom = values().filter(|v| *v > 0.0).fold(reference, f64::min) / 1.3;
     let groups = bars.groups.len() as f64;
+    // Ratios span orders of magnitude: a log axis shows 0.1x as far below 1 as 10x is above.
     let mut chart = ChartBuilder::on(&root)
         .caption(&bars.title, ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(30)
+        .x_label_area_size(130)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..groups, 0.0..top.max(0.1))?;
+        .build_cartesian_2d(0.0..groups, (bottom..top).log_scale())?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -162,7 +181,7 @@ fn draw(path: &Path, bars: &Bars<'_>) -> Result<()> {
         let fill = colour(*engine).filled();
         let rects = values.iter().enumerate().filter_map(|(g, v)| {
             let x0 = g as f64 + 0.1 + slot * s as f64;
-            v.map(|v| Rectangle::new([(x0, 0.0), (x0 + slot * 0.9, v)], fill))
+            v.map(|v| Rectangle::new([(x0, bottom), (x0 + slot * 0.9, v.max(bottom))], fill))
         });
         chart
             .draw_series(rects)?
@@ -177,12 +196,19 @@ fn draw(path: &Path, bars: &Bars<'_>) -> Result<()> {
             BLACK.stroke_width(1),
         ))?;
     }
+    let label = ("sans-serif", 13)
+        .into_font()
+        .transform(FontTransform::Rotate270)
+        .color(&BLACK);
     for (g, name) in bars.groups.iter().enumerate() {
-        let (px, py) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
+        let (px, py) = chart.backend_coord(&(g as f64 + 0.5, bottom));
+        // Rotated a quarter turn, the text runs upwards from its anchor: anchor it low enough
+        // that its end sits just under the axis.
+        let len = 7 * name.len() as i32;
         root.draw(&Text::new(
             name.clone(),
-            (px - 4 * name.len() as i32, py + 8),
-            ("sans-serif", 13),
+            (px - 6, py + 8 + len),
+            label.clone(),
         ))?;
     }
     chart

@@ -77,8 +77,10 @@ pub struct Report {
     pub durability: &'static str,
     /// The cache budget of every engine, bytes.
     pub cache_bytes: u64,
-    /// Workload parameters.
+    /// Workload parameters (`num` as for the first value size).
     pub settings: Settings,
+    /// Keys per database for each value size.
+    pub keys_per_value_size: Vec<(usize, u64)>,
     /// Engines, in the order of the first run.
     pub engines: Vec<EngineKind>,
     /// Value sizes.
@@ -107,7 +109,7 @@ pub fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
     let upper = *v.get(mid)?;
-    Some(if v.len() % 2 == 0 {
+    Some(if v.len().is_multiple_of(2) {
         (*v.get(mid - 1)? + upper) / 2.0
     } else {
         upper
@@ -132,14 +134,21 @@ pub fn summarize(records: &[Record], machines: &[RunMachine]) -> Vec<SummaryRow>
     let mut rows: Vec<SummaryRow> = groups
         .into_iter()
         .map(|((value_bytes, workload, engine), rs)| {
-            let each = |f: &dyn Fn(&Record) -> Option<f64>| median(rs.iter().filter_map(|r| f(r)).collect());
-            let mb_per_sec = each(&|r| Some(r.outcome.logical_bytes as f64 / MB / r.outcome.seconds)).unwrap_or(0.0);
+            let each = |f: &dyn Fn(&Record) -> Option<f64>| {
+                median(rs.iter().filter_map(|r| f(r)).collect())
+            };
+            let mb_per_sec =
+                each(&|r| Some(r.outcome.logical_bytes as f64 / MB / r.outcome.seconds))
+                    .unwrap_or(0.0);
             let lat = |f: &dyn Fn(&Record) -> Option<f64>| each(f);
             let latency = |busy: bool| -> Option<[f64; 3]> {
                 let pick = move |r: &Record, q: usize| {
                     r.outcome.latency.map(|l| {
                         let p = if busy { l.busy } else { l.idle };
-                        [p.p50_us, p.p99_us, p.p999_us].get(q).copied().unwrap_or(0.0)
+                        [p.p50_us, p.p99_us, p.p999_us]
+                            .get(q)
+                            .copied()
+                            .unwrap_or(0.0)
                     })
                 };
                 Some([
@@ -153,13 +162,19 @@ pub fn summarize(records: &[Record], machines: &[RunMachine]) -> Vec<SummaryRow>
                 value_bytes,
                 workload,
                 runs: rs.len(),
-                ops_per_sec: each(&|r| Some(r.outcome.ops as f64 / r.outcome.seconds)).unwrap_or(0.0),
+                ops_per_sec: each(&|r| Some(r.outcome.ops as f64 / r.outcome.seconds))
+                    .unwrap_or(0.0),
                 mb_per_sec,
                 ratio_to_extentdb: None,
-                write_amp: each(&|r| ratio(r.outcome.disk_write_bytes, r.outcome.logical_write_bytes)),
+                write_amp: each(&|r| {
+                    ratio(r.outcome.disk_write_bytes, r.outcome.logical_write_bytes)
+                }),
                 write_amp_with_settle: each(&|r| {
                     let settle = r.outcome.settle_disk_write_bytes?;
-                    ratio(r.outcome.disk_write_bytes + settle, r.outcome.logical_write_bytes)
+                    ratio(
+                        r.outcome.disk_write_bytes + settle,
+                        r.outcome.logical_write_bytes,
+                    )
                 }),
                 space_amp: each(&|r| ratio(r.outcome.disk_bytes?, r.outcome.live_bytes?)),
                 disk_fraction: if workload.is_fill() {
@@ -169,7 +184,9 @@ pub fn summarize(records: &[Record], machines: &[RunMachine]) -> Vec<SummaryRow>
                 },
                 idle_us: latency(false),
                 busy_us: latency(true),
-                p99_busy_over_idle: each(&|r| r.outcome.latency.map(|l| l.busy.p99_us / l.idle.p99_us)),
+                p99_busy_over_idle: each(&|r| {
+                    r.outcome.latency.map(|l| l.busy.p99_us / l.idle.p99_us)
+                }),
                 read_rest_seconds: each(&|r| r.outcome.read_rest_seconds),
             }
         })
@@ -195,9 +212,9 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// A human-readable size: `100 B`, `4 KiB`, `64 KiB`.
 #[must_use]
 pub fn size_name(bytes: usize) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
         format!("{} KiB", bytes >> 10)
     } else {
         format!("{bytes} B")
@@ -235,7 +252,13 @@ pub fn table(rows: &[SummaryRow], machines: &[RunMachine]) -> String {
                 let _ = write!(
                     notes,
                     "p50/p99/p999 us idle {:.1}/{:.1}/{:.1} busy {:.1}/{:.1}/{:.1}; p99 busy/idle {}x",
-                    i[0], i[1], i[2], b[0], b[1], b[2], opt(r.p99_busy_over_idle, 2)
+                    i[0],
+                    i[1],
+                    i[2],
+                    b[0],
+                    b[1],
+                    b[2],
+                    opt(r.p99_busy_over_idle, 2)
                 );
             }
             if let Some(s) = r.read_rest_seconds {

@@ -31,14 +31,13 @@ const YCSB_SCAN_MAX: u64 = 100;
 
 /// A workload. Selected workloads run in this order on one database per engine and value size;
 /// each fill starts a new database.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, Serialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Workload {
-    /// Puts of every key in key order into a new database.
+    /// Puts of every key in key order into a new database; space measured, then settled
+    /// (untimed) so the compaction the fill owes counts in its write amplification.
     Fillseq,
-    /// Puts of every key in random order into a new database.
+    /// Puts of every key in random order into a new database; space measured, then settled.
     Fillrandom,
     /// Every key written again, in a new random order; then settled (untimed) for space.
     Overwrite,
@@ -171,7 +170,8 @@ pub struct Outcome {
     pub settle_seconds: Option<f64>,
     /// `write_bytes` over the settling.
     pub settle_disk_write_bytes: Option<u64>,
-    /// Bytes on disk at the end (after settling, when it settles).
+    /// Bytes on disk at the end: for fills before settling, for overwrite and deleterange
+    /// after it.
     pub disk_bytes: Option<u64>,
     /// Key and value bytes of the live keys at the end.
     pub live_bytes: Option<u64>,
@@ -308,6 +308,8 @@ impl<'a> Session<'a> {
             s.write_keys(&order)?;
             s.engine.sync()
         })?;
+        let disk_bytes = self.engine.disk_bytes()?;
+        let (settle_seconds, settle_written) = self.settle()?;
         let bytes = order.len() as u64 * self.entry_bytes();
         Ok(Outcome {
             ops: order.len() as u64,
@@ -315,7 +317,9 @@ impl<'a> Session<'a> {
             logical_bytes: bytes,
             logical_write_bytes: bytes,
             disk_write_bytes: written,
-            disk_bytes: Some(self.engine.disk_bytes()?),
+            settle_seconds: Some(settle_seconds),
+            settle_disk_write_bytes: Some(settle_written),
+            disk_bytes: Some(disk_bytes),
             live_bytes: Some(self.live_bytes()),
             ..Outcome::default()
         })
@@ -407,7 +411,8 @@ impl<'a> Session<'a> {
         let seen = seen as u64;
         if seen < limit as u64 {
             // The scan ended early: nothing live may remain after the last key it returned.
-            if let Some(missed) = (next..expected.keys()).find(|&i| expected.generation(i).is_some())
+            if let Some(missed) =
+                (next..expected.keys()).find(|&i| expected.generation(i).is_some())
             {
                 return Err(error(format!(
                     "scan from key {from} ended after {seen} entries but key {missed} is live"
@@ -513,7 +518,9 @@ impl<'a> Session<'a> {
                 .get(&key(i), &mut |v| values.check(i, None, v).map(|_| ()))?;
             nanos.push(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
             if found != self.expected.generation(i).is_some() {
-                return Err(error(format!("key {i}: found is {found}, expected the opposite")));
+                return Err(error(format!(
+                    "key {i}: found is {found}, expected the opposite"
+                )));
             }
         }
         Ok(nanos)

@@ -25,7 +25,11 @@ impl Zipfian {
     #[must_use]
     pub fn new(n: u64, theta: f64) -> Self {
         let n = n.max(1);
-        let zeta = |count: u64| (1..=count).map(|i| 1.0 / (i as f64).powf(theta)).sum::<f64>();
+        let zeta = |count: u64| {
+            (1..=count)
+                .map(|i| 1.0 / (i as f64).powf(theta))
+                .sum::<f64>()
+        };
         let zeta_n = zeta(n);
         let zeta_2 = zeta(2.min(n));
         let eta = (1.0 - (2.0 / n as f64).powf(1.0 - theta)) / (1.0 - zeta_2 / zeta_n);
@@ -84,7 +88,7 @@ mod tests {
         let z = Zipfian::new(n, YCSB_THETA);
         let mut rng = Rng(1);
         let draws = 400_000;
-        let mut counts = vec![0u64; 4];
+        let mut counts = [0u64; 4];
         for _ in 0..draws {
             let r = z.next(&mut rng);
             assert!(r < n);
@@ -106,7 +110,9 @@ mod tests {
     fn scrambling_spreads_the_hot_ranks_and_stays_in_range() {
         let z = Zipfian::new(1000, YCSB_THETA);
         let mut rng = Rng(2);
-        let picks: Vec<u64> = (0..10_000).map(|_| z.next_scrambled(&mut rng, 1000)).collect();
+        let picks: Vec<u64> = (0..10_000)
+            .map(|_| z.next_scrambled(&mut rng, 1000))
+            .collect();
         assert!(picks.iter().all(|&p| p < 1000));
         // The hottest rank is not item 0: the hash moved it.
         assert_ne!(fnv1a(0) % 1000, 0);

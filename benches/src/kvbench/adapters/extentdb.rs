@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use extentdb::{Db, Durability, Options, WriteBatch};
 
 use crate::kvbench::Result;
-use crate::kvbench::engine::{BatchOp, Engine, EngineConfig};
+use crate::kvbench::engine::{BatchOp, Engine, EngineConfig, ScanVisitor};
 
 /// extentdb's default `Options::value_threshold_bytes`: values of at least this size are
 /// separated into value files.
@@ -78,12 +78,7 @@ impl Engine for Extentdb {
         Ok(self.db.delete_range(start..end)?)
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        limit: usize,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
-    ) -> Result<usize> {
+    fn scan(&self, start: &[u8], limit: usize, visit: &mut ScanVisitor<'_>) -> Result<usize> {
         let mut n = 0;
         for entry in self.db.range(start..).take(limit) {
             let (k, v) = entry?;

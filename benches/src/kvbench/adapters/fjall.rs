@@ -13,14 +13,19 @@ use std::path::{Path, PathBuf};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 
 use crate::kvbench::Result;
-use crate::kvbench::engine::{BatchOp, Engine, EngineConfig};
+use crate::kvbench::engine::{BatchOp, Engine, EngineConfig, ScanVisitor};
 
 /// An open fjall database with the one keyspace kvbench uses.
-#[derive(Debug)]
 pub struct Fjall {
     db: Database,
     keyspace: Keyspace,
     dir: PathBuf,
+}
+
+impl std::fmt::Debug for Fjall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fjall").field("dir", &self.dir).finish()
+    }
 }
 
 /// Opens a new fjall database in `dir`.
@@ -28,7 +33,9 @@ pub struct Fjall {
 /// # Errors
 /// fjall's error.
 pub fn open(dir: &Path, config: &EngineConfig) -> Result<Box<dyn Engine>> {
-    let db = Database::builder(dir).cache_size(config.cache_bytes).open()?;
+    let db = Database::builder(dir)
+        .cache_size(config.cache_bytes)
+        .open()?;
     let keyspace = db.keyspace("bench", || {
         KeyspaceCreateOptions::default().with_kv_separation(Some(KvSeparationOptions::default()))
     })?;
@@ -74,12 +81,7 @@ impl Engine for Fjall {
         Ok(batch.commit()?)
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        limit: usize,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
-    ) -> Result<usize> {
+    fn scan(&self, start: &[u8], limit: usize, visit: &mut ScanVisitor<'_>) -> Result<usize> {
         let mut n = 0;
         for guard in self.keyspace.range(start..).take(limit) {
             let (k, v) = guard.into_inner()?;

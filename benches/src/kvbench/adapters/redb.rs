@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
-use crate::kvbench::engine::{BatchOp, Engine, EngineConfig};
+use crate::kvbench::engine::{BatchOp, Engine, EngineConfig, ScanVisitor};
 use crate::kvbench::{Result, error};
 
 /// The one table kvbench uses.
@@ -45,7 +45,10 @@ pub fn open(dir: &Path, config: &EngineConfig) -> Result<Box<dyn Engine>> {
 
 impl Redb {
     /// Runs `f` on the table inside one write transaction committed without fsync.
-    fn write(&self, f: impl FnOnce(&mut redb::Table<'_, &[u8], &[u8]>) -> Result<()>) -> Result<()> {
+    fn write(
+        &self,
+        f: impl FnOnce(&mut redb::Table<'_, &[u8], &[u8]>) -> Result<()>,
+    ) -> Result<()> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         {
@@ -101,12 +104,7 @@ impl Engine for Redb {
         self.write(|t| Ok(t.retain_in::<&[u8], _>(start..end, |_, _| false)?))
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        limit: usize,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
-    ) -> Result<usize> {
+    fn scan(&self, start: &[u8], limit: usize, visit: &mut ScanVisitor<'_>) -> Result<usize> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(TABLE)?;
         let mut n = 0;

@@ -6,18 +6,16 @@
 //! least 1 KiB (the threshold extentdb and fjall use) go to blob files, blob garbage
 //! collection runs during compaction (default age cutoff 0.25), and blob reads have no cache of
 //! their own: RocksDB 7.8's C API cannot set a blob cache. Settling is `DB::flush` and a
-//! manual compaction of the whole key range that also rewrites the bottommost level
-//! (`BottommostLevelCompaction::Force`). `delete_range` is RocksDB's own range tombstone.
+//! manual compaction of the whole key range (`compact_range`, default options: every level is
+//! merged down into the last one, which is not rewritten on its own). `delete_range` is
+//! RocksDB's own range tombstone.
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{
-    BlockBasedOptions, BottommostLevelCompaction, Cache, CompactOptions, DB, DBCompressionType,
-    Options, WriteBatch,
-};
+use rocksdb::{BlockBasedOptions, Cache, DB, DBCompressionType, Options, WriteBatch};
 
 use crate::kvbench::Result;
-use crate::kvbench::engine::{BatchOp, Engine, EngineConfig};
+use crate::kvbench::engine::{BatchOp, Engine, EngineConfig, ScanVisitor};
 
 /// The value size from which values go to blob files when they are on.
 const MIN_BLOB_BYTES: u64 = 1 << 10;
@@ -98,12 +96,7 @@ impl Engine for Rocksdb {
         Ok(self.db.write(batch)?)
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        limit: usize,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
-    ) -> Result<usize> {
+    fn scan(&self, start: &[u8], limit: usize, visit: &mut ScanVisitor<'_>) -> Result<usize> {
         let mut it = self.db.raw_iterator();
         it.seek(start);
         let mut n = 0;
@@ -125,10 +118,7 @@ impl Engine for Rocksdb {
 
     fn settle(&mut self) -> Result<()> {
         self.db.flush()?;
-        let mut compact = CompactOptions::default();
-        compact.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
-        self.db
-            .compact_range_opt(None::<&[u8]>, None::<&[u8]>, &compact);
+        self.db.compact_range(None::<&[u8]>, None::<&[u8]>);
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::kvbench::Result;
-use crate::kvbench::engine::{BatchOp, Engine, EngineConfig};
+use crate::kvbench::engine::{BatchOp, Engine, EngineConfig, ScanVisitor};
 
 /// An open sled database; kvbench uses its default tree.
 #[derive(Debug)]
@@ -71,12 +71,7 @@ impl Engine for Sled {
         Ok(self.db.apply_batch(batch)?)
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        limit: usize,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>,
-    ) -> Result<usize> {
+    fn scan(&self, start: &[u8], limit: usize, visit: &mut ScanVisitor<'_>) -> Result<usize> {
         let mut n = 0;
         for entry in self.db.range(start..).take(limit) {
             let (k, v) = entry?;
