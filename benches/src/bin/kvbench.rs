@@ -100,6 +100,11 @@ struct Args {
     /// Skip the SVG charts.
     #[arg(long)]
     no_plots: bool,
+
+    /// Run nothing: read a JSON report of an earlier run, print its table and draw its charts
+    /// into `--out`.
+    #[arg(long, value_name = "JSON")]
+    replot: Option<PathBuf>,
 }
 
 fn parse_size(s: &str) -> std::result::Result<usize, String> {
@@ -145,6 +150,19 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Prints the table of a saved report and draws its charts into `out`.
+fn replot(path: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
+    let saved: report::SavedReport = serde_json::from_slice(&bytes)
+        .map_err(|e| error(format!("{} is not a kvbench report: {e}", path.display())))?;
+    println!("{}", report::table(&saved.summary, &saved.run_machine));
+    for chart in plot::write_plots(&saved.summary, out)? {
+        println!("chart: {}", chart.display());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
@@ -157,6 +175,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    if let Some(path) = &args.replot {
+        return replot(path, &args.out);
+    }
     let mut engines = if args.engines.is_empty() {
         EngineKind::compiled()
     } else {

@@ -159,7 +159,8 @@ fn draw(path: &Path, bars: &Bars<'_>) -> Result<()> {
             .flat_map(|(_, v)| v.iter().flatten().copied())
     };
     let reference = bars.reference.unwrap_or(1.0);
-    let top = values().fold(reference, f64::max) * 1.3;
+    // Headroom above the tallest bar keeps the legend clear of the bars.
+    let top = values().fold(reference, f64::max) * 8.0;
     let bottom = values().filter(|v| *v > 0.0).fold(reference, f64::min) / 1.3;
     let groups = bars.groups.len() as f64;
     // Ratios span orders of magnitude: a log axis shows 0.1x as far below 1 as 10x is above.

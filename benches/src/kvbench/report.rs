@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::engine::EngineKind;
 use super::machine::{MB, MachineInfo};
@@ -17,7 +17,7 @@ use super::runner::Record;
 use super::workload::{Settings, Workload};
 
 /// Machine figures measured in one run, before its engines.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunMachine {
     /// The repetition, from 0.
     pub run: usize,
@@ -30,7 +30,7 @@ pub struct RunMachine {
 }
 
 /// Medians over runs of one engine, value size and workload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryRow {
     /// The engine.
     pub engine: EngineKind,
@@ -62,6 +62,15 @@ pub struct SummaryRow {
     pub p99_busy_over_idle: Option<f64>,
     /// `deleterange`: seconds to read the keys left.
     pub read_rest_seconds: Option<f64>,
+}
+
+/// The parts of a JSON report that `kvbench --replot` reads back.
+#[derive(Debug, Deserialize)]
+pub struct SavedReport {
+    /// Per-run machine figures.
+    pub run_machine: Vec<RunMachine>,
+    /// Medians.
+    pub summary: Vec<SummaryRow>,
 }
 
 /// The JSON file of one kvbench invocation.

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::data::{Expected, Values, parse_key};
 use super::engine::{BatchOp, Engine};
@@ -31,7 +31,19 @@ const YCSB_SCAN_MAX: u64 = 100;
 
 /// A workload. Selected workloads run in this order on one database per engine and value size;
 /// each fill starts a new database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    clap::ValueEnum,
+    Serialize,
+    Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Workload {
     /// Puts of every key in key order into a new database; space measured, then settled
