@@ -152,8 +152,8 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 
 /// Prints the table of a saved report and draws its charts into `out`.
 fn replot(path: &std::path::Path, out: &std::path::Path) -> Result<()> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
     let saved: report::SavedReport = serde_json::from_slice(&bytes)
         .map_err(|e| error(format!("{} is not a kvbench report: {e}", path.display())))?;
     println!("{}", report::table(&saved.summary, &saved.run_machine));
