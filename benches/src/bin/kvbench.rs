@@ -30,15 +30,15 @@ RocksDB flush_wal(true), sled flush, redb Immediate commit) ends each writing wo
 /// Engines run interleaved within each repetition; figures are medians over `--runs`. Every
 /// workload checks what it reads, so an engine returning wrong data fails the run.
 #[derive(Debug, Parser)]
-#[command(name = "kvbench", version, about, long_about = None)]
+#[command(name = "kvbench", version)]
 struct Args {
     /// Engines to compare, comma-separated [default: every engine compiled in]. Peers need
     /// their cargo feature: `--features rust-peers` (fjall, sled, redb), `rocksdb`, or `peers`.
     #[arg(long, value_enum, value_delimiter = ',')]
     engines: Vec<EngineKind>,
 
-    /// Workloads, comma-separated, run in the listed order's canonical sequence
-    /// [default: all]. Fills start a new database; other workloads reuse the last one (an
+    /// Workloads, comma-separated [default: all]; they run in the order listed below, whatever
+    /// the order given. Fills start a new database; other workloads reuse the last one (an
     /// untimed fillrandom makes it when no fill is selected).
     #[arg(long, value_enum, value_delimiter = ',')]
     workloads: Vec<Workload>,
@@ -183,7 +183,12 @@ fn run(args: Args) -> Result<()> {
     } else {
         args.engines.clone()
     };
-    engines.dedup();
+    let mut seen = Vec::new();
+    engines.retain(|e| {
+        let first = !seen.contains(e);
+        seen.push(*e);
+        first
+    });
     if let Some(missing) = engines.iter().find(|e| !e.compiled_in()) {
         return Err(error(format!(
             "engine {missing} is not compiled into this binary: build with `--features {}` \
@@ -204,6 +209,7 @@ fn run(args: Args) -> Result<()> {
     workloads.sort_unstable();
     workloads.dedup();
     let mut sizes = args.value_sizes.clone();
+    sizes.sort_unstable();
     sizes.dedup();
     let cache_bytes = args.cache_mib << 20;
     let runs = usize::try_from(args.runs).unwrap_or(usize::MAX);

@@ -172,6 +172,10 @@ impl Expected {
         let Ok(i) = usize::try_from(index) else {
             return;
         };
+        debug_assert!(
+            i <= self.generations.len(),
+            "key {index} skips keys never written"
+        );
         if i == self.generations.len() {
             self.generations.push(DELETED);
         }
