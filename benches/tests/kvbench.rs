@@ -53,17 +53,22 @@ fn scan(engine: &dyn Engine, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, 
     Ok(out)
 }
 
-fn check_against(engine: &dyn Engine, model: &Model, rng: &mut Rng) -> Result<()> {
+fn check_against(
+    kind: EngineKind,
+    engine: &dyn Engine,
+    model: &Model,
+    rng: &mut Rng,
+) -> Result<()> {
     for i in 0..120 {
         let k = key(i);
         assert_eq!(
             get(engine, &k)?,
             model.get(k.as_slice()).cloned(),
-            "get of key {i}"
+            "{kind}: get of key {i}"
         );
     }
     let all: Vec<(Vec<u8>, Vec<u8>)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    assert_eq!(scan(engine, &key(0), usize::MAX)?, all, "full scan");
+    assert_eq!(scan(engine, &key(0), usize::MAX)?, all, "{kind}: full scan");
     for _ in 0..10 {
         let from = key(rng.below(120));
         let limit = usize::try_from(rng.below(15)).unwrap_or(0);
@@ -72,7 +77,11 @@ fn check_against(engine: &dyn Engine, model: &Model, rng: &mut Rng) -> Result<()
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        assert_eq!(scan(engine, &from, limit)?, want, "scan of {limit} entries");
+        assert_eq!(
+            scan(engine, &from, limit)?,
+            want,
+            "{kind}: scan of {limit} entries"
+        );
     }
     Ok(())
 }
@@ -127,9 +136,9 @@ fn conforms(kind: EngineKind) -> Result<()> {
             }
         }
         engine.sync()?;
-        check_against(engine.as_ref(), &model, &mut rng)?;
+        check_against(kind, engine.as_ref(), &model, &mut rng)?;
         engine.settle()?;
-        check_against(engine.as_ref(), &model, &mut rng)?;
+        check_against(kind, engine.as_ref(), &model, &mut rng)?;
     }
     assert!(engine.disk_bytes()? > 0, "{kind}: nothing on disk");
     engine.close()
