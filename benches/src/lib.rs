@@ -1,5 +1,8 @@
 //! Helpers shared by the criterion benches and the `valuebench` binary: fixed-width keys, a
-//! small seeded generator and a shuffle, so every measurement builds its workload the same way.
+//! small seeded generator and a shuffle, so every measurement builds its workload the same way;
+//! and [`kvbench`], the peer comparison harness behind the `kvbench` binary.
+
+pub mod kvbench;
 
 /// `key:` and 12 decimal digits, without allocating.
 #[must_use]
