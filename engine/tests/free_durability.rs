@@ -132,7 +132,8 @@ impl Pause {
         while *stage != Stage::Stopped {
             assert!(
                 !freeing.is_finished(),
-                "the operation under test freed no blocks: the test would prove nothing"
+                "the freeing thread ended without reaching the release hook (nothing was freed, or \
+                 the hook is gone): the test would prove nothing"
             );
             assert!(
                 Instant::now() < deadline,
