@@ -668,6 +668,8 @@ fn value_options(options: &Options) -> ValueOptions {
         read_only: options.read_only,
         #[cfg(feature = "test-hooks")]
         race_window: options.test_race_window,
+        #[cfg(feature = "test-hooks")]
+        on_release: options.test_on_release.clone(),
     }
 }
 

@@ -36,6 +36,18 @@ pub enum Durability {
     Sync,
 }
 
+/// Test-only: a callback the engine makes at a chosen point (see [`Options::test_on_release`]).
+#[cfg(feature = "test-hooks")]
+#[derive(Clone)]
+pub(crate) struct TestHook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+#[cfg(feature = "test-hooks")]
+impl std::fmt::Debug for TestHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestHook")
+    }
+}
+
 /// How to open a database. Build with [`Options::new`], then call [`Options::open`].
 #[derive(Debug, Clone)]
 #[must_use]
@@ -64,6 +76,9 @@ pub struct Options {
     /// Test-only: see [`Options::test_race_window`].
     #[cfg(feature = "test-hooks")]
     pub(crate) test_race_window: Option<std::time::Duration>,
+    /// Test-only: see [`Options::test_on_release`].
+    #[cfg(feature = "test-hooks")]
+    pub(crate) test_on_release: Option<TestHook>,
     /// The file system to run on; the host's ([`crate::fs::RealFs`]) unless one is given.
     pub(crate) fs: Option<std::sync::Arc<dyn crate::fs::FileSystem>>,
 }
@@ -102,6 +117,8 @@ impl Options {
             fs: None,
             #[cfg(feature = "test-hooks")]
             test_race_window: None,
+            #[cfg(feature = "test-hooks")]
+            test_on_release: None,
         }
     }
 
@@ -275,6 +292,18 @@ impl Options {
     #[doc(hidden)]
     pub fn test_race_window(mut self, delay: std::time::Duration) -> Self {
         self.test_race_window = Some(delay);
+        self
+    }
+
+    /// Test-only (feature `test-hooks`): calls `hook` each time value blocks that a manifest
+    /// record freed become reusable, on the thread that freed them, right after they do (the
+    /// thread still holds the reclamation job lock). The record must be durable by then (DESIGN
+    /// invariant 2b): the free-durability test pauses here, reuses the blocks and cuts the
+    /// power.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn test_on_release(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.test_on_release = Some(TestHook(std::sync::Arc::new(hook)));
         self
     }
 

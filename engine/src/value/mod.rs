@@ -69,6 +69,9 @@ pub(crate) struct ValueOptions {
     /// inside each other's window.
     #[cfg(feature = "test-hooks")]
     pub race_window: Option<std::time::Duration>,
+    /// Test-only: called each time freed blocks become reusable.
+    #[cfg(feature = "test-hooks")]
+    pub on_release: Option<crate::options::TestHook>,
 }
 
 /// The file being appended to, owned by the commit leader.
@@ -687,12 +690,8 @@ impl ValueStore {
             drop(extents);
             self.allocator.lock().free_later(freed.clone(), *ticket)?;
         }
-        log.log(edits)?;
-        // The move is durable: the old blocks hold nothing anyone can reach. Give their space
-        // back to the file system while they are still pending (nothing can be written into
-        // them yet), then let the allocator reuse them.
-        self.punch(&freed)?;
-        self.allocator.lock().release(*ticket);
+        // Once the move is durable, the old blocks hold nothing anyone can reach.
+        self.free_when_logged(edits, &freed, *ticket, log)?;
         self.relocations.fetch_add(1, Ordering::Relaxed);
         let copied = total * self.block_size();
         self.gc_written_bytes.fetch_add(copied, Ordering::Relaxed);
@@ -902,8 +901,10 @@ impl ValueStore {
         Ok(())
     }
 
-    /// Logs `edits` (which unmap `freed`), then punches `freed` and releases `ticket`: the
-    /// blocks are reused only once the record that freed them is durable.
+    /// Logs `edits` (which unmap or move `freed`), then punches `freed` and releases `ticket`:
+    /// the blocks are reused only once the record that freed them is durable (DESIGN invariant
+    /// 2b). Their space goes back to the file system while they are still pending, when
+    /// nothing can be written into them yet.
     fn free_when_logged(
         &self,
         edits: Vec<ValueEdit>,
@@ -911,10 +912,31 @@ impl ValueStore {
         ticket: u64,
         log: &dyn ValueLog,
     ) -> Result<()> {
+        if cfg!(feature = "test-release-before-log") {
+            // The planted bug the free-durability test must catch: a power loss before the
+            // log write keeps the old mapping of blocks a writer may already have reused.
+            self.punch(freed)?;
+            self.release(ticket);
+            return log.log(edits);
+        }
         log.log(edits)?;
         self.punch(freed)?;
-        self.allocator.lock().release(ticket);
+        self.release(ticket);
         Ok(())
+    }
+
+    /// Makes the blocks pending under tickets up to `ticket` allocatable again.
+    ///
+    /// # Locking
+    /// REQUIRES: every record that freed them is durable (DESIGN invariant 2b). Takes the
+    /// allocator lock, and drops it before the test hook, which lets another thread allocate
+    /// the blocks and then cuts the power (`engine/tests/free_durability.rs`).
+    fn release(&self, ticket: u64) {
+        self.allocator.lock().release(ticket);
+        #[cfg(feature = "test-hooks")]
+        if let Some(hook) = &self.options.on_release {
+            (hook.0)();
+        }
     }
 
     /// Deletes the segment files none of whose blocks is mapped or pending.
