@@ -251,10 +251,10 @@ impl Outcome {
 /// - After a **power loss**: a prefix of that history that keeps every write the last
 ///   successful sync covered. A sync covers every write made before it, in any log: a `Sync`
 ///   write syncs its log, and the engine syncs a log before it starts the next, so syncing
-///   the newest log makes every earlier write durable. [`History::synced`] marks such a sync
-///   (a `Sync` write acknowledged, `Db::sync`, `Db::flush`, `Db::compact`). The engine also
-///   syncs on its own (each log it retires); the history cannot see those, so it allows every
-///   prefix from the last sync it saw on, which holds the true one.
+///   the newest log makes every earlier write durable. [`History::synced`] marks such a sync:
+///   a non-empty `Sync` write acknowledged, `Db::sync`, `Db::flush`, `Db::compact`, and the
+///   sync of the old log when a write starts a new one (a caller that cannot see those allows
+///   more prefixes than the true ones, never fewer).
 ///
 /// A history with too many unknown outcomes (over [`STATES_MAX`] states) allows everything
 /// and says so through [`History::overflowed`].

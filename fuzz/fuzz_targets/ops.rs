@@ -15,7 +15,13 @@
 //! The model is `extentdb::fuzzing::History`: the states the database may hold now (every
 //! acknowledged write applied in order; a write whose call failed with an I/O error applied or
 //! not; a refused one never), and the states a power loss may leave (every prefix of that
-//! history that keeps the writes the last sync covered). The failure operations:
+//! history that keeps the writes the last sync covered). A sync covers every write before it:
+//! a non-empty `Sync` batch, `Db::sync`, `Db::flush` and `Db::compact` that succeed, and a
+//! write during which a new log appears in the directory (the engine syncs the old log before
+//! it starts the next). Within one session the model is exact: a power loss may take the
+//! writes after the last of those, a suffix, in order, and nothing else. (Recovery after a
+//! crash may make the recovered writes durable without the model seeing it, so after a crash
+//! it may allow more than the engine could lose; never less.) The failure operations:
 //!
 //! - `Crash`: the handle is dropped without a sync and the database reopened on the same file
 //!   system, which keeps everything it was given: nothing acknowledged may be lost.
@@ -41,7 +47,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use extentdb::fs::{CutAt, FaultFs, MemFs, Trigger, Unsynced};
+use extentdb::fs::{CutAt, FaultFs, FileSystem, MemFs, Trigger, Unsynced};
 use extentdb::fuzzing::{History, Model, Outcome, Write};
 use extentdb::{Db, Durability, Options, Snapshot};
 use libfuzzer_sys::fuzz_target;
@@ -241,9 +247,24 @@ impl Harness {
         }
     }
 
+    /// The number of the newest log, read from the directory (not through `fault`, so that
+    /// it counts no call); `None` once the power is off.
+    fn newest_log(&self) -> Option<u64> {
+        let names = self.mem.list_dir(std::path::Path::new(DB_DIR)).ok()?;
+        names
+            .iter()
+            .filter_map(|name| name.strip_suffix(".wal")?.parse().ok())
+            .max()
+    }
+
     /// Makes `write` through the API call it is most like, and records its outcome.
+    ///
+    /// A write that finds the memtable full starts a new log, after syncing the old one
+    /// (`engine/src/write.rs`, `rotate`), before it appends itself: a new log appearing
+    /// during the call is a sync of every write before it. Only writes and flushes start logs.
     fn write(&mut self, i: usize, write: Write, durability: Durability) {
         let db = self.db();
+        let log_before = self.newest_log();
         let result = match (&write, durability) {
             (Write::Put { key, value }, Durability::Buffered) => db.put(key, value),
             (Write::Delete { key }, Durability::Buffered) => db.delete(key),
@@ -255,6 +276,9 @@ impl Harness {
         };
         let outcome = Outcome::of(&result);
         self.tolerate(i, "write", result);
+        if log_before.is_some() && self.newest_log() > log_before {
+            self.history.synced();
+        }
         // An empty batch returns at once: there is nothing to make durable, so it syncs
         // nothing (`Db::sync` is the call that makes earlier writes durable).
         let empty = matches!(&write, Write::Batch(writes) if writes.is_empty());
