@@ -7,8 +7,9 @@
 //! (4 KiB memtable, 256-byte blocks, compaction after 2 level-0 tables; values of 64 bytes and
 //! more in value files of 4 KiB over 64 KiB segments) so that few operations reach flushes,
 //! multi-block tables, compactions, several levels, and value files that seal, die, are
-//! evacuated and reclaimed. Keys come from a small space (so operations collide) plus the empty
-//! key and `0xff` keys at the edges; values are up to 1 KiB and start with a write counter, so
+//! evacuated and reclaimed. Keys come from a small space (so operations collide), short or
+//! padded to 300 bytes (so that a dozen writes fill a memtable and start a new log), plus the
+//! empty key and `0xff` keys at the edges; values are up to 1 KiB and start with a write counter, so
 //! every write is distinct. Writes are `Buffered` (single puts, deletes and range deletes) or,
 //! as batches, either durability.
 //!
@@ -54,10 +55,13 @@ use libfuzzer_sys::fuzz_target;
 
 const MAX_OPS: usize = 200;
 const MAX_BATCH_OPS: usize = 8;
+/// A `Fill` makes up to this many puts: enough to fill a memtable and start a new log.
+const MAX_FILL: u8 = 32;
 const MAX_SNAPSHOTS: usize = 3;
 const CHECK_EVERY: usize = 8;
 const KEY_SPACE: u16 = 200;
 const MAX_VALUE_BYTES: u16 = 1024;
+const LONG_KEY_BYTES: usize = 300;
 /// A `PowerCutAtSync` picks one of the next this many sync points.
 const MAX_SYNCS_AHEAD: u8 = 16;
 /// A `FailNth` picks one of the next this many file-system calls.
@@ -76,6 +80,13 @@ impl KeyChoice {
             0 => Vec::new(),
             1 => vec![0xff; 1 + usize::from(self.id % 3)],
             2 => vec![0x00; 1 + usize::from(self.id % 3)],
+            // Long keys fill the memtable (which holds only pointers to large values) within
+            // a dozen writes, so that short inputs start new logs.
+            3..=9 => {
+                let mut key = format!("k{:03}", self.id % KEY_SPACE).into_bytes();
+                key.resize(LONG_KEY_BYTES, b'~');
+                key
+            }
             _ => format!("k{:03}", self.id % KEY_SPACE).into_bytes(),
         }
     }
@@ -97,6 +108,12 @@ enum BatchOp {
 #[derive(Arbitrary, Debug)]
 enum Op {
     Put(KeyChoice, ValueChoice),
+    /// `count % MAX_FILL + 1` puts, one call each, from the key `first` on.
+    Fill {
+        first: KeyChoice,
+        count: u8,
+        value: ValueChoice,
+    },
     Delete(KeyChoice),
     DeleteRange(KeyChoice, KeyChoice),
     Batch {
@@ -301,6 +318,20 @@ impl Harness {
             Op::Put(k, v) => {
                 let write = self.batch_write(BatchOp::Put(k, v));
                 self.write(i, write, Durability::Buffered);
+            }
+            Op::Fill {
+                first,
+                count,
+                value,
+            } => {
+                for n in 0..=u16::from(count % MAX_FILL) {
+                    let key = KeyChoice {
+                        id: first.id.wrapping_add(n),
+                        ..first
+                    };
+                    let write = self.batch_write(BatchOp::Put(key, value));
+                    self.write(i, write, Durability::Buffered);
+                }
             }
             Op::Delete(k) => self.write(i, Write::Delete { key: k.bytes() }, Durability::Buffered),
             Op::DeleteRange(from, to) => {
