@@ -36,6 +36,10 @@
 //!   then fail (errors are fine; panics and wrong bytes are not); a `Crash` then reopens, first
 //!   with the failure still armed and, if that open fails, again without.
 //!
+//! Every `CHECK_EVERY` operations and at the end, the database is also opened on a copy of
+//! what a power loss at that moment would leave (the synced state), which must hold a state a
+//! power loss may leave, while the database itself runs on.
+//!
 //! Every reopen must succeed (once no failure is armed), give a full scan the model allows, a
 //! `get` of every key it holds that agrees with the scan, and pass `verify()`. Every read is
 //! checked against the states the model allows now, and every error is a finding unless a
@@ -536,6 +540,35 @@ impl Harness {
         }
     }
 
+    /// Opens what a power loss now would leave (only the synced state), on a copy: it must
+    /// hold a state a power loss may leave. The running database is not disturbed.
+    fn check_power_loss_now(&self, i: usize) {
+        if !self.mem.has_power() {
+            return;
+        }
+        let image = self
+            .mem
+            .after_power_loss(Unsynced::Lost)
+            .expect("image the file system");
+        let db = options(false)
+            .file_system(Arc::new(image))
+            .open(DB_DIR)
+            .unwrap_or_else(|e| panic!("op {i}: open what a power loss now would leave: {e}"));
+        let found: Model = scan(db.range::<&[u8], _>(..), false)
+            .unwrap_or_else(|e| panic!("op {i}: scan what a power loss now would leave: {e}"))
+            .into_iter()
+            .collect();
+        assert!(
+            self.history.allows_after_power_loss(&found),
+            "op {i}: a power loss now would leave {} keys, which no prefix of the history that \
+             keeps every synced write leaves; now possible: {}",
+            found.len(),
+            self.history.describe_mismatch(&found)
+        );
+        db.verify()
+            .unwrap_or_else(|e| panic!("op {i}: verify what a power loss now would leave: {e}"));
+    }
+
     /// Scans everything, both ways.
     fn check_all(&mut self, i: usize) {
         for reverse in [false, true] {
@@ -598,9 +631,11 @@ fuzz_target!(|input: Input| {
         }
         if i % CHECK_EVERY == CHECK_EVERY - 1 {
             harness.check_all(i);
+            harness.check_power_loss_now(i);
         }
     }
     harness.check_all(usize::MAX);
+    harness.check_power_loss_now(usize::MAX);
     // A last crash: recovery must give back everything acknowledged.
     harness.crash(usize::MAX);
     if !harness.mem.has_power() {
