@@ -252,15 +252,16 @@ impl Outcome {
 ///   successful sync covered. A sync covers every write made before it, in any log: a `Sync`
 ///   write syncs its log, and the engine syncs a log before it starts the next, so syncing
 ///   the newest log makes every earlier write durable. [`History::synced`] marks such a sync:
-///   a non-empty `Sync` write acknowledged, `Db::sync`, `Db::flush`, `Db::compact`, and the
+///   a `Sync` write of at least one operation acknowledged (a batch with none, or only
+///   empty ranges deleted, returns at once and syncs nothing), `Db::sync`, `Db::flush`, `Db::compact`, and the
 ///   sync of the old log when a write starts a new one (a caller that cannot see those allows
 ///   more prefixes than the true ones, never fewer).
 ///
-/// A history with too many unknown outcomes (over [`STATES_MAX`] states) allows everything
+/// A history with too many unknown outcomes (over `STATES_MAX`, 64, states) allows everything
 /// and says so through [`History::overflowed`].
 #[derive(Debug, Clone)]
 pub struct History {
-    /// The states the database may hold now: distinct, at most [`STATES_MAX`].
+    /// The states the database may hold now: distinct, at most `STATES_MAX`.
     now: Vec<Model>,
     /// The states it may hold as of the last sync.
     synced: Vec<Model>,

@@ -17,9 +17,9 @@
 //! acknowledged write applied in order; a write whose call failed with an I/O error applied or
 //! not; a refused one never), and the states a power loss may leave (every prefix of that
 //! history that keeps the writes the last sync covered). A sync covers every write before it:
-//! a non-empty `Sync` batch, `Db::sync`, `Db::flush` and `Db::compact` that succeed, and a
-//! write during which a new log appears in the directory (the engine syncs the old log before
-//! it starts the next). Within one session the model is exact: a power loss may take the
+//! a `Sync` batch of at least one operation, `Db::sync`, `Db::flush` and `Db::compact` that
+//! succeed, and a write during which a new log appears in the directory (the engine syncs the
+//! old log before it starts the next). Within one session the model is exact: a power loss may take the
 //! writes after the last of those, a suffix, in order, and nothing else. (Recovery after a
 //! crash may make the recovered writes durable without the model seeing it, so after a crash
 //! it may allow more than the engine could lose; never less.) The failure operations:
@@ -286,23 +286,25 @@ impl Harness {
     fn write(&mut self, i: usize, write: Write, durability: Durability) {
         let db = self.db();
         let log_before = self.newest_log();
+        let batch = write.to_batch();
+        // A batch with no operation (none given, or only empty ranges deleted) returns at
+        // once: there is nothing to make durable, so it syncs nothing (`Db::sync` is the call
+        // that makes earlier writes durable).
+        let empty = batch.is_empty();
         let result = match (&write, durability) {
             (Write::Put { key, value }, Durability::Buffered) => db.put(key, value),
             (Write::Delete { key }, Durability::Buffered) => db.delete(key),
             (Write::DeleteRange { start, end }, Durability::Buffered) => {
                 db.delete_range(start.as_slice()..end.as_slice())
             }
-            (Write::Batch(_), Durability::Buffered) => db.write(write.to_batch()),
-            (_, Durability::Sync) => db.write_with(write.to_batch(), Durability::Sync),
+            (Write::Batch(_), Durability::Buffered) => db.write(batch),
+            (_, Durability::Sync) => db.write_with(batch, Durability::Sync),
         };
         let outcome = Outcome::of(&result);
         self.tolerate(i, "write", result);
         if log_before.is_some() && self.newest_log() > log_before {
             self.history.synced();
         }
-        // An empty batch returns at once: there is nothing to make durable, so it syncs
-        // nothing (`Db::sync` is the call that makes earlier writes durable).
-        let empty = matches!(&write, Write::Batch(writes) if writes.is_empty());
         self.history.record(write, outcome);
         if outcome == Outcome::Acked && durability == Durability::Sync && !empty {
             self.history.synced();
