@@ -1,16 +1,21 @@
-//! Entry points for fuzz targets: every decoder of disk bytes, callable on arbitrary input.
+//! Entry points for fuzz targets: every decoder of disk bytes, callable on arbitrary input;
+//! and [`History`], the model of acknowledged writes the operation-sequence target judges a
+//! database against after crashes, power cuts and I/O errors.
 //!
 //! Compiled only with the `fuzzing` feature and hidden from the documentation: this is not an
-//! API. Each function must return (an error or a value) for any input, never panic, hang or
-//! allocate without bound; the fuzz targets in `fuzz/` check exactly that. [`extent_replay`]
-//! also checks what the replay built, and panics (a finding) when it breaks an invariant.
+//! API. Each decoder function must return (an error or a value) for any input, never panic,
+//! hang or allocate without bound; the fuzz targets in `fuzz/` check exactly that.
+//! [`extent_replay`] also checks what the replay built, and panics (a finding) when it breaks
+//! an invariant.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::error::Result;
+use crate::batch::WriteBatch;
+use crate::error::{Error, Result};
 use crate::fs::{BytesFile, ReadableFile};
 use crate::index::edit::VersionEdit;
 use crate::index::table::{BlockCache, ReadMode, Table};
@@ -142,6 +147,285 @@ fn replay_value_edits(edits: &[ValueEdit], path: &Path) -> Result<ValueState> {
     Ok(state)
 }
 
+/// What a database holds, as an ordered map.
+pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The most states a [`History`] follows at once. Each write with an unknown outcome doubles
+/// them at most; past this many, the history has stopped telling anything apart.
+const STATES_MAX: usize = 64;
+
+/// One write, as the model applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// `key` now holds `value`.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// `key` is gone.
+    Delete {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Every key in `[start, end)` is gone (none if `start >= end`).
+    DeleteRange {
+        /// First key deleted.
+        start: Vec<u8>,
+        /// First key kept.
+        end: Vec<u8>,
+    },
+    /// The writes, atomically, in order.
+    Batch(Vec<Write>),
+}
+
+impl Write {
+    /// Applies the write to `model`.
+    pub fn apply(&self, model: &mut Model) {
+        match self {
+            Write::Put { key, value } => {
+                model.insert(key.clone(), value.clone());
+            }
+            Write::Delete { key } => {
+                model.remove(key);
+            }
+            Write::DeleteRange { start, end } => {
+                model.retain(|k, _| !(k >= start && k < end));
+            }
+            Write::Batch(writes) => writes.iter().for_each(|w| w.apply(model)),
+        }
+    }
+
+    /// The same write as a write batch.
+    pub fn to_batch(&self) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        self.add_to(&mut batch);
+        batch
+    }
+
+    fn add_to(&self, batch: &mut WriteBatch) {
+        match self {
+            Write::Put { key, value } => {
+                batch.put(key, value);
+            }
+            Write::Delete { key } => {
+                batch.delete(key);
+            }
+            Write::DeleteRange { start, end } => {
+                batch.delete_range(start.as_slice()..end.as_slice());
+            }
+            Write::Batch(writes) => writes.iter().for_each(|w| w.add_to(batch)),
+        }
+    }
+}
+
+/// What a write's call returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `Ok`: the write is there, and stays unless the power is lost before a sync covers it.
+    Acked,
+    /// `Poisoned` or `ReadOnly`: refused before anything was written, so it is never there.
+    Refused,
+    /// Any other error: it may or may not be there, now and after a reopen.
+    Unknown,
+}
+
+impl Outcome {
+    /// The outcome a write's result means.
+    pub fn of(result: &Result<()>) -> Self {
+        match result {
+            Ok(()) => Outcome::Acked,
+            Err(Error::Poisoned | Error::ReadOnly) => Outcome::Refused,
+            Err(_) => Outcome::Unknown,
+        }
+    }
+}
+
+/// The writes made to one database, and the states it may hold: now, after a process crash,
+/// and after a power loss.
+///
+/// - **Now**, and after a **process crash** (the handle dropped without a sync, then reopened
+///   on the same file system, which keeps everything it was given): every acknowledged write
+///   applied in order, each unknown one applied or not.
+/// - After a **power loss**: a prefix of that history that keeps every write the last
+///   successful sync covered. A sync covers every write made before it, in any log: a `Sync`
+///   write syncs its log, and the engine syncs a log before it starts the next, so syncing
+///   the newest log makes every earlier write durable. [`History::synced`] marks such a sync:
+///   a `Sync` write of at least one operation acknowledged (a batch with none, or only
+///   empty ranges deleted, returns at once and syncs nothing), `Db::sync`, `Db::flush`, `Db::compact`, and the
+///   sync of the old log when a write starts a new one (a caller that cannot see those allows
+///   more prefixes than the true ones, never fewer).
+///
+/// A history with too many unknown outcomes (over `STATES_MAX`, 64, states) allows everything
+/// and says so through [`History::overflowed`].
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The states the database may hold now: distinct, at most `STATES_MAX`.
+    now: Vec<Model>,
+    /// The states it may hold as of the last sync.
+    synced: Vec<Model>,
+    /// The writes since the last sync, with their outcomes, in order.
+    since_sync: Vec<(Write, Outcome)>,
+    overflowed: bool,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self {
+            now: vec![Model::new()],
+            synced: vec![Model::new()],
+            since_sync: Vec::new(),
+            overflowed: false,
+        }
+    }
+}
+
+impl History {
+    /// The history of a new, empty database.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The states the database may hold now.
+    pub fn states(&self) -> &[Model] {
+        &self.now
+    }
+
+    /// True once unknown outcomes made too many states to follow: nothing is judged.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// Records a write and what its call returned.
+    pub fn record(&mut self, write: Write, outcome: Outcome) {
+        self.now = advance(std::mem::take(&mut self.now), &write, outcome);
+        if self.now.len() > STATES_MAX {
+            self.overflowed = true;
+            self.now.truncate(STATES_MAX);
+        }
+        self.since_sync.push((write, outcome));
+    }
+
+    /// Records a successful sync: every write recorded so far survives a power loss.
+    pub fn synced(&mut self) {
+        self.synced = self.now.clone();
+        self.since_sync.clear();
+    }
+
+    /// True if some state now holds `got` at `key`.
+    pub fn allows_get(&self, key: &[u8], got: Option<&[u8]>) -> bool {
+        self.overflowed
+            || self
+                .now
+                .iter()
+                .any(|s| s.get(key).map(Vec::as_slice) == got)
+    }
+
+    /// True if `found` is a state the database may hold now, or after a process crash.
+    pub fn allows(&self, found: &Model) -> bool {
+        self.overflowed || self.now.contains(found)
+    }
+
+    /// True if `found` is a state a power loss may leave: a prefix of the history that keeps
+    /// every write the last sync covered.
+    pub fn allows_after_power_loss(&self, found: &Model) -> bool {
+        if self.overflowed || self.synced.contains(found) {
+            return true;
+        }
+        let mut states = self.synced.clone();
+        for (write, outcome) in &self.since_sync {
+            states = advance(states, write, *outcome);
+            states.truncate(STATES_MAX);
+            if states.contains(found) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Records that the database was reopened after a process crash and holds `found` (one
+    /// of [`History::states`]): the unknown outcomes are settled. What the last sync covered
+    /// is unchanged; the writes after it are still only as durable as the engine made them.
+    pub fn crashed(&mut self, found: Model) {
+        if !self.overflowed {
+            self.now = vec![found];
+        }
+    }
+
+    /// Records that the database was reopened after a power loss and holds `found`: the new
+    /// start of the history, durable as a whole (the power loss left it on the disk).
+    pub fn lost_power(&mut self, found: Model) {
+        *self = Self {
+            now: vec![found.clone()],
+            synced: vec![found],
+            since_sync: Vec::new(),
+            overflowed: false,
+        };
+    }
+
+    /// How `found` differs from the first state the database may hold now: the first few
+    /// keys that differ, for a failure message.
+    pub fn describe_mismatch(&self, found: &Model) -> String {
+        let mut text = format!(
+            "{} keys, matching none of the {} states now possible",
+            found.len(),
+            self.now.len()
+        );
+        if let Some(state) = self.now.first() {
+            let keys: std::collections::BTreeSet<&Vec<u8>> =
+                found.keys().chain(state.keys()).collect();
+            for k in keys
+                .into_iter()
+                .filter(|k| found.get(*k) != state.get(*k))
+                .take(4)
+            {
+                text.push_str(&format!(
+                    "; {:?}: found {}, expected {}",
+                    String::from_utf8_lossy(k),
+                    describe_value(found.get(k)),
+                    describe_value(state.get(k))
+                ));
+            }
+        }
+        text
+    }
+}
+
+/// The states `states` become once `write` with `outcome` is applied to each.
+fn advance(states: Vec<Model>, write: &Write, outcome: Outcome) -> Vec<Model> {
+    let applied = |states: Vec<Model>| {
+        states.into_iter().map(|mut s| {
+            write.apply(&mut s);
+            s
+        })
+    };
+    match outcome {
+        Outcome::Refused => states,
+        Outcome::Acked => applied(states).fold(Vec::new(), union),
+        Outcome::Unknown => applied(states.clone()).fold(states, union),
+    }
+}
+
+/// `states` with `s` added unless it holds it already.
+fn union(mut states: Vec<Model>, s: Model) -> Vec<Model> {
+    if !states.contains(&s) {
+        states.push(s);
+    }
+    states
+}
+
+fn describe_value(value: Option<&Vec<u8>>) -> String {
+    match value {
+        None => "nothing".to_owned(),
+        Some(v) => format!(
+            "{} bytes starting {:02x?}",
+            v.len(),
+            v.iter().take(8).collect::<Vec<_>>()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +500,60 @@ mod tests {
             },
         ]);
         assert!(extent_replay(&across).unwrap_err().is_corruption());
+    }
+
+    fn put(key: &str, value: &str) -> Write {
+        Write::Put {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    fn model(pairs: &[(&str, &str)]) -> Model {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn history_after_power_loss_allows_the_prefixes_that_keep_every_synced_write() {
+        let mut h = History::new();
+        h.record(put("a", "1"), Outcome::Acked);
+        h.record(put("b", "1"), Outcome::Acked);
+        h.synced();
+        h.record(put("a", "2"), Outcome::Acked);
+        h.record(put("c", "1"), Outcome::Acked);
+        assert!(h.allows(&model(&[("a", "2"), ("b", "1"), ("c", "1")])));
+        assert!(!h.allows(&model(&[("a", "2"), ("b", "1")])));
+        for prefix in [
+            model(&[("a", "1"), ("b", "1")]),
+            model(&[("a", "2"), ("b", "1")]),
+            model(&[("a", "2"), ("b", "1"), ("c", "1")]),
+        ] {
+            assert!(h.allows_after_power_loss(&prefix), "{prefix:?}");
+        }
+        // A hole (the later write kept, the earlier lost) and a synced write lost.
+        assert!(!h.allows_after_power_loss(&model(&[("a", "1"), ("b", "1"), ("c", "1")])));
+        assert!(!h.allows_after_power_loss(&model(&[("a", "1")])));
+    }
+
+    #[test]
+    fn history_lets_unknown_writes_go_either_way_and_refused_ones_never_happen() {
+        let mut h = History::new();
+        h.record(put("a", "1"), Outcome::Unknown);
+        h.record(put("b", "1"), Outcome::Refused);
+        h.record(put("c", "1"), Outcome::Acked);
+        assert!(h.allows(&model(&[("a", "1"), ("c", "1")])));
+        assert!(h.allows(&model(&[("c", "1")])));
+        assert!(!h.allows(&model(&[("a", "1"), ("b", "1"), ("c", "1")])));
+        assert!(h.allows_get(b"a", None) && h.allows_get(b"a", Some(b"1")));
+        assert!(!h.allows_get(b"b", Some(b"1")));
+        h.crashed(model(&[("c", "1")]));
+        assert!(!h.allows_get(b"a", Some(b"1")));
+        // What the crash settled is not durable: a power loss may still take it.
+        assert!(h.allows_after_power_loss(&Model::new()));
+        h.lost_power(model(&[("c", "1")]));
+        assert!(!h.allows_after_power_loss(&Model::new()));
     }
 }

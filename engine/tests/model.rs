@@ -1,13 +1,22 @@
 //! Random operation sequences give the same answers as a `BTreeMap` model.
 //!
 //! Each case is a sequence of up to ~200 operations (put, delete, delete_range with every kind
-//! of bound, mixed batches, snapshots and reads through them, point reads, ranges read from
-//! both ends, prefixes, flush, compact, drop-and-reopen) over a small key alphabet so that
-//! operations collide. The database runs in a tiny configuration so that memtable rotation,
+//! of bound, mixed batches written `Buffered` or `Sync`, snapshots and reads through them,
+//! point reads, ranges read from both ends, prefixes, flush, compact, sync, a process crash, a
+//! power cut) over a small key alphabet so that operations collide. The database runs on an
+//! in-memory file system ([`MemFs`]) in a tiny configuration so that memtable rotation,
 //! flushes, compactions and write stalls happen within a few operations. Every case runs twice:
 //! with background flush and compaction threads, and without them. A second pair of tests uses
 //! 400 keys and larger values with the smallest tables and levels allowed, so that tables split
 //! and compactions reach levels 2 and 3.
+//!
+//! A crash drops the handle without a sync and reopens on the same file system, which keeps
+//! everything it was given: the database must hold exactly the model. A power cut reopens on
+//! what a power loss leaves ([`MemFs::after_power_loss`]: the synced state only, or seeded
+//! parts of the rest): the database must hold the model as of some prefix of the writes that
+//! keeps every write the last sync covered (a `Sync` batch, `Db::sync`, `Db::flush`,
+//! `Db::compact`: each makes every earlier write durable, since the engine syncs each log
+//! before it starts the next), and that becomes the model.
 //!
 //! After every reopen and at the end, a full scan must equal the model and `verify()` must
 //! pass. `PROPTEST_CASES` raises the number of cases (default 64).
@@ -21,8 +30,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
-use extentdb::{Db, Iter, Options, Snapshot, WriteBatch};
+use extentdb::fs::{MemFs, Unsynced};
+use extentdb::{Db, Durability, Iter, Options, Snapshot, WriteBatch};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -82,7 +93,8 @@ enum Op {
     Put(usize, usize),
     Delete(usize),
     DeleteRange(Bound<Vec<u8>>, Bound<Vec<u8>>),
-    Batch(Vec<BatchOp>),
+    /// The operations, and whether the batch is written with `Durability::Sync`.
+    Batch(Vec<BatchOp>, bool),
     TakeSnapshot,
     /// Snapshot index (modulo the live count), key index.
     SnapshotGet(usize, usize),
@@ -94,7 +106,12 @@ enum Op {
     Prefix(usize, Vec<bool>),
     Flush,
     Compact,
-    Reopen,
+    Sync,
+    /// Drop the handle without a sync and reopen: what a process crash leaves.
+    Crash,
+    /// Cut the power and reopen on what survives: with the unsynced writes torn (seeded by the
+    /// number) or all lost.
+    PowerCut(Option<u64>),
 }
 
 fn options(background: bool, wide: bool) -> Options {
@@ -190,7 +207,8 @@ fn op(wide: bool) -> impl Strategy<Value = Op> {
         20 => (key_index(wide), value_len(wide)).prop_map(|(k, v)| Op::Put(k, v)),
         6 => key_index(wide).prop_map(Op::Delete),
         3 => (bound(wide), bound(wide)).prop_map(|(a, b)| Op::DeleteRange(a, b)),
-        4 => prop::collection::vec(batch_op(wide), 1..8).prop_map(Op::Batch),
+        4 => (prop::collection::vec(batch_op(wide), 1..8), prop::bool::weighted(0.25))
+            .prop_map(|(ops, sync)| Op::Batch(ops, sync)),
         2 => Just(Op::TakeSnapshot),
         3 => (any::<usize>(), key_index(wide)).prop_map(|(s, k)| Op::SnapshotGet(s, k)),
         2 => (any::<usize>(), bound(wide), bound(wide), directions())
@@ -201,7 +219,9 @@ fn op(wide: bool) -> impl Strategy<Value = Op> {
         1 => (0..PREFIXES.len(), directions()).prop_map(|(p, d)| Op::Prefix(p, d)),
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
-        1 => Just(Op::Reopen),
+        1 => Just(Op::Sync),
+        1 => Just(Op::Crash),
+        1 => proptest::option::of(any::<u64>()).prop_map(Op::PowerCut),
     ]
 }
 
@@ -307,69 +327,142 @@ fn check_everything(db: &Db, model: &Model, wide: bool, when: &str) -> Result<()
     Ok(())
 }
 
-fn apply_batch_op(
-    model: &mut Model,
-    batch: &mut WriteBatch,
-    op: &BatchOp,
-    counter: &mut u64,
-    wide: bool,
-) {
-    match op {
-        BatchOp::Put(k, len) => {
-            let v = make_value(counter, *len);
-            batch.put(key_of(*k, wide), &v);
-            model.insert(key_of(*k, wide), v);
-        }
-        BatchOp::Delete(k) => {
-            batch.delete(key_of(*k, wide));
-            model.remove(&key_of(*k, wide));
-        }
-        BatchOp::DeleteRange(lo, hi) => {
-            batch.delete_range((lo.clone(), hi.clone()));
-            model.retain(|k, _| !in_range(lo, hi, k));
+/// One change a write made, with the value it wrote: what replaying the write does to a model.
+#[derive(Debug, Clone)]
+enum Change {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+    DeleteRange(Bound<Vec<u8>>, Bound<Vec<u8>>),
+}
+
+impl Change {
+    fn apply(&self, model: &mut Model) {
+        match self {
+            Change::Put(k, v) => {
+                model.insert(k.clone(), v.clone());
+            }
+            Change::Delete(k) => {
+                model.remove(k);
+            }
+            Change::DeleteRange(lo, hi) => model.retain(|k, _| !in_range(lo, hi, k)),
         }
     }
 }
 
+fn batch_change(op: &BatchOp, counter: &mut u64, wide: bool) -> Change {
+    match op {
+        BatchOp::Put(k, len) => Change::Put(key_of(*k, wide), make_value(counter, *len)),
+        BatchOp::Delete(k) => Change::Delete(key_of(*k, wide)),
+        BatchOp::DeleteRange(lo, hi) => Change::DeleteRange(lo.clone(), hi.clone()),
+    }
+}
+
+/// The model, and what a power loss may leave of it: the model as of the last sync, and the
+/// writes acknowledged since, each as the changes it made.
+#[derive(Debug, Default)]
+struct History {
+    now: Model,
+    synced: Model,
+    since_sync: Vec<Vec<Change>>,
+}
+
+impl History {
+    /// Records an acknowledged write.
+    fn record(&mut self, changes: Vec<Change>) {
+        changes.iter().for_each(|c| c.apply(&mut self.now));
+        self.since_sync.push(changes);
+    }
+
+    /// Records a successful sync: every write so far survives a power loss.
+    fn synced(&mut self) {
+        self.synced = self.now.clone();
+        self.since_sync.clear();
+    }
+
+    /// The number of writes since the last sync after which the model is `found`, if any.
+    fn prefix_leaving(&self, found: &Model) -> Option<usize> {
+        let mut state = self.synced.clone();
+        if &state == found {
+            return Some(0);
+        }
+        for (n, changes) in self.since_sync.iter().enumerate() {
+            changes.iter().for_each(|c| c.apply(&mut state));
+            if &state == found {
+                return Some(n + 1);
+            }
+        }
+        None
+    }
+
+    /// Starts again from `found`, which a power loss left on the disk.
+    fn restart(&mut self, found: Model) {
+        self.synced = found.clone();
+        self.now = found;
+        self.since_sync.clear();
+    }
+}
+
+fn open(fs: &MemFs, background: bool, wide: bool) -> Result<Db, TestCaseError> {
+    options(background, wide)
+        .file_system(Arc::new(fs.clone()))
+        .open("/db")
+        .map_err(|e| fail(format!("open: {e}")))
+}
+
 fn run(ops: &[Op], background: bool, wide: bool) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().map_err(fail)?;
-    let open = || {
-        options(background, wide)
-            .open(dir.path())
-            .map_err(|e| fail(format!("open: {e}")))
-    };
-    let mut db = Some(open()?);
-    let mut model = Model::new();
+    let mut fs = MemFs::new();
+    let mut db = Some(open(&fs, background, wide)?);
+    let mut history = History::default();
     let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
     let mut counter = 0u64;
+    // A power cut may leave value bytes no pointer names; until then there are none.
+    let mut power_cut = false;
     for (i, op) in ops.iter().enumerate() {
         let Some(d) = db.as_ref() else {
             return Err(fail("database closed"));
         };
         let at = |what: &str| format!("op {i} {op:?}: {what}");
         let r = |e: extentdb::Error| fail(at(&e.to_string()));
+        let model = &history.now;
         match op {
             Op::Put(k, len) => {
                 let v = make_value(&mut counter, *len);
                 d.put(key_of(*k, wide), &v).map_err(r)?;
-                model.insert(key_of(*k, wide), v);
+                history.record(vec![Change::Put(key_of(*k, wide), v)]);
             }
             Op::Delete(k) => {
                 d.delete(key_of(*k, wide)).map_err(r)?;
-                model.remove(&key_of(*k, wide));
+                history.record(vec![Change::Delete(key_of(*k, wide))]);
             }
             Op::DeleteRange(lo, hi) => {
                 d.delete_range((lo.clone(), hi.clone())).map_err(r)?;
-                model.retain(|k, _| !in_range(lo, hi, k));
+                history.record(vec![Change::DeleteRange(lo.clone(), hi.clone())]);
             }
-            Op::Batch(bops) => {
+            Op::Batch(bops, sync) => {
+                let changes: Vec<Change> = bops
+                    .iter()
+                    .map(|bop| batch_change(bop, &mut counter, wide))
+                    .collect();
                 let mut batch = WriteBatch::new();
-                let mut next = model.clone();
-                for bop in bops {
-                    apply_batch_op(&mut next, &mut batch, bop, &mut counter, wide);
+                for change in &changes {
+                    match change {
+                        Change::Put(k, v) => batch.put(k, v),
+                        Change::Delete(k) => batch.delete(k),
+                        Change::DeleteRange(lo, hi) => batch.delete_range((lo.clone(), hi.clone())),
+                    };
                 }
-                d.write(batch).map_err(r)?;
-                model = next;
+                let durability = if *sync {
+                    Durability::Sync
+                } else {
+                    Durability::Buffered
+                };
+                // A batch of empty ranges only is empty: it returns at once and syncs nothing.
+                let writes_nothing = batch.is_empty();
+                d.write_with(batch, durability).map_err(r)?;
+                history.record(changes);
+                if *sync && !writes_nothing {
+                    history.synced();
+                }
             }
             Op::TakeSnapshot => snapshots.push((d.snapshot(), model.clone())),
             Op::SnapshotGet(s, k) => {
@@ -401,20 +494,55 @@ fn run(ops: &[Op], background: bool, wide: bool) -> Result<(), TestCaseError> {
             }
             Op::Range(lo, hi, dirs) => {
                 let it = d.range((lo.clone(), hi.clone()));
-                check_iter(it, model_range(&model, lo, hi), dirs, &at("range"))?;
+                check_iter(it, model_range(model, lo, hi), dirs, &at("range"))?;
             }
             Op::Prefix(p, dirs) => {
                 let it = d.prefix(PREFIXES[*p]);
-                check_iter(it, model_prefix(&model, PREFIXES[*p]), dirs, &at("prefix"))?;
+                check_iter(it, model_prefix(model, PREFIXES[*p]), dirs, &at("prefix"))?;
             }
-            Op::Flush => d.flush().map_err(r)?,
-            Op::Compact => d.compact().map_err(r)?,
-            Op::Reopen => {
+            Op::Flush => {
+                d.flush().map_err(r)?;
+                history.synced();
+            }
+            Op::Compact => {
+                d.compact().map_err(r)?;
+                history.synced();
+            }
+            Op::Sync => {
+                d.sync().map_err(r)?;
+                history.synced();
+            }
+            Op::Crash => {
                 // Snapshots hold the database open: they must go first.
                 snapshots.clear();
                 drop(db.take());
-                let reopened = open()?;
-                check_everything(&reopened, &model, wide, &at("after reopen"))?;
+                let reopened = open(&fs, background, wide)?;
+                check_everything(&reopened, &history.now, wide, &at("after a crash"))?;
+                db = Some(reopened);
+            }
+            Op::PowerCut(seed) => {
+                snapshots.clear();
+                fs.cut_power();
+                drop(db.take());
+                let unsynced = seed.map_or(Unsynced::Lost, |seed| Unsynced::Torn { seed });
+                fs = fs
+                    .after_power_loss(unsynced)
+                    .map_err(|e| fail(at(&format!("power loss: {e}"))))?;
+                power_cut = true;
+                let reopened = open(&fs, background, wide)?;
+                let found = scan_all(&reopened).map_err(r)?;
+                prop_assert!(
+                    history.prefix_leaving(&found).is_some(),
+                    "{}: {} keys, which no prefix of the {} writes since the last sync leaves \
+                     ({} keys synced, {} now)",
+                    at("after a power cut"),
+                    found.len(),
+                    history.since_sync.len(),
+                    history.synced.len(),
+                    history.now.len()
+                );
+                history.restart(found);
+                check_everything(&reopened, &history.now, wide, &at("after a power cut"))?;
                 db = Some(reopened);
             }
         }
@@ -428,9 +556,9 @@ fn run(ops: &[Op], background: bool, wide: bool) -> Result<(), TestCaseError> {
             // DESIGN invariants 1-4 after every step: checksums of every table and live value,
             // extent maps a function, mapped + free = all blocks, no stale pooled block.
             let report = d.verify().map_err(|e| fail(at(&format!("verify: {e}"))))?;
-            // No crash happens here, so every byte of every value file is live or dead.
+            // Until the power is cut, every byte of every value file is live or dead.
             prop_assert!(
-                report.value_unaccounted_bytes.is_none_or(|b| b == 0),
+                power_cut || report.value_unaccounted_bytes.is_none_or(|b| b == 0),
                 "{}: {:?} bytes neither live nor dead",
                 at("accounting"),
                 report.value_unaccounted_bytes
@@ -459,11 +587,18 @@ fn run(ops: &[Op], background: bool, wide: bool) -> Result<(), TestCaseError> {
         let all = model_range(m, &Bound::Unbounded, &Bound::Unbounded);
         check_iter(it, all, &[], &format!("snapshot {n} at the end"))?;
     }
-    check_everything(d, &model, wide, "at the end")?;
+    check_everything(d, &history.now, wide, "at the end")?;
     snapshots.clear();
     drop(db);
-    let reopened = open()?;
-    check_everything(&reopened, &model, wide, "after the final reopen")
+    let reopened = open(&fs, background, wide)?;
+    check_everything(&reopened, &history.now, wide, "after the final reopen")
+}
+
+/// Everything in the database.
+fn scan_all(db: &Db) -> extentdb::Result<Model> {
+    db.range::<&[u8], _>(..)
+        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        .collect()
 }
 
 fn config() -> ProptestConfig {
