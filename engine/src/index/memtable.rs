@@ -37,10 +37,15 @@ const PREFIX_BYTES: usize = 16;
 /// the first differing byte either both keys have a byte (and the integer compares the two), or
 /// the shorter key has ended there, and it sorts first in both orders. Equal prefixes decide
 /// nothing (`a` and `a\0` share one), so the full keys are compared then.
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "an in-memory sort key, never stored: big-endian makes integer order byte order"
+)]
 fn key_prefix(user_key: &[u8]) -> u128 {
     let mut buf = [0u8; PREFIX_BYTES];
-    let n = user_key.len().min(PREFIX_BYTES);
-    buf[..n].copy_from_slice(&user_key[..n]);
+    for (dst, src) in buf.iter_mut().zip(user_key) {
+        *dst = *src;
+    }
     u128::from_be_bytes(buf)
 }
 
