@@ -28,34 +28,127 @@ const ENTRY_OVERHEAD_BYTES: usize = 80;
 /// Entries an iterator copies out of the skip list per refill.
 const ITER_BATCH: usize = 64;
 
+/// How many leading bytes of a user key [`MemKey`] keeps inline, as an integer.
+const PREFIX_BYTES: usize = 16;
+
+/// The first [`PREFIX_BYTES`] bytes of `user_key`, zero-padded, as a big-endian integer.
+///
+/// Integer order of prefixes agrees with byte order of keys wherever the prefixes differ: at
+/// the first differing byte either both keys have a byte (and the integer compares the two), or
+/// the shorter key has ended there, and it sorts first in both orders. Equal prefixes decide
+/// nothing (`a` and `a\0` share one), so the full keys are compared then.
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "an in-memory sort key, never stored: big-endian makes integer order byte order"
+)]
+fn key_prefix(user_key: &[u8]) -> u128 {
+    let mut buf = [0u8; PREFIX_BYTES];
+    for (dst, src) in buf.iter_mut().zip(user_key) {
+        *dst = *src;
+    }
+    u128::from_be_bytes(buf)
+}
+
+/// A borrowed internal key with its prefix: what the skip list compares.
+#[derive(Clone, Copy)]
+struct KeyRef<'a> {
+    prefix: u128,
+    user_key: &'a [u8],
+    seq: SeqNo,
+}
+
+impl KeyRef<'_> {
+    /// Internal order ([`compare_internal`]), mostly decided by one integer comparison that
+    /// reads nothing outside the skip-list node: following each node's key to its heap bytes
+    /// was most of the cost of an insert.
+    fn cmp(&self, other: &KeyRef<'_>) -> Ordering {
+        match self.prefix.cmp(&other.prefix) {
+            Ordering::Equal => {}
+            unequal => return unequal,
+        }
+        let (a, b) = (self.user_key.len(), other.user_key.len());
+        if a <= PREFIX_BYTES && b <= PREFIX_BYTES {
+            // Both keys are whole in their prefixes, which differ only in zero padding: the
+            // shorter key is a prefix of the longer.
+            a.cmp(&b).then_with(|| other.seq.cmp(&self.seq))
+        } else {
+            compare_internal(self.user_key, self.seq, other.user_key, other.seq)
+        }
+    }
+}
+
 /// A borrowed internal key to search for.
-type Probe<'a> = (&'a [u8], SeqNo);
+#[derive(Clone, Copy)]
+struct Probe<'a>(KeyRef<'a>);
+
+impl<'a> Probe<'a> {
+    fn new(user_key: &'a [u8], seq: SeqNo) -> Self {
+        Probe(KeyRef {
+            prefix: key_prefix(user_key),
+            user_key,
+            seq,
+        })
+    }
+}
+
+/// The skip list's key: an internal key and the leading bytes of its user key, inline.
+#[derive(Debug, Clone)]
+struct MemKey {
+    prefix: u128,
+    key: InternalKey,
+}
+
+impl MemKey {
+    fn new(key: InternalKey) -> Self {
+        Self {
+            prefix: key_prefix(&key.user_key),
+            key,
+        }
+    }
+}
 
 /// A borrowed view of an internal key, so lookups need not allocate an owned key.
 trait KeyView {
-    fn user_key(&self) -> &[u8];
-    fn seq(&self) -> SeqNo;
+    fn view(&self) -> KeyRef<'_>;
 }
 
-impl KeyView for InternalKey {
-    fn user_key(&self) -> &[u8] {
-        &self.user_key
-    }
-    fn seq(&self) -> SeqNo {
-        self.seq
+impl KeyView for MemKey {
+    fn view(&self) -> KeyRef<'_> {
+        KeyRef {
+            prefix: self.prefix,
+            user_key: &self.key.user_key,
+            seq: self.key.seq,
+        }
     }
 }
 
-impl KeyView for (&[u8], SeqNo) {
-    fn user_key(&self) -> &[u8] {
+impl KeyView for Probe<'_> {
+    fn view(&self) -> KeyRef<'_> {
         self.0
     }
-    fn seq(&self) -> SeqNo {
-        self.1
+}
+
+impl Ord for MemKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.view().cmp(&other.view())
     }
 }
 
-impl<'a> Borrow<dyn KeyView + 'a> for InternalKey {
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for MemKey {}
+
+impl<'a> Borrow<dyn KeyView + 'a> for MemKey {
     fn borrow(&self) -> &(dyn KeyView + 'a) {
         self
     }
@@ -63,7 +156,7 @@ impl<'a> Borrow<dyn KeyView + 'a> for InternalKey {
 
 impl Ord for dyn KeyView + '_ {
     fn cmp(&self, other: &Self) -> Ordering {
-        compare_internal(self.user_key(), self.seq(), other.user_key(), other.seq())
+        self.view().cmp(&other.view())
     }
 }
 
@@ -84,7 +177,7 @@ impl Eq for dyn KeyView + '_ {}
 /// An in-memory, ordered buffer of recent versions.
 #[derive(Debug)]
 pub(crate) struct Memtable {
-    entries: SkipMap<InternalKey, Bytes>,
+    entries: SkipMap<MemKey, Bytes>,
     tombstones: RwLock<Vec<RangeTombstone>>,
     approximate_bytes: AtomicUsize,
     /// Bytes of the separated values its pointers name (they are not in the memtable).
@@ -141,7 +234,8 @@ impl Memtable {
     /// Adds a version. Keys are unique: every version has its own sequence number.
     pub fn insert(&self, key: Bytes, seq: SeqNo, kind: ValueKind, value: Bytes) {
         self.charge(key.len() + value.len());
-        self.entries.insert(InternalKey::new(key, seq, kind), value);
+        self.entries
+            .insert(MemKey::new(InternalKey::new(key, seq, kind)), value);
     }
 
     /// Adds a version whose value, of `value_len` bytes, is in a value file.
@@ -158,11 +252,11 @@ impl Memtable {
 
     /// The newest version of `user_key` visible at `snapshot`, tombstones included.
     pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Option<Found> {
-        let probe = (user_key, snapshot);
+        let probe = Probe::new(user_key, snapshot);
         let entry = self
             .entries
             .lower_bound(Bound::Included(&probe as &dyn KeyView))?;
-        let key = entry.key();
+        let key = &entry.key().key;
         (key.user_key == user_key).then(|| Found {
             seq: key.seq,
             kind: key.kind,
@@ -199,7 +293,7 @@ impl Memtable {
     /// Every version, in internal order: for flushing.
     pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
         self.entries.iter().map(|e| Entry {
-            key: e.key().clone(),
+            key: e.key().key.clone(),
             value: e.value().clone(),
         })
     }
@@ -240,19 +334,19 @@ impl MemtableIter {
     fn remaining(&self) -> (Bound<Probe<'_>>, Bound<Probe<'_>>) {
         let lo = match (&self.front, &self.lower) {
             (Bound::Excluded(k), _) | (Bound::Included(k), _) => {
-                Bound::Excluded((&k.user_key[..], k.seq))
+                Bound::Excluded(Probe::new(&k.user_key, k.seq))
             }
-            (Bound::Unbounded, Bound::Included(k)) => Bound::Included((&k[..], SeqNo::MAX)),
+            (Bound::Unbounded, Bound::Included(k)) => Bound::Included(Probe::new(k, SeqNo::MAX)),
             // Past every version of `k`: versions sort newest first, so (k, 0) is the last.
-            (Bound::Unbounded, Bound::Excluded(k)) => Bound::Excluded((&k[..], SeqNo(0))),
+            (Bound::Unbounded, Bound::Excluded(k)) => Bound::Excluded(Probe::new(k, SeqNo(0))),
             (Bound::Unbounded, Bound::Unbounded) => Bound::Unbounded,
         };
         let hi = match (&self.back, &self.upper) {
             (Bound::Excluded(k), _) | (Bound::Included(k), _) => {
-                Bound::Excluded((&k.user_key[..], k.seq))
+                Bound::Excluded(Probe::new(&k.user_key, k.seq))
             }
-            (Bound::Unbounded, Bound::Included(k)) => Bound::Included((&k[..], SeqNo(0))),
-            (Bound::Unbounded, Bound::Excluded(k)) => Bound::Excluded((&k[..], SeqNo::MAX)),
+            (Bound::Unbounded, Bound::Included(k)) => Bound::Included(Probe::new(k, SeqNo(0))),
+            (Bound::Unbounded, Bound::Excluded(k)) => Bound::Excluded(Probe::new(k, SeqNo::MAX)),
             (Bound::Unbounded, Bound::Unbounded) => Bound::Unbounded,
         };
         (lo, hi)
@@ -266,8 +360,8 @@ impl MemtableIter {
             return;
         }
         let range = self.table.entries.range::<dyn KeyView, _>((lo_ref, hi_ref));
-        let copy = |e: crossbeam_skiplist::map::Entry<'_, InternalKey, Bytes>| Entry {
-            key: e.key().clone(),
+        let copy = |e: crossbeam_skiplist::map::Entry<'_, MemKey, Bytes>| Entry {
+            key: e.key().key.clone(),
             value: e.value().clone(),
         };
         let batch: Vec<Entry> = if from_front {
@@ -292,9 +386,9 @@ impl MemtableIter {
 fn bounds_nonempty(lo: &Bound<Probe<'_>>, hi: &Bound<Probe<'_>>) -> bool {
     match (lo, hi) {
         (Bound::Unbounded, _) | (_, Bound::Unbounded) => true,
-        (Bound::Included(a), Bound::Included(b)) => compare_internal(a.0, a.1, b.0, b.1).is_le(),
+        (Bound::Included(a), Bound::Included(b)) => a.0.cmp(&b.0).is_le(),
         (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
-            compare_internal(a.0, a.1, b.0, b.1).is_lt()
+            a.0.cmp(&b.0).is_lt()
         }
     }
 }
@@ -363,6 +457,76 @@ mod tests {
             );
         }
         Arc::new(m)
+    }
+
+    /// Keys whose prefixes tie or differ only in padding, around the inline length.
+    fn awkward_keys() -> Vec<Vec<u8>> {
+        let mut keys = vec![
+            Vec::new(),
+            vec![0],
+            vec![0, 0],
+            b"a".to_vec(),
+            b"a\0".to_vec(),
+        ];
+        for len in [15, 16, 17, 40] {
+            let base: Vec<u8> = (0..len).map(|i| b'k' + (i % 3) as u8).collect();
+            let mut zero_tail = base.clone();
+            zero_tail.push(0);
+            let mut bumped = base.clone();
+            *bumped.last_mut().unwrap() += 1;
+            keys.extend([base, zero_tail, bumped]);
+        }
+        keys.push(vec![0xff; 16]);
+        keys.push(vec![0xff; 17]);
+        keys
+    }
+
+    #[test]
+    fn prefix_order_agrees_with_internal_order() {
+        let keys = awkward_keys();
+        for a in &keys {
+            for b in &keys {
+                for (sa, sb) in [(1, 1), (1, 2), (2, 1)] {
+                    let x = MemKey::new(InternalKey::new(
+                        Bytes::copy_from_slice(a),
+                        SeqNo(sa),
+                        ValueKind::Put,
+                    ));
+                    let y = Probe::new(b, SeqNo(sb));
+                    let expected = compare_internal(a, SeqNo(sa), b, SeqNo(sb));
+                    assert_eq!(
+                        x.view().cmp(&y.view()),
+                        expected,
+                        "{a:?}@{sa} vs {b:?}@{sb}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn awkward_keys_iterate_in_byte_order() {
+        let keys = awkward_keys();
+        let m = Memtable::new(1);
+        for (i, k) in keys.iter().enumerate().rev() {
+            m.insert(
+                Bytes::copy_from_slice(k),
+                SeqNo(i as u64 + 1),
+                ValueKind::Put,
+                Bytes::new(),
+            );
+        }
+        let mut expected: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        expected.sort_unstable();
+        let got: Vec<Bytes> = m.entries().map(|e| e.key.user_key).collect();
+        assert_eq!(got, expected);
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(
+                m.get(k, SeqNo::MAX).unwrap().seq,
+                SeqNo(i as u64 + 1),
+                "{k:?}"
+            );
+        }
     }
 
     #[test]

@@ -85,7 +85,17 @@ struct Appender {
     /// Physical block after the last reservation: the next one tries to start there, so a
     /// file's blocks stay contiguous.
     next_physical: Option<PhysicalBlock>,
+    /// Blocks the file's next reservation maps (0 before its first): see [`RESERVE_GROWTH`].
+    next_reserve: u64,
 }
+
+/// Each reservation of a file maps twice the blocks of the one before, from
+/// `ValueOptions::reserve_blocks` up to this many times that, and never past the file's size.
+/// A reservation is a synced manifest record on the commit path; a file filled quickly then
+/// costs a few of them rather than one per `reserve_blocks`, while a file written slowly maps
+/// little ahead of its values. Blocks mapped and never written cost no disk space (segments
+/// are sparse) and are trimmed when the file is sealed or the database reopened.
+const RESERVE_GROWTH: u64 = 8;
 
 /// Counters of the value store.
 #[derive(Debug, Default, Clone)]
@@ -353,12 +363,20 @@ impl ValueStore {
         let end = offset + value.len() as u64;
         let needed = LogicalBlock(end.div_ceil(self.block_size()));
         if let Some(missing) = needed.since(app.mapped_end).filter(|&n| n > 0) {
+            let base = self.options.reserve_blocks;
+            let step = app.next_reserve.max(base);
+            let to_file_end = LogicalBlock(self.options.file_bytes.div_ceil(self.block_size()))
+                .since(app.mapped_end)
+                .unwrap_or(0);
             self.reserve(
                 &mut app,
                 &file,
-                missing.max(self.options.reserve_blocks),
+                missing.max(step.min(to_file_end.max(base))),
                 log,
             )?;
+            app.next_reserve = step
+                .saturating_mul(2)
+                .min(base.saturating_mul(RESERVE_GROWTH));
         }
         self.write_logical(&file, offset, value)?;
         app.cursor = end;
@@ -1322,8 +1340,90 @@ impl ValueStore {
 mod tests {
     use std::sync::Arc;
 
+    use super::*;
     use crate::fs::FaultFs;
     use crate::options::Options;
+
+    /// Records the value edits the store logs, and hands out file numbers.
+    #[derive(Default)]
+    struct RecordingLog {
+        next: std::sync::atomic::AtomicU64,
+        records: std::sync::Mutex<Vec<Vec<ValueEdit>>>,
+    }
+
+    impl ValueLog for RecordingLog {
+        fn new_file_number(&self) -> u64 {
+            self.next.fetch_add(1, Ordering::Relaxed) + 1
+        }
+        fn log(&self, edits: Vec<ValueEdit>) -> Result<()> {
+            self.records.lock().unwrap().push(edits);
+            Ok(())
+        }
+    }
+
+    /// Reservations of a file grow geometrically, up to `RESERVE_GROWTH` times the first, never
+    /// map past the file's size, and start again small in the next file.
+    #[test]
+    fn reservations_grow_within_a_file_and_stop_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (block, reserve, file_blocks) = (4096u64, 4u64, 128u64);
+        let options = ValueOptions {
+            block_size: block as usize,
+            blocks_per_segment: 1024,
+            reserve_blocks: reserve,
+            file_bytes: file_blocks * block,
+            cache_bytes: 1 << 20,
+            read_path: ReadPath::Pool,
+            read_only: false,
+            #[cfg(feature = "test-hooks")]
+            race_window: None,
+        };
+        let (store, _) = ValueStore::open(
+            dir.path(),
+            Arc::new(crate::fs::RealFs),
+            options,
+            ValueState::default(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let log = RecordingLog::default();
+        let value = vec![7u8; block as usize];
+        let mut pointers = Vec::new();
+        // One file and the first block of the next.
+        for _ in 0..=file_blocks {
+            pointers.push(store.append(&value, &log).unwrap());
+        }
+        // Per reservation (one logged record, maybe of several runs): its file and blocks.
+        let mapped: Vec<(ValueFileId, u64)> = log
+            .records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|record| {
+                let runs = record.iter().filter_map(|edit| match *edit {
+                    ValueEdit::Mapped { file, len, .. } => Some((file, len)),
+                    _ => None,
+                });
+                runs.reduce(|(file, a), (_, b)| (file, a + b))
+            })
+            .collect();
+        let first = pointers[0].file;
+        let sizes: Vec<u64> = mapped
+            .iter()
+            .filter(|m| m.0 == first)
+            .map(|m| m.1)
+            .collect();
+        assert_eq!(sizes, [4, 8, 16, 32, 32, 32, 4], "{mapped:?}");
+        let next: Vec<u64> = mapped
+            .iter()
+            .filter(|m| m.0 != first)
+            .map(|m| m.1)
+            .collect();
+        assert_eq!(next, [reserve]);
+        for p in &pointers {
+            assert_eq!(store.read(p, ReadMode::Blocking).unwrap(), value);
+        }
+    }
 
     /// Without hole punching the engine keeps working: freed blocks are reused, and the stats
     /// say their space stays with the file system.
