@@ -111,6 +111,25 @@ struct Params {
     space_modes: Vec<String>,
 }
 
+/// What `--help` prints; the module doc says what each part measures.
+const USAGE: &str = "\
+valuebench: measurements of extentdb's value store (see the header of
+benches/src/bin/valuebench.rs for what each part measures)
+
+Usage: valuebench [--name=value]...
+
+  --dir=.                 a temporary directory is made inside it: use the disk under test
+  --parts=threshold,seqfill,tail,cached,scan
+                          also: space (all four reclamation measurements), space-reader
+  --keys=20000  --threshold-cache-mib=256
+  --fill-mib=512  --seqfill-reps=3
+  --tail-data-mib=128  --tail-pool-mib=8  --tail-secs=10
+  --cached-data-mib=32  --cached-secs=3  --scan-data-mib=128
+  --space-mib=1024  --space-rounds=8  --space-secs=10  --space-pool-mib=8  --space-reps=3
+  --space-busy-mibps=64  --space-window-ms=1000 (0: all idle, then all busy)
+  --space-modes=compact-flat,compact,flush,puts,spin
+";
+
 impl Params {
     fn parse() -> Res<Self> {
         let mut p = Self {
@@ -140,6 +159,10 @@ impl Params {
                 .to_vec(),
         };
         for arg in std::env::args().skip(1) {
+            if arg == "--help" || arg == "-h" {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
             let (name, value) = arg
                 .strip_prefix("--")
                 .and_then(|a| a.split_once('='))
