@@ -387,6 +387,10 @@ impl BufferPool {
     /// REQUIRES: `file`'s invalidate lock held shared (`token`), across the caller's extent
     /// lookup and this call, since `read` reads physical blocks (E2/E3). `read` runs with no
     /// pool lock held. Eviction triggered here takes no invalidate lock.
+    ///
+    /// The engine reads values through `fill_checked`; this form serves tests and the
+    /// `benching` wrappers.
+    #[cfg(any(test, feature = "benching"))]
     pub(crate) fn fill(
         &self,
         file: ValueFileId,
@@ -399,18 +403,18 @@ impl BufferPool {
             .map(|(bytes, _)| bytes)
     }
 
-    /// A value's fill: as [`Self::fill`] of `span_len` bytes at `offset` (the value's `len`
+    /// A value's fill: as `fill` of `span_len` bytes at `offset` (the value's `len`
     /// bytes plus readahead; at least `len`), returning the value's bytes checked against
     /// `crc`. When one run holds the value, the run remembers it as verified, as
     /// [`Self::lookup_checked`] does, so the hits that follow do not hash it again.
     ///
     /// # Errors
     ///
-    /// As [`Self::fill`]. A checksum mismatch is `Ok(Checked::Mismatch)`; never `Miss`.
+    /// As `fill`. A checksum mismatch is `Ok(Checked::Mismatch)`; never `Miss`.
     ///
     /// # Locking
     ///
-    /// As [`Self::fill`].
+    /// As `fill`.
     #[expect(
         clippy::too_many_arguments,
         reason = "fill's arguments plus the value's length and checksum"
@@ -436,7 +440,7 @@ impl BufferPool {
         Ok(Checked::Hit(bytes))
     }
 
-    /// [`Self::fill`], plus the run that holds all the bytes when one cached run does.
+    /// `fill`, plus the run that holds all the bytes when one cached run does.
     fn fill_from(
         &self,
         file: ValueFileId,
