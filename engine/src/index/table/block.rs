@@ -487,6 +487,23 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_prefix_longer_than_the_previous_key_is_corruption() {
+        let mut b = BlockBuilder::new(16);
+        let first = ikey("abc", 1);
+        b.add(&first, b"v0");
+        b.add(&ikey("abd", 1), b"v1");
+        let mut data = b.finish();
+        // The second entry's header starts after the first's three one-byte varints, key
+        // and value; its first byte is the shared prefix length.
+        let second = 3 + first.len() + 2;
+        assert!(data[second] > 0, "second entry shares no prefix");
+        data[second] = u8::try_from(first.len() + 1).unwrap();
+        let block = Block::new(Bytes::from(data), Path::new("t"), 0).unwrap();
+        let err = block.entries(Path::new("t")).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+    }
+
+    #[test]
     fn seek_finds_the_first_entry_at_or_after_the_target() {
         let keys = [
             ("a", 1),
