@@ -387,17 +387,71 @@ impl BufferPool {
     /// REQUIRES: `file`'s invalidate lock held shared (`token`), across the caller's extent
     /// lookup and this call, since `read` reads physical blocks (E2/E3). `read` runs with no
     /// pool lock held. Eviction triggered here takes no invalidate lock.
+    ///
+    /// The engine reads values through `fill_checked`; this form serves tests and the
+    /// `benching` wrappers.
+    #[cfg(any(test, feature = "benching"))]
     pub(crate) fn fill(
         &self,
         file: ValueFileId,
         offset: u64,
         len: usize,
         token: &SharedLockToken<'_>,
-        mut read: impl FnMut(LogicalBlock, &mut [u8]) -> crate::Result<()>,
+        read: impl FnMut(LogicalBlock, &mut [u8]) -> crate::Result<()>,
     ) -> Result<Bytes, FillError> {
+        self.fill_from(file, offset, len, token, read)
+            .map(|(bytes, _)| bytes)
+    }
+
+    /// A value's fill: as `fill` of `span_len` bytes at `offset` (the value's `len`
+    /// bytes plus readahead; at least `len`), returning the value's bytes checked against
+    /// `crc`. When one run holds the value, the run remembers it as verified, as
+    /// [`Self::lookup_checked`] does, so the hits that follow do not hash it again.
+    ///
+    /// # Errors
+    ///
+    /// As `fill`. A checksum mismatch is `Ok(Checked::Mismatch)`; never `Miss`.
+    ///
+    /// # Locking
+    ///
+    /// As `fill`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "fill's arguments plus the value's length and checksum"
+    )]
+    pub(crate) fn fill_checked(
+        &self,
+        file: ValueFileId,
+        offset: u64,
+        len: usize,
+        span_len: usize,
+        crc: u32,
+        token: &SharedLockToken<'_>,
+        read: impl FnMut(LogicalBlock, &mut [u8]) -> crate::Result<()>,
+    ) -> Result<Checked, FillError> {
+        let (bytes, one_run) = self.fill_from(file, offset, span_len.max(len), token, read)?;
+        let bytes = bytes.slice(..len.min(bytes.len()));
+        if crc32fast::hash(&bytes) != crc {
+            return Ok(Checked::Mismatch);
+        }
+        if let Some(run) = one_run {
+            run.mark_verified(offset, len, crc);
+        }
+        Ok(Checked::Hit(bytes))
+    }
+
+    /// `fill`, plus the run that holds all the bytes when one cached run does.
+    fn fill_from(
+        &self,
+        file: ValueFileId,
+        offset: u64,
+        len: usize,
+        token: &SharedLockToken<'_>,
+        mut read: impl FnMut(LogicalBlock, &mut [u8]) -> crate::Result<()>,
+    ) -> Result<(Bytes, Option<Arc<Run>>), FillError> {
         debug_assert_eq!(token.file(), file, "fill proven with another file's lock");
         if len == 0 {
-            return Ok(Bytes::new());
+            return Ok((Bytes::new(), None));
         }
         let Some((first, end)) = self.block_span(offset, len) else {
             return Err(FillError::Failed(crate::Error::invalid(format!(
@@ -406,7 +460,8 @@ impl BufferPool {
         };
         let span_bytes = (end - first).saturating_mul(self.block_size());
         if span_bytes > self.capacity_bytes / 4 {
-            return self.fill_bypass(first, end, offset, len, &mut read);
+            let bytes = self.fill_bypass(first, end, offset, len, &mut read)?;
+            return Ok((bytes, None));
         }
         let mut segments = self.claim(file, first, end);
         self.load_own(&mut segments, &mut read)?;
@@ -415,8 +470,11 @@ impl BufferPool {
             pieces.push(self.resolve(segment)?);
         }
         let last = pieces.pop().ok_or(FillError::Retry)?;
-        self.assemble(last, pieces, offset, len)
-            .ok_or(FillError::Retry)
+        let one_run = pieces.is_empty().then(|| Arc::clone(&last.run));
+        let bytes = self
+            .assemble(last, pieces, offset, len)
+            .ok_or(FillError::Retry)?;
+        Ok((bytes, one_run))
     }
 
     /// A fill too large to cache: one read of the whole span into a private buffer.
@@ -843,6 +901,30 @@ mod tests {
         assert_eq!(pool.lookup_checked(file, 5, 40, crc ^ 1), Checked::Mismatch);
         assert!(!run.is_verified(5, 40, crc ^ 1));
         assert_eq!(pool.lookup_checked(file, 5000, 40, crc), Checked::Miss);
+    }
+
+    #[test]
+    fn checked_fill_leaves_its_value_verified_and_never_returns_a_mismatch() {
+        let pool = BufferPool::new(64 * BS as u64, BS);
+        let file = ValueFileId(9);
+        let expected = Bytes::from(expected(file, 5, 40));
+        let crc = crc32fast::hash(&expected);
+        let bad = pool.fill_checked(file, 5, 40, 2 * BS, crc ^ 1, &shared(file), disk(file));
+        assert_eq!(bad.ok(), Some(Checked::Mismatch));
+        let run = {
+            let (last, earlier) = pool.collect_ready(file, 0, 2).unwrap();
+            assert!(earlier.is_empty(), "readahead span not one run");
+            last.run
+        };
+        assert!(!run.is_verified(5, 40, crc ^ 1));
+        // The value, not the readahead span, is returned and remembered as verified.
+        let good = pool.fill_checked(file, 5, 40, 2 * BS, crc, &shared(file), disk(file));
+        assert_eq!(good.ok(), Some(Checked::Hit(expected.clone())));
+        assert!(run.is_verified(5, 40, crc));
+        assert_eq!(
+            pool.lookup_checked(file, 5, 40, crc),
+            Checked::Hit(expected)
+        );
     }
 
     #[test]

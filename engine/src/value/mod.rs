@@ -523,7 +523,8 @@ impl ValueStore {
                 return Err(Error::WouldBlock);
             }
             match self.fill(p, len, ahead_bytes) {
-                Ok(bytes) => return self.checked(p, bytes),
+                Ok(Checked::Hit(bytes)) => return Ok(bytes),
+                Ok(Checked::Mismatch | Checked::Miss) => return Err(self.mismatch(p)),
                 // A run we waited for was dropped: look the extents up again.
                 Err(FillError::Retry) => continue,
                 Err(FillError::Failed(e)) => return Err(e),
@@ -533,16 +534,21 @@ impl ValueStore {
 
     /// One attempt to read the value through the pool, under the file's invalidate lock held
     /// shared for the extent lookups, the block reads and the pool insertion (E2-E4, E6).
-    fn fill(&self, p: &ValuePointer, len: usize, ahead_bytes: u64) -> Result<Bytes, FillError> {
+    fn fill(&self, p: &ValuePointer, len: usize, ahead_bytes: u64) -> Result<Checked, FillError> {
         let file = self.file(p.file).map_err(FillError::Failed)?;
         let guard = file.invalidate.shared();
         let bs = self.block_size();
         let open_block = file.first_open_block(bs);
         if LogicalBlock((p.end().max(1) - 1) / bs) >= open_block {
             // The block appends are still filling must not be cached: read it directly (E16).
-            return self
+            let bytes = self
                 .read_uncached(&file, p.offset, len)
-                .map_err(FillError::Failed);
+                .map_err(FillError::Failed)?;
+            return Ok(if crc32fast::hash(&bytes) == p.crc {
+                Checked::Hit(bytes)
+            } else {
+                Checked::Mismatch
+            });
         }
         // Readahead stops at the open block and at the first hole: blocks reclamation punched
         // out hold nothing to read.
@@ -551,14 +557,15 @@ impl ValueStore {
             .min(((p.offset / bs + mapped) * bs).saturating_sub(p.offset))
             .max(p.len);
         let span = usize::try_from(span).unwrap_or(len);
-        let filled = self.pool.fill(
+        self.pool.fill_checked(
             p.file,
             p.offset,
+            len,
             span,
+            p.crc,
             &guard.token(p.file),
             |first, buf| self.read_blocks(&file, first, buf),
-        );
-        filled.map(|bytes| bytes.slice(..len))
+        )
     }
 
     fn checked(&self, p: &ValuePointer, bytes: Bytes) -> Result<Bytes> {

@@ -22,7 +22,7 @@ use std::cmp::Ordering;
 use std::ops::Range;
 use std::path::Path;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::format::{self, MAX_BLOCK_SIZE_BYTES};
 use crate::coding::{self, Decoder};
@@ -228,6 +228,9 @@ impl Block {
     /// Decodes the entry at `pos`, rebuilding its key in `key` (which holds the previous key).
     fn entry_at(&self, path: &Path, pos: usize, key: &mut Vec<u8>) -> Result<RawEntry> {
         let region = self.data.get(pos..self.restarts_offset).unwrap_or_default();
+        if let Some(raw) = entry_short(region, pos, key) {
+            return Ok(raw);
+        }
         let mut d = Decoder::new(region, path, self.file_offset + pos as u64, "block entry");
         let shared = d.varint_len(key.len())?;
         let unshared = d.varint_len(MAX_BLOCK_SIZE_BYTES)?;
@@ -325,8 +328,10 @@ impl Block {
     /// `Corruption` if the block is damaged.
     pub fn entries(&self, path: &Path) -> Result<Vec<Entry>> {
         let mut key = Vec::new();
-        let mut keys = Vec::with_capacity(self.restarts_offset);
-        let mut spans = Vec::new();
+        // Each user key is appended here and split off as its own `Bytes`: while the capacity
+        // lasts, the keys share one allocation and a split costs a reference count.
+        let mut keys = BytesMut::with_capacity(self.restarts_offset);
+        let mut entries: Vec<Entry> = Vec::new();
         let (mut pos, mut next_restart) = (0, 0);
         while pos < self.restarts_offset {
             let restart = self.restart_or_end(path, next_restart)?;
@@ -342,34 +347,20 @@ impl Block {
             }
             let (user_key, seq, kind) =
                 format::decode_internal_key(&key).ok_or_else(|| self.corrupt_key(path, pos))?;
-            if let Some((prev, prev_seq, _, _)) = spans.last().cloned() {
-                let prev_key = keys.get(prev).unwrap_or_default();
-                if key::compare_internal(prev_key, prev_seq, user_key, seq) != Ordering::Less {
-                    return Err(self.entry_error(path, pos, "keys out of order"));
-                }
+            if let Some(prev) = entries.last()
+                && key::compare_internal(&prev.key.user_key, prev.key.seq, user_key, seq)
+                    != Ordering::Less
+            {
+                return Err(self.entry_error(path, pos, "keys out of order"));
             }
-            let start = keys.len();
             keys.extend_from_slice(user_key);
-            spans.push((
-                start..keys.len(),
-                seq,
-                kind,
-                self.value(path, pos, raw.value)?,
-            ));
+            entries.push(Entry {
+                key: InternalKey::new(keys.split().freeze(), seq, kind),
+                value: self.value(path, pos, raw.value)?,
+            });
             pos = raw.next;
         }
-        let keys = Bytes::from(keys);
-        spans
-            .into_iter()
-            .map(|(range, seq, kind, value)| {
-                let user_key = slice_checked(&keys, range)
-                    .ok_or_else(|| self.entry_error(path, 0, "key buffer"))?;
-                Ok(Entry {
-                    key: InternalKey::new(user_key, seq, kind),
-                    value,
-                })
-            })
-            .collect()
+        Ok(entries)
     }
 
     fn restart_or_end(&self, path: &Path, i: usize) -> Result<usize> {
@@ -387,6 +378,37 @@ impl Block {
             format!("block entry: {what}"),
         )
     }
+}
+
+/// The common entry, decoded without the general decoder (LevelDB's `DecodeEntry` fast path):
+/// all three header varints one byte long, the shared prefix within the previous key (`key`)
+/// and the entry within `region`, which starts at block offset `pos`. `None`, with `key`
+/// untouched, for anything else: [`Block::entry_at`] then decodes it, or reports the damage.
+fn entry_short(region: &[u8], pos: usize, key: &mut Vec<u8>) -> Option<RawEntry> {
+    let [shared, unshared, value_len, rest @ ..] = region else {
+        return None;
+    };
+    if (shared | unshared | value_len) & 0x80 != 0 {
+        return None;
+    }
+    let (shared, unshared, value_len) = (
+        usize::from(*shared),
+        usize::from(*unshared),
+        usize::from(*value_len),
+    );
+    if shared > key.len() {
+        return None;
+    }
+    let delta = rest.get(..unshared)?;
+    rest.get(unshared..unshared + value_len)?;
+    key.truncate(shared);
+    key.extend_from_slice(delta);
+    let value_start = pos + 3 + unshared;
+    Some(RawEntry {
+        shared,
+        value: value_start..value_start + value_len,
+        next: value_start + value_len,
+    })
 }
 
 /// `bytes[range]`, or `None` if the range is out of bounds (instead of `Bytes::slice`'s panic).
@@ -432,6 +454,53 @@ mod tests {
                 assert_eq!(e.value, format!("v{i}").as_bytes());
             }
         }
+    }
+
+    #[test]
+    fn entries_with_one_and_two_byte_headers_decode_alike() {
+        // Keys and values of lengths either side of 128 mix the one-byte-header path of
+        // `entry_short` with the general decoder, within one block and across restarts.
+        let long_key = "k".repeat(150);
+        let keys: Vec<(String, Vec<u8>)> = (0..40)
+            .map(|i| {
+                let key = if i % 3 == 0 {
+                    format!("{long_key}{i:03}")
+                } else {
+                    format!("k{i:03}")
+                };
+                (key, vec![i as u8; (i * 7) % 300])
+            })
+            .collect();
+        let mut keys = keys;
+        keys.sort();
+        let mut b = BlockBuilder::new(4);
+        for (k, v) in &keys {
+            b.add(&ikey(k, 1), v);
+        }
+        let block = Block::new(Bytes::from(b.finish()), Path::new("t"), 0).unwrap();
+        let entries = block.entries(Path::new("t")).unwrap();
+        assert_eq!(entries.len(), keys.len());
+        for (e, (k, v)) in entries.iter().zip(&keys) {
+            assert_eq!(&e.key.user_key[..], k.as_bytes());
+            assert_eq!(&e.value[..], &v[..]);
+        }
+    }
+
+    #[test]
+    fn a_shared_prefix_longer_than_the_previous_key_is_corruption() {
+        let mut b = BlockBuilder::new(16);
+        let first = ikey("abc", 1);
+        b.add(&first, b"v0");
+        b.add(&ikey("abd", 1), b"v1");
+        let mut data = b.finish();
+        // The second entry's header starts after the first's three one-byte varints, key
+        // and value; its first byte is the shared prefix length.
+        let second = 3 + first.len() + 2;
+        assert!(data[second] > 0, "second entry shares no prefix");
+        data[second] = u8::try_from(first.len() + 1).unwrap();
+        let block = Block::new(Bytes::from(data), Path::new("t"), 0).unwrap();
+        let err = block.entries(Path::new("t")).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
     }
 
     #[test]

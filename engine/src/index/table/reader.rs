@@ -433,6 +433,29 @@ impl TableIter {
     }
 }
 
+impl Cursor {
+    /// Entries of the loaded block (0 if none is loaded).
+    fn len(&self) -> usize {
+        self.entries.as_ref().map_or(0, |entries| entries.len())
+    }
+
+    /// Entry `i` of the loaded block, for this end to yield or skip. Each entry is handed to
+    /// one end only once (the ends never cross), so when this cursor alone holds the block the
+    /// entry is moved out instead of cloned: a scan then costs no reference-count traffic per
+    /// entry. When the other end shares the block it is cloned, since the other end holds the
+    /// same `Arc` and must not see entries change under it.
+    fn take(&mut self, i: usize) -> Option<Entry> {
+        let entries = self.entries.as_mut()?;
+        match Arc::get_mut(entries) {
+            Some(owned) => owned.get_mut(i).map(|e| Entry {
+                key: InternalKey::new(std::mem::take(&mut e.key.user_key), e.key.seq, e.key.kind),
+                value: std::mem::take(&mut e.value),
+            }),
+            None => entries.get(i).cloned(),
+        }
+    }
+}
+
 impl Iterator for TableIter {
     type Item = Result<Entry>;
 
@@ -441,22 +464,23 @@ impl Iterator for TableIter {
             if self.done || self.front.block > self.back.block {
                 return self.finish();
             }
-            let entries = match &self.front.entries {
-                Some(entries) => Arc::clone(entries),
-                None => match self.load(self.front.block, &self.back) {
+            if self.front.entries.is_none() {
+                match self.load(self.front.block, &self.back) {
                     Ok(entries) => {
-                        self.front.entries = Some(Arc::clone(&entries));
+                        self.front.entries = Some(entries);
                         self.front.pos = 0;
-                        entries
                     }
                     Err(e) => return self.fail(e),
-                },
-            };
+                }
+            }
             let end = match &self.back.entries {
                 Some(_) if self.back.block == self.front.block => self.back.pos,
-                _ => entries.len(),
+                _ => self.front.len(),
             };
-            let Some(entry) = entries.get(self.front.pos).filter(|_| self.front.pos < end) else {
+            let entry = (self.front.pos < end)
+                .then(|| self.front.take(self.front.pos))
+                .flatten();
+            let Some(entry) = entry else {
                 if self.front.block >= self.back.block {
                     return self.finish();
                 }
@@ -471,7 +495,7 @@ impl Iterator for TableIter {
             if !self.below_upper(&entry.key.user_key) {
                 return self.finish();
             }
-            return Some(Ok(entry.clone()));
+            return Some(Ok(entry));
         }
     }
 }
@@ -482,17 +506,15 @@ impl DoubleEndedIterator for TableIter {
             if self.done || self.front.block > self.back.block {
                 return self.finish();
             }
-            let entries = match &self.back.entries {
-                Some(entries) => Arc::clone(entries),
-                None => match self.load(self.back.block, &self.front) {
+            if self.back.entries.is_none() {
+                match self.load(self.back.block, &self.front) {
                     Ok(entries) => {
-                        self.back.entries = Some(Arc::clone(&entries));
                         self.back.pos = entries.len();
-                        entries
+                        self.back.entries = Some(entries);
                     }
                     Err(e) => return self.fail(e),
-                },
-            };
+                }
+            }
             let start = match &self.front.entries {
                 Some(_) if self.front.block == self.back.block => self.front.pos,
                 _ => 0,
@@ -506,7 +528,7 @@ impl DoubleEndedIterator for TableIter {
                 continue;
             }
             self.back.pos -= 1;
-            let Some(entry) = entries.get(self.back.pos) else {
+            let Some(entry) = self.back.take(self.back.pos) else {
                 return self.finish();
             };
             if !self.below_upper(&entry.key.user_key) {
@@ -515,7 +537,7 @@ impl DoubleEndedIterator for TableIter {
             if !self.above_lower(&entry.key.user_key) {
                 return self.finish();
             }
-            return Some(Ok(entry.clone()));
+            return Some(Ok(entry));
         }
     }
 }
