@@ -1384,6 +1384,8 @@ mod tests {
             read_only: false,
             #[cfg(feature = "test-hooks")]
             race_window: None,
+            #[cfg(feature = "test-hooks")]
+            on_release: None,
         };
         let (store, _) = ValueStore::open(
             dir.path(),
