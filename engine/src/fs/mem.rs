@@ -99,7 +99,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use memmap2::Mmap;
 use parking_lot::Mutex;
 
-use super::{FileLock, FileSystem, ReadableFile, SegmentFile, WritableFile, check_range};
+use super::{FileLock, FileSystem, ReadableFile, SegmentFile, WritableFile, check_range, io_at};
 use crate::error::{Error, Result};
 
 /// The page size of writeback and hole punching: in-place writes survive per page.
@@ -291,11 +291,6 @@ fn io_error(kind: ErrorKind, op: &str, path: &Path, why: &str) -> Error {
         kind,
         format!("{op} {}: {why}", path.display()),
     ))
-}
-
-fn io_at(path: &Path, op: &str) -> impl FnOnce(std::io::Error) -> Error {
-    let msg = format!("{op} {}", path.display());
-    move |e| Error::Io(std::io::Error::new(e.kind(), format!("{msg}: {e}")))
 }
 
 fn not_found(op: &str, path: &Path) -> Error {

@@ -199,6 +199,20 @@ pub trait SegmentFile: Send + Sync + Debug {
     fn path(&self) -> &Path;
 }
 
+/// Maps an I/O error of `op` on `path` to `Error::Io` naming both.
+pub(crate) fn io_at<'a>(
+    path: &'a Path,
+    op: &'a str,
+) -> impl FnOnce(std::io::Error) -> crate::Error + 'a {
+    // The message is formatted only on failure: this wraps every read of the hot path.
+    move |e| {
+        crate::Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{op} {}: {e}", path.display()),
+        ))
+    }
+}
+
 /// `InvalidArgument` unless `[offset, offset + len)` lies inside a file of `file_len` bytes.
 pub(crate) fn check_range(path: &Path, file_len: u64, offset: u64, len: u64) -> Result<()> {
     match offset.checked_add(len) {

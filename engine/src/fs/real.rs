@@ -14,7 +14,7 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use parking_lot::Mutex;
 
-use super::{FileLock, FileSystem, ReadableFile, SegmentFile, WritableFile, check_range};
+use super::{FileLock, FileSystem, ReadableFile, SegmentFile, WritableFile, check_range, io_at};
 use crate::error::{Error, Result};
 
 /// Buffer of a writable file: large enough that a table is written in few system calls.
@@ -23,16 +23,6 @@ const WRITE_BUFFER_BYTES: usize = 64 << 10;
 /// The host file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
-
-fn io_at<'a>(path: &'a Path, op: &'a str) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    // The message is formatted only on failure: this wraps every read of the hot path.
-    move |e| {
-        Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("{op} {}: {e}", path.display()),
-        ))
-    }
-}
 
 impl FileSystem for RealFs {
     fn create_dir_all(&self, path: &Path) -> Result<()> {
