@@ -60,7 +60,8 @@
 //! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`, `--space-mib=1024`,
 //! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`,
 //! `--space-busy-mibps=64`, `--space-window-ms=1000`,
-//! `--space-modes=compact-flat,compact,flush,puts,spin`.
+//! `--space-modes=compact-flat,compact,flush,puts,disk,spin`, and part f.4's controls
+//! `--space-fs=real` (`no-punch`, `no-sync`), `--space-read=pool` (`mmap`), `--space-reader-cpu=N`.
 //! `--parts` defaults to `threshold,seqfill,tail,cached,scan`; `space` runs only when named
 //! (`space-reader` runs its part 4 alone).
 //!
@@ -72,10 +73,11 @@ use std::hint::black_box;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use extentdb::{Db, Durability, Options, WriteBatch};
+use extentdb::{Db, Durability, Options, ReadPath, WriteBatch};
 use extentdb_benches::{Rng, key, shuffled};
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -109,6 +111,15 @@ struct Params {
     /// Which busy-thread modes part f.4 runs (`compact-flat`, `compact`, `flush`, `puts`,
     /// `spin`); all by default.
     space_modes: Vec<String>,
+    /// Part f.4's file-system controls (`--space-fs`): `no-punch` runs the engine as on a file
+    /// system without hole punching, `no-sync` passes no sync on to the disk; each tells the
+    /// kernel's work for that call from the engine's own.
+    space_fs: Vec<String>,
+    /// How part f.4's reader fills the pool on a miss (`--space-read=pool|mmap`).
+    space_read: ReadPath,
+    /// The CPU part f.4's reader is pinned to (`--space-reader-cpu`); `None`: wherever the
+    /// scheduler puts it.
+    space_reader_cpu: Option<usize>,
 }
 
 /// What `--help` prints; the module doc says what each part measures.
@@ -127,7 +138,10 @@ Usage: valuebench [--name=value]...
   --cached-data-mib=32  --cached-secs=3  --scan-data-mib=128
   --space-mib=1024  --space-rounds=8  --space-secs=10  --space-pool-mib=8  --space-reps=3
   --space-busy-mibps=64  --space-window-ms=1000 (0: all idle, then all busy)
-  --space-modes=compact-flat,compact,flush,puts,spin
+  --space-modes=compact-flat,compact,flush,puts,disk,spin
+  --space-fs=real (controls for part f.4, comma-separated: no-punch, no-sync)
+  --space-read=pool (mmap: part f.4 fills the pool from a mapping instead of pread)
+  --space-reader-cpu=N (pin part f.4's reader to CPU N; unpinned by default)
 ";
 
 impl Params {
@@ -154,9 +168,12 @@ impl Params {
             space_reps: 3,
             space_busy_mibps: 64,
             space_window_ms: 1000,
-            space_modes: ["compact-flat", "compact", "flush", "puts", "spin"]
+            space_modes: ["compact-flat", "compact", "flush", "puts", "disk", "spin"]
                 .map(String::from)
                 .to_vec(),
+            space_fs: Vec::new(),
+            space_read: ReadPath::Pool,
+            space_reader_cpu: None,
         };
         for arg in std::env::args().skip(1) {
             if arg == "--help" || arg == "-h" {
@@ -188,6 +205,35 @@ impl Params {
                 "space-reps" => p.space_reps = number()?,
                 "space-busy-mibps" => p.space_busy_mibps = number()?,
                 "space-window-ms" => p.space_window_ms = number()?,
+                "space-fs" => {
+                    p.space_fs = value
+                        .split(',')
+                        .filter(|c| *c != "real")
+                        .map(String::from)
+                        .collect();
+                    if let Some(c) = p
+                        .space_fs
+                        .iter()
+                        .find(|c| !["no-punch", "no-sync"].contains(&c.as_str()))
+                    {
+                        return Err(format!(
+                            "--space-fs takes real, no-punch or no-sync, got {c:?}"
+                        )
+                        .into());
+                    }
+                }
+                "space-reader-cpu" => p.space_reader_cpu = Some(value.parse()?),
+                "space-read" => {
+                    p.space_read = match value {
+                        "pool" => ReadPath::Pool,
+                        "mmap" => ReadPath::Mmap,
+                        _ => {
+                            return Err(
+                                format!("--space-read takes pool or mmap, got {value:?}").into()
+                            );
+                        }
+                    }
+                }
                 "space-modes" => {
                     p.space_modes = value.split(',').map(String::from).collect();
                 }
@@ -1078,8 +1124,15 @@ struct Reclaiming {
 /// that many MiB/s of puts allow. The two controls do part of the work: `Spin` no database call
 /// at all, `Puts` the puts alone. Pauses while `phase` is idle or settling; returns once it is
 /// done.
-fn reclaim_churn(db: &Db, n: u64, phase: &Phase, busy: Busy) -> Res<Reclaiming> {
+fn reclaim_churn(db: &Db, dir: &Path, n: u64, phase: &Phase, busy: Busy) -> Res<Reclaiming> {
     const PUTS_PER_ROUND: u64 = 16;
+    // The `disk` control's file, rewritten from the start every round.
+    let plain = if busy.end == RoundEnd::Disk {
+        Some(File::create(dir.join("disk-control"))?)
+    } else {
+        None
+    };
+    let mut value = vec![0u8; LARGE_VALUE_BYTES];
     let round_bytes = 2 * PUTS_PER_ROUND * LARGE_VALUE_BYTES as u64;
     let pace = busy
         .mibps
@@ -1110,6 +1163,18 @@ fn reclaim_churn(db: &Db, n: u64, phase: &Phase, busy: Busy) -> Res<Reclaiming> 
             while Instant::now() < until {
                 x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
             }
+            c.rounds += 1;
+            continue;
+        }
+        if let Some(file) = &plain {
+            use std::os::unix::fs::FileExt;
+            for i in 0..2 * PUTS_PER_ROUND {
+                value_for(i, &mut value);
+                file.write_all_at(&value, i * LARGE_VALUE_BYTES as u64)?;
+            }
+            let ((), took) = timed(|| Ok(file.sync_data()?))?;
+            c.compact += took;
+            c.compact_max = c.compact_max.max(took);
             c.rounds += 1;
             continue;
         }
@@ -1145,6 +1210,9 @@ enum RoundEnd {
     Flush,
     /// Control: the puts alone, no range delete, no flush.
     Puts,
+    /// Control: no database call; the round's bytes written to a plain file and synced, as
+    /// `flush` makes the disk write them.
+    Disk,
     /// Control: no database call, only CPU.
     Spin,
 }
@@ -1170,6 +1238,7 @@ impl Busy {
                  reclamation"
             }
             RoundEnd::Puts => "control: the puts alone",
+            RoundEnd::Disk => "control: the same bytes written to a plain file and synced",
             RoundEnd::Spin => "control: CPU only, no database call",
         };
         format!("{pace}; {work}")
@@ -1291,6 +1360,26 @@ fn phased_latencies(db: &Db, n: u64, seed: u64, phase: &Phase) -> Res<(Seen, See
     Ok((idle, busy))
 }
 
+/// Pins the calling thread to one CPU.
+fn pin_to_cpu(cpu: usize) -> Res<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).map_err(|e| format!("pin to CPU {cpu}: {e}"))?;
+    Ok(())
+}
+
+/// Part f.4 counts the gets slower than this, in microseconds: about twice the idle p99 on a
+/// quiet machine. The p99 of a get that misses the pool sits where the body of the latencies
+/// meets a tail of slow ones, about 1% of all gets here, so a small change in that share moves
+/// the p99 from about 25 to about 55 us; the share itself shows how much a busy thread added.
+const SLOW_US: u64 = 40;
+
+/// Percentage of the sorted latencies (ns) above `micros`.
+fn percent_over(sorted: &[u64], micros: u64) -> f64 {
+    let over = sorted.len() - sorted.partition_point(|&ns| ns <= micros * 1000);
+    over as f64 * 100.0 / sorted.len().max(1) as f64
+}
+
 /// One run of part f.4 in a fresh directory: (idle latencies, busy latencies), sorted.
 ///
 /// With `--space-window-ms=0`, `--space-secs` idle, then `--space-secs` busy. Otherwise the
@@ -1299,9 +1388,16 @@ fn phased_latencies(db: &Db, n: u64, seed: u64, phase: &Phase) -> Res<(Seen, See
 /// sides alike instead of on whichever phase they fall in.
 fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u64>)> {
     let dir = tempdir(p)?;
-    let db = space_options()
+    let mut options = space_options()
         .cache_bytes(p.space_pool_mib * MIB)
-        .open(dir.path())?;
+        .read_path(p.space_read);
+    if !p.space_fs.is_empty() {
+        let fs = extentdb::fs::FaultFs::new(Arc::new(extentdb::fs::RealFs));
+        fs.no_punch(p.space_fs.iter().any(|c| c == "no-punch"));
+        fs.skip_syncs(p.space_fs.iter().any(|c| c == "no-sync"));
+        options = options.file_system(Arc::new(fs));
+    }
+    let db = options.open(dir.path())?;
     put_large(&db, 0..n, 0)?;
     db.flush()?;
     let secs = Duration::from_secs(p.space_secs);
@@ -1317,10 +1413,15 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
     let ((idle_seen, busy_seen), work) = std::thread::scope(|s| {
         let reader = std::thread::Builder::new()
             .name("reader".into())
-            .spawn_scoped(s, || phased_latencies(&db, n, 100 + run, phase_ref))?;
+            .spawn_scoped(s, || {
+                if let Some(cpu) = p.space_reader_cpu {
+                    pin_to_cpu(cpu)?;
+                }
+                phased_latencies(&db, n, 100 + run, phase_ref)
+            })?;
         let writer = std::thread::Builder::new()
             .name("reclaim".into())
-            .spawn_scoped(s, || reclaim_churn(&db, n, phase_ref, busy))?;
+            .spawn_scoped(s, || reclaim_churn(&db, dir.path(), n, phase_ref, busy))?;
         let jobs = |s: &extentdb::Stats| s.flushes + s.compactions;
         let mut window = |kind: u8, length: Duration| {
             let start = jobs(&db.stats());
@@ -1359,9 +1460,9 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
         )
     };
     println!(
-        "  run {}: idle {} us ({} gets), busy {} us ({} gets); p99 busy/idle {:.2}x; reader \
-         sleeps / preemptions per 1000 gets: idle {:.1} / {:.1}, busy {:.1} / {:.1}; {} flushes \
-         and compactions during idle windows; pool fills into recycled buffers: {}; busy work: {} rounds, {} puts, compact or flush mean {:.1} ms max {:.1} ms; {}; {} pool \
+        "  run {}: idle {} us ({} gets), busy {} us ({} gets); p99 busy/idle {:.2}x; gets over \
+         {SLOW_US} us: idle {:.2}%, busy {:.2}%; reader sleeps / preemptions per 1000 gets: idle {:.1} / {:.1}, busy {:.1} / {:.1}; {} flushes \
+         and compactions during idle windows; pool fills into recycled buffers: {}; busy work: {} rounds, {} puts, compact, flush or sync mean {:.1} ms max {:.1} ms; {}; {} pool \
          invalidations, {} fill waits, {} fill retries; table block cache {} hits, {} misses; \
          {} flushes, {} compactions",
         run + 1,
@@ -1370,6 +1471,8 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
         q(busy),
         busy.len(),
         quantile_us(busy, 0.99) / quantile_us(idle, 0.99).max(1e-9),
+        percent_over(idle, SLOW_US),
+        percent_over(busy, SLOW_US),
         idle_sleeps,
         idle_preempted,
         busy_sleeps,
@@ -1404,6 +1507,7 @@ fn space_reader_tail(p: &Params) -> Res<()> {
         ("compact", paced, RoundEnd::Compact),
         ("flush", paced, RoundEnd::Flush),
         ("puts", paced, RoundEnd::Puts),
+        ("disk", paced, RoundEnd::Disk),
         ("spin", paced, RoundEnd::Spin),
     ];
     for (name, mibps, end) in modes {
