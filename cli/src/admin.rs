@@ -273,9 +273,10 @@ fn write_stats_table(s: &Stats, out: &mut dyn Write) -> std::io::Result<()> {
         (
             "value blocks",
             format!(
-                "{} mapped, {} free, {} pending, of {} (blocks){}",
+                "{} mapped, {} free ({} not yet punched), {} pending, of {} (blocks){}",
                 s.value_mapped_blocks,
                 s.value_free_blocks,
+                s.value_unpunched_blocks,
                 s.value_pending_blocks,
                 s.value_store_blocks,
                 if s.value_punch_unsupported {
@@ -379,6 +380,7 @@ fn stats_json(s: &Stats) -> String {
         ("value_pending_blocks", s.value_pending_blocks.to_string()),
         ("value_store_blocks", s.value_store_blocks.to_string()),
         ("value_punched_blocks", s.value_punched_blocks.to_string()),
+        ("value_unpunched_blocks", s.value_unpunched_blocks.to_string()),
         (
             "value_punch_unsupported",
             s.value_punch_unsupported.to_string(),

@@ -1052,6 +1052,10 @@ impl DbInner {
             .values
             .defragment(self, if full { usize::MAX } else { 1 })?;
         pass.owed |= pass.copied_bytes > 0;
+        if full {
+            // Free blocks left unpunched for reuse go back to the file system too.
+            self.values.trim_unpunched()?;
+        }
         Ok(pass)
     }
 
@@ -1236,6 +1240,7 @@ impl DbInner {
             value_reclaimed_bytes: v.reclaimed_bytes,
             value_evacuations: v.evacuated_values,
             value_punched_blocks: v.punched_blocks,
+            value_unpunched_blocks: v.unpunched_blocks,
             value_punch_unsupported: v.punch_unsupported,
             pool_hits: v.pool.hits,
             pool_misses: v.pool.misses,

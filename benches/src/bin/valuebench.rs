@@ -61,7 +61,7 @@
 //! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`,
 //! `--space-busy-mibps=64`, `--space-window-ms=1000`,
 //! `--space-modes=compact-flat,compact,flush,puts,disk,spin`, and part f.4's controls
-//! `--space-fs=real` (`no-punch`, `no-sync`), `--space-read=pool` (`mmap`), `--space-reader-cpu=N`.
+//! `--space-fs=real` (`count`, `no-punch`, `no-sync`), `--space-read=pool` (`mmap`), `--space-reader-cpu=N`.
 //! `--parts` defaults to `threshold,seqfill,tail,cached,scan`; `space` runs only when named
 //! (`space-reader` runs its part 4 alone).
 //!
@@ -111,9 +111,10 @@ struct Params {
     /// Which busy-thread modes part f.4 runs (`compact-flat`, `compact`, `flush`, `puts`,
     /// `spin`); all by default.
     space_modes: Vec<String>,
-    /// Part f.4's file-system controls (`--space-fs`): `no-punch` runs the engine as on a file
-    /// system without hole punching, `no-sync` passes no sync on to the disk; each tells the
-    /// kernel's work for that call from the engine's own.
+    /// Part f.4's file-system controls (`--space-fs`): `count` counts the engine's syncs and
+    /// punches per busy round, `no-punch` runs the engine as on a file system without hole
+    /// punching, `no-sync` passes no sync on to the disk; the last two tell the kernel's work
+    /// for that call from the engine's own.
     space_fs: Vec<String>,
     /// How part f.4's reader fills the pool on a miss (`--space-read=pool|mmap`).
     space_read: ReadPath,
@@ -139,7 +140,7 @@ Usage: valuebench [--name=value]...
   --space-mib=1024  --space-rounds=8  --space-secs=10  --space-pool-mib=8  --space-reps=3
   --space-busy-mibps=64  --space-window-ms=1000 (0: all idle, then all busy)
   --space-modes=compact-flat,compact,flush,puts,disk,spin
-  --space-fs=real (controls for part f.4, comma-separated: no-punch, no-sync)
+  --space-fs=real (controls for part f.4, comma-separated: count, no-punch, no-sync)
   --space-read=pool (mmap: part f.4 fills the pool from a mapping instead of pread)
   --space-reader-cpu=N (pin part f.4's reader to CPU N; unpinned by default)
 ";
@@ -214,10 +215,10 @@ impl Params {
                     if let Some(c) = p
                         .space_fs
                         .iter()
-                        .find(|c| !["no-punch", "no-sync"].contains(&c.as_str()))
+                        .find(|c| !["count", "no-punch", "no-sync"].contains(&c.as_str()))
                     {
                         return Err(format!(
-                            "--space-fs takes real, no-punch or no-sync, got {c:?}"
+                            "--space-fs takes real, count, no-punch or no-sync, got {c:?}"
                         )
                         .into());
                     }
@@ -1391,15 +1392,20 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
     let mut options = space_options()
         .cache_bytes(p.space_pool_mib * MIB)
         .read_path(p.space_read);
+    let mut counted = None;
     if !p.space_fs.is_empty() {
-        let fs = extentdb::fs::FaultFs::new(Arc::new(extentdb::fs::RealFs));
+        let fs = Arc::new(extentdb::fs::FaultFs::new(Arc::new(extentdb::fs::RealFs)));
         fs.no_punch(p.space_fs.iter().any(|c| c == "no-punch"));
         fs.skip_syncs(p.space_fs.iter().any(|c| c == "no-sync"));
-        options = options.file_system(Arc::new(fs));
+        options = options.file_system(Arc::clone(&fs) as _);
+        counted = Some(fs);
     }
     let db = options.open(dir.path())?;
     put_large(&db, 0..n, 0)?;
     db.flush()?;
+    if let Some(fs) = &counted {
+        fs.reset_counts();
+    }
     let secs = Duration::from_secs(p.space_secs);
     let before = db.stats();
     // Flushes and compactions that ran during idle windows: background work leaking into them.
@@ -1492,6 +1498,22 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
         s.flushes - before.flushes,
         s.compactions - before.compactions
     );
+    if let Some(fs) = &counted {
+        use extentdb::fs::CallKind;
+        let counts = fs.counts();
+        let per_round = |kinds: &[CallKind]| {
+            let calls: u64 = kinds.iter().filter_map(|k| counts.get(k)).sum();
+            calls as f64 / work.rounds.max(1) as f64
+        };
+        println!(
+            "    per busy round: {:.2} file and segment syncs, {:.2} directory syncs, {:.2} \
+             punches, {:.2} files created",
+            per_round(&[CallKind::Sync, CallKind::SegmentSync]),
+            per_round(&[CallKind::SyncDir]),
+            per_round(&[CallKind::PunchHole]),
+            per_round(&[CallKind::Create])
+        );
+    }
     drop(db);
     dir.close()?;
     Ok((idle_seen.latencies, busy_seen.latencies))

@@ -19,6 +19,15 @@
 //! bytes. Tests free at once with `free_now`; recovery needs no free at all, since whatever
 //! no extent maps is free when the allocator is built ([`Allocator::from_mapped`]).
 //!
+//! **Unpunched space.** A freed run's space goes back to the file system only when it is
+//! punched out of its segment. Short runs are not punched when freed: in a store that keeps
+//! being written they are soon reused, and a punch (with the discard the file system may
+//! issue for it) would only give the space back for a moment. The allocator remembers them
+//! as *unpunched*: free runs, or blocks past `end` that a free run folded into, whose space
+//! the segment files may still hold. Handing blocks out forgets them;
+//! [`Allocator::hold_unpunched`] takes the ones still free out of the free set, pending under a
+//! ticket, so that they can be punched with nothing written into them meanwhile.
+//!
 //! Invariant 3 (mapped + free + pending = `[0, end)`, no block in two states) is checked in
 //! full by [`Allocator::check`]; [`Allocator::from_mapped`] refuses a block mapped twice.
 //!
@@ -32,6 +41,9 @@ use std::path::PathBuf;
 
 use super::block::PhysicalBlock;
 use crate::error::{Error, Result};
+
+/// Runs of physical blocks: (first block, length).
+pub(crate) type Runs = Vec<(PhysicalBlock, u64)>;
 
 /// The free-extent allocator of the block store.
 #[derive(Debug, Default, Clone)]
@@ -52,6 +64,10 @@ pub(crate) struct Allocator {
     /// With `Some(d)`, the store grows only while less than `1/d` of it is free: past that,
     /// free runs too short for an allocation are used (largest first) before growth.
     reuse_above_fraction: Option<u64>,
+    /// Unpunched runs (see the module header): start -> length, disjoint, each wholly below
+    /// `end` and free, or wholly at or past `end`.
+    unpunched: BTreeMap<PhysicalBlock, u64>,
+    unpunched_blocks: u64,
 }
 
 /// What a corrupt block-state error names as its file: the allocator knows no path, and its
@@ -113,6 +129,10 @@ impl Allocator {
         if next < end.0 {
             alloc.insert_free(PhysicalBlock(next), end.0 - next);
         }
+        // Whether a free run was punched before the store was closed is not recorded: the
+        // next trim punches every one (a punch of a hole costs the file system little).
+        let free: Vec<_> = alloc.free_runs().collect();
+        alloc.note_unpunched(&free);
         Ok(alloc)
     }
 
@@ -238,6 +258,70 @@ impl Allocator {
         }
     }
 
+    /// Records `runs`, just made free (or folded past `end`) without a punch, as unpunched.
+    pub fn note_unpunched(&mut self, runs: &[(PhysicalBlock, u64)]) {
+        for &(start, len) in runs.iter().filter(|r| r.1 > 0) {
+            // Never overlapping an entry: the run was allocated until it was freed, and
+            // handing blocks out forgets them.
+            self.unpunched.insert(start, len);
+            self.unpunched_blocks += len;
+        }
+    }
+
+    /// Blocks recorded as unpunched.
+    #[must_use]
+    pub fn unpunched_blocks(&self) -> u64 {
+        self.unpunched_blocks
+    }
+
+    /// Takes every unpunched run out of the allocator's hands for a punch, and forgets it as
+    /// unpunched. Returns (held, past the end): the runs below `end`, now pending under
+    /// `ticket`, which the caller punches and then releases; and the runs at or past `end`,
+    /// which growth may hand out at any time, so the caller punches them before it lets go of
+    /// the allocator.
+    ///
+    /// # Errors
+    /// `Corruption` if an unpunched run below `end` is not free; nothing is changed then.
+    pub fn hold_unpunched(&mut self, ticket: u64) -> Result<(Runs, Runs)> {
+        let (mut held, mut past_end) = (Vec::new(), Vec::new());
+        for (&start, &len) in &self.unpunched {
+            if start >= self.end {
+                past_end.push((start, len));
+                continue;
+            }
+            let within = self
+                .by_start
+                .range(..=start)
+                .next_back()
+                .is_some_and(|(s, l)| s.0.saturating_add(*l) >= start.0.saturating_add(len));
+            if !within {
+                return Err(corrupt(start.0, "unpunched but not free"));
+            }
+            held.push((start, len));
+        }
+        for &(start, len) in &held {
+            let (&run, &run_len) = self
+                .by_start
+                .range(..=start)
+                .next_back()
+                .ok_or_else(|| corrupt(start.0, "unpunched but not free"))?;
+            self.remove_free(run, run_len);
+            if run < start {
+                self.add_free_run(run, start.0 - run.0);
+            }
+            let (after, run_end) = (start.add(len), run.add(run_len));
+            if after < run_end {
+                self.add_free_run(after, run_end.0 - after.0);
+            }
+            self.pending.insert(start, (len, ticket));
+            self.pending_blocks += len;
+            self.by_ticket.entry(ticket).or_default().push(start);
+        }
+        self.unpunched.clear();
+        self.unpunched_blocks = 0;
+        Ok((held, past_end))
+    }
+
     #[cfg(test)]
     /// Frees `runs` at once, without waiting for a ticket.
     ///
@@ -343,6 +427,24 @@ impl Allocator {
         if ticketed != self.pending.len() {
             return Err(corrupt(0, "pending runs and tickets disagree"));
         }
+        let mut unpunched = 0u64;
+        for (&start, &len) in &self.unpunched {
+            let free = self
+                .by_start
+                .range(..=start)
+                .next_back()
+                .is_some_and(|(s, l)| s.add(*l) >= start.add(len));
+            if len == 0 || !(free || start >= self.end) {
+                return Err(corrupt(
+                    start.0,
+                    "unpunched but neither free nor past the end",
+                ));
+            }
+            unpunched += len;
+        }
+        if unpunched != self.unpunched_blocks {
+            return Err(corrupt(0, "unpunched block count is off"));
+        }
         Ok(())
     }
 
@@ -394,6 +496,7 @@ impl Allocator {
     fn grow(&mut self, out: &mut Vec<(PhysicalBlock, u64)>, n: u64) {
         let start = self.end;
         self.end = start.add(n);
+        self.forget_unpunched(start, n);
         push_run(out, start, n);
     }
 
@@ -412,8 +515,40 @@ impl Allocator {
         if taken < len {
             self.add_free_run(start.add(taken), len - taken);
         }
+        self.forget_unpunched(start, taken);
         push_run(out, start, taken);
         taken
+    }
+
+    /// Blocks `[start, start + len)` are being handed out: no longer unpunched.
+    fn forget_unpunched(&mut self, start: PhysicalBlock, len: u64) {
+        if self.unpunched.is_empty() {
+            return;
+        }
+        let end = start.add(len);
+        let straddling = self
+            .unpunched
+            .range(..start)
+            .next_back()
+            .filter(|(s, l)| s.add(**l) > start)
+            .map(|(s, _)| *s);
+        let met: Vec<PhysicalBlock> = straddling
+            .into_iter()
+            .chain(self.unpunched.range(start..end).map(|(s, _)| *s))
+            .collect();
+        for s in met {
+            let Some(l) = self.unpunched.remove(&s) else {
+                continue;
+            };
+            self.unpunched_blocks -= l;
+            if s < start {
+                self.note_unpunched(&[(s, start.0 - s.0)]);
+            }
+            let entry_end = s.add(l);
+            if entry_end > end {
+                self.note_unpunched(&[(end, entry_end.0 - end.0)]);
+            }
+        }
     }
 
     /// Frees `(start, len)`, merging with free neighbours and folding a run that reaches
@@ -531,6 +666,56 @@ mod tests {
         let a = Allocator::from_mapped(mapped.clone(), p(end)).unwrap();
         a.check(&mapped).unwrap();
         (a, mapped)
+    }
+
+    #[test]
+    fn unpunched_runs_are_forgotten_when_handed_out_and_held_out_of_reach_for_a_punch() {
+        let (mut a, mut mapped) = with_free(100, &[(10, 8), (40, 8)]);
+        // Free runs of an opened store may hold space: all unpunched.
+        assert_eq!(a.unpunched_blocks(), 16);
+        assert_eq!(a.allocate(4, Some(p(10))), vec![(p(10), 4)]);
+        mapped.push((p(10), 4));
+        assert_eq!(a.unpunched_blocks(), 12);
+        a.check(&mapped).unwrap();
+        let (held, past_end) = a.hold_unpunched(1).unwrap();
+        assert_eq!(held, vec![(p(14), 4), (p(40), 8)]);
+        assert!(past_end.is_empty());
+        assert_eq!((a.free_blocks(), a.pending_blocks()), (0, 12));
+        a.check(&mapped).unwrap();
+        // Nothing held can be handed out while it is punched: the store grows instead.
+        assert_eq!(a.allocate(4, None), vec![(p(100), 4)]);
+        mapped.push((p(100), 4));
+        a.release(1);
+        assert_eq!((a.free_blocks(), a.unpunched_blocks()), (12, 0));
+        a.check(&mapped).unwrap();
+    }
+
+    #[test]
+    fn an_unpunched_tail_folds_past_the_end_and_growth_forgets_what_it_reuses() {
+        let (mut a, _) = with_free(100, &[]);
+        a.free_later([(p(90), 10)], 1).unwrap();
+        a.release(1);
+        a.note_unpunched(&[(p(90), 10)]);
+        assert_eq!(a.end(), p(90));
+        a.check(&[(p(0), 90)]).unwrap();
+        assert_eq!(a.allocate(4, None), vec![(p(90), 4)]);
+        assert_eq!(a.unpunched_blocks(), 6);
+        a.check(&[(p(0), 94)]).unwrap();
+        let (held, past_end) = a.hold_unpunched(2).unwrap();
+        assert!(held.is_empty());
+        assert_eq!(past_end, vec![(p(94), 6)]);
+        assert_eq!(a.unpunched_blocks(), 0);
+    }
+
+    #[test]
+    fn check_refuses_an_unpunched_run_that_is_mapped() {
+        let (mut a, mapped) = with_free(100, &[(10, 4)]);
+        a.note_unpunched(&[(p(50), 2)]);
+        let err = a.check(&mapped).unwrap_err().to_string();
+        assert!(err.contains("unpunched but neither free"), "{err}");
+        assert!(a.hold_unpunched(1).is_err());
+        // Refused whole: nothing moved.
+        assert_eq!((a.free_blocks(), a.pending_blocks()), (4, 0));
     }
 
     #[test]

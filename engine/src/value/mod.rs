@@ -97,6 +97,20 @@ struct Appender {
 /// are sparse) and are trimmed when the file is sealed or the database reopened.
 const RESERVE_GROWTH: u64 = 8;
 
+/// `runs` sorted, with adjacent runs joined.
+fn merge_runs(runs: &[(PhysicalBlock, u64)]) -> Vec<(PhysicalBlock, u64)> {
+    let mut runs = runs.to_vec();
+    runs.sort_unstable();
+    let mut merged: Vec<(PhysicalBlock, u64)> = Vec::with_capacity(runs.len());
+    for (first, n) in runs {
+        match merged.last_mut() {
+            Some((start, len)) if start.add(*len) == first => *len += n,
+            _ => merged.push((first, n)),
+        }
+    }
+    merged
+}
+
 /// Counters of the value store.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ValueStats {
@@ -109,6 +123,7 @@ pub(crate) struct ValueStats {
     pub deleted_files: u64,
     pub removed_segments: u64,
     pub punched_blocks: u64,
+    pub unpunched_blocks: u64,
     pub punch_unsupported: bool,
     /// Logical bytes appended to the files that exist.
     pub written_bytes: u64,
@@ -166,6 +181,12 @@ pub(crate) struct ValueStore {
 /// The store grows only while less than 1/8 of its blocks are free; past that, new values
 /// take free runs even where they are too short to hold a whole reservation.
 const REUSE_ABOVE_FRACTION: u64 = 8;
+
+/// A freed run at least this long (1 MiB of 4 KiB blocks) is punched out of its segment at
+/// once; a shorter one is left unpunched, for reuse (`allocator.rs`, "Unpunched space"),
+/// until a trim: in a store that keeps being written, the punch, the file system's journal
+/// entry and the discard it may send the disk would only give the space back for a moment.
+const PUNCH_AT_ONCE_BLOCKS: u64 = 256;
 
 /// A file's physical layout is worth relocating when logically adjacent extents sit apart
 /// physically (logical holes left by reclamation do not count: nothing reads across them)
@@ -736,16 +757,7 @@ impl ValueStore {
     /// # Locking
     /// REQUIRES: the runs are pending in the allocator (nobody may write them meanwhile).
     fn punch(&self, freed: &[(PhysicalBlock, u64)]) -> Result<()> {
-        let mut runs = freed.to_vec();
-        runs.sort_unstable();
-        let mut merged: Vec<(PhysicalBlock, u64)> = Vec::with_capacity(runs.len());
-        for (first, n) in runs {
-            match merged.last_mut() {
-                Some((start, len)) if start.add(*len) == first => *len += n,
-                _ => merged.push((first, n)),
-            }
-        }
-        for (first, n) in merged {
+        for (first, n) in merge_runs(freed) {
             if self.blocks.punch(first, n)? {
                 self.punched_blocks.fetch_add(n, Ordering::Relaxed);
             } else {
@@ -790,8 +802,8 @@ impl ValueStore {
     ///
     /// # Locking
     /// Takes the relocation job lock for the whole pass, then per file its invalidate lock
-    /// exclusive (E11/E15), its extent map and the allocator; logs after each exclusive
-    /// section. `quiescent` is called after the dead ranges are read: a range recorded later
+    /// exclusive (E11/E15), its extent map and the allocator; logs once, after every file's
+    /// exclusive section. `quiescent` is called after the dead ranges are read: a range recorded later
     /// is left for the next pass. Returns false if `quiescent` said no and the work was left
     /// for later.
     pub fn reclaim(&self, log: &dyn ValueLog, quiescent: &dyn Fn() -> bool) -> Result<bool> {
@@ -828,9 +840,21 @@ impl ValueStore {
         if !plan.is_empty() && !quiescent() {
             return Ok(false);
         }
-        let mut freed_any = false;
+        if plan.is_empty() {
+            for (file, changes) in examined {
+                file.mark_reclaimed(changes);
+            }
+            self.trim(&mut ticket, false)?;
+            return Ok(true);
+        }
+        // One ticket and one durable record for the whole pass: its exclusive sections unmap
+        // the dead blocks of every file in the plan, then a single manifest sync frees them
+        // all, instead of one per file.
+        *ticket += 1;
+        let mut edits = Vec::new();
+        let mut freed = Vec::new();
+        let (mut deleted, mut held_total) = (0, 0);
         for (file, runs) in plan {
-            *ticket += 1;
             // Reserved blocks past the file's end held nothing: freeing them gives no space.
             let written = LogicalBlock(file.written().div_ceil(bs));
             let whole = [(LogicalBlock(0), written.0)];
@@ -842,41 +866,55 @@ impl ValueStore {
             let held_blocks = match runs {
                 None => {
                     let held_blocks = held(&mapped_parts(&file.extents.read(), &whole));
-                    self.delete_file(&file, *ticket, log)?;
+                    self.delete_file(&file, *ticket, &mut edits, &mut freed)?;
+                    deleted += 1;
                     held_blocks
                 }
                 Some(runs) => {
-                    self.unmap_dead(&file, &runs, *ticket, log)?;
+                    self.unmap_dead(&file, &runs, *ticket, &mut edits, &mut freed)?;
                     held(&runs)
                 }
             };
-            freed_any = true;
-            self.reclaimed_bytes
-                .fetch_add(held_blocks * bs, Ordering::Relaxed);
+            held_total += held_blocks;
         }
+        self.free_when_logged(edits, &freed, *ticket, log)?;
+        self.deleted_files.fetch_add(deleted, Ordering::Relaxed);
+        self.reclaimed_bytes
+            .fetch_add(held_total * bs, Ordering::Relaxed);
         for (file, changes) in examined {
             file.mark_reclaimed(changes);
         }
-        if freed_any {
-            self.remove_free_segments()?;
-        }
+        self.trim(&mut ticket, false)?;
+        self.remove_free_segments()?;
         Ok(true)
     }
 
-    /// Unmaps the logical block runs `runs` of `file` (all dead) and frees their blocks under
-    /// `ticket`.
+    /// Punches every free block left unpunched for reuse, giving its space back to the file
+    /// system now ([`Self::trim`] with `all`).
     ///
     /// # Locking
-    /// REQUIRES: the relocation job lock, which issued `ticket`.
+    /// Takes the relocation job lock, then the allocator lock.
+    pub fn trim_unpunched(&self) -> Result<()> {
+        let mut ticket = self.relocation.lock();
+        self.trim(&mut ticket, true)?;
+        self.remove_free_segments()
+    }
+
+    /// Unmaps the logical block runs `runs` of `file` (all dead) and frees their blocks under
+    /// `ticket`; appends the edits to log and the blocks freed to `edits` and `freed`.
+    ///
+    /// # Locking
+    /// REQUIRES: the relocation job lock, which issued `ticket`. Takes the file's invalidate
+    /// lock exclusive (E11); the caller logs after the exclusive section.
     fn unmap_dead(
         &self,
         file: &ValueFile,
         runs: &[(LogicalBlock, u64)],
         ticket: u64,
-        log: &dyn ValueLog,
+        edits: &mut Vec<ValueEdit>,
+        freed: &mut Vec<(PhysicalBlock, u64)>,
     ) -> Result<()> {
-        let mut freed = Vec::new();
-        let mut edits = Vec::with_capacity(runs.len());
+        let mut unmapped = Vec::new();
         {
             let exclusive = file.invalidate.exclusive();
             let token = exclusive.token(file.id);
@@ -886,7 +924,7 @@ impl ValueStore {
             self.race_window();
             let mut extents = file.extents.write();
             for &(first, n) in runs {
-                freed.extend(extents.unmap(first, n));
+                unmapped.extend(extents.unmap(first, n));
                 edits.push(ValueEdit::Unmapped {
                     file: file.id,
                     logical: first,
@@ -894,21 +932,29 @@ impl ValueStore {
                 });
             }
             drop(extents);
-            self.allocator.lock().free_later(freed.clone(), ticket)?;
+            self.allocator.lock().free_later(unmapped.clone(), ticket)?;
         }
-        self.free_when_logged(edits, &freed, ticket, log)
+        freed.extend(unmapped);
+        Ok(())
     }
 
     /// Deletes `file`, which no pointer names: drops its blocks from the pool, unmaps them and
-    /// frees its blocks under `ticket`. The file being
-    /// appended to is never deleted: values written to it may not have reached the index yet.
+    /// frees its blocks under `ticket`; appends the edit to log and the blocks freed to `edits`
+    /// and `freed`. The file being appended to is never deleted: values written to it may not
+    /// have reached the index yet.
     ///
     /// # Locking
     /// REQUIRES: the relocation job lock, which issued `ticket`. Takes the file's invalidate
-    /// lock exclusive (E15); logs after the exclusive section.
-    fn delete_file(&self, file: &ValueFile, ticket: u64, log: &dyn ValueLog) -> Result<()> {
+    /// lock exclusive (E15); the caller logs after the exclusive section.
+    fn delete_file(
+        &self,
+        file: &ValueFile,
+        ticket: u64,
+        edits: &mut Vec<ValueEdit>,
+        freed: &mut Vec<(PhysicalBlock, u64)>,
+    ) -> Result<()> {
         let id = file.id;
-        let freed = {
+        let unmapped = {
             let exclusive = file.invalidate.exclusive();
             self.pool.invalidate_file(id, &exclusive.token(id));
             self.race_window();
@@ -921,15 +967,16 @@ impl ValueStore {
         };
         self.files.write().remove(&id);
         self.evacuating.lock().remove(&id);
-        self.free_when_logged(vec![ValueEdit::FileRemoved(id)], &freed, ticket, log)?;
-        self.deleted_files.fetch_add(1, Ordering::Relaxed);
+        edits.push(ValueEdit::FileRemoved(id));
+        freed.extend(unmapped);
         Ok(())
     }
 
-    /// Logs `edits` (which unmap or move `freed`), then punches `freed` and releases `ticket`:
-    /// the blocks are reused only once the record that freed them is durable (DESIGN invariant
-    /// 2b). Their space goes back to the file system while they are still pending, when
-    /// nothing can be written into them yet.
+    /// Logs `edits` (which unmap or move `freed`), then punches the long runs of `freed` and
+    /// releases `ticket`: the blocks are reused only once the record that freed them is
+    /// durable (DESIGN invariant 2b). Long runs go back to the file system while they are
+    /// still pending, when nothing can be written into them yet; short ones become free
+    /// unpunched, for reuse or a later trim ([`Self::trim`]).
     fn free_when_logged(
         &self,
         edits: Vec<ValueEdit>,
@@ -941,12 +988,48 @@ impl ValueStore {
             // The planted bug the free-durability test must catch: a power loss before the
             // log write keeps the old mapping of blocks a writer may already have reused.
             self.punch(freed)?;
-            self.release(ticket);
+            self.release(ticket, &[]);
             return log.log(edits);
         }
         log.log(edits)?;
-        self.punch(freed)?;
-        self.release(ticket);
+        let (long, short): (Vec<_>, Vec<_>) = merge_runs(freed)
+            .into_iter()
+            .partition(|&(_, n)| n >= PUNCH_AT_ONCE_BLOCKS);
+        self.punch(&long)?;
+        self.release(ticket, &short);
+        Ok(())
+    }
+
+    /// Gives the space of unpunched free blocks back to the file system: all of them with
+    /// `all` (`Db::compact`), else only once they are more than an eighth of the store, the
+    /// share the allocator reuses before it grows the store (`REUSE_ABOVE_FRACTION`), so
+    /// that a store that keeps being written reuses its holes instead of punching them.
+    ///
+    /// # Locking
+    /// REQUIRES: the relocation job lock, which issues `ticket`'s next value. Takes the
+    /// allocator lock; holds it while punching runs past the store's end, which growth
+    /// could hand out, and punches the others outside it, pending under the ticket.
+    fn trim(&self, ticket: &mut u64, all: bool) -> Result<()> {
+        let held = {
+            let mut allocator = self.allocator.lock();
+            let unpunched = allocator.unpunched_blocks();
+            let due = if all {
+                unpunched > 0
+            } else {
+                unpunched.saturating_mul(REUSE_ABOVE_FRACTION) > allocator.end().0
+            };
+            if !due {
+                return Ok(());
+            }
+            *ticket += 1;
+            let (held, past_end) = allocator.hold_unpunched(*ticket)?;
+            self.punch(&past_end)?;
+            held
+        };
+        self.punch(&held)?;
+        // Not `Self::release`: nothing was freed here, so the free-durability hook has no
+        // business with these blocks.
+        self.allocator.lock().release(*ticket);
         Ok(())
     }
 
@@ -956,8 +1039,12 @@ impl ValueStore {
     /// REQUIRES: every record that freed them is durable (DESIGN invariant 2b). Takes the
     /// allocator lock, and drops it before the test hook, which lets another thread allocate
     /// the blocks and then cuts the power (`engine/tests/free_durability.rs`).
-    fn release(&self, ticket: u64) {
-        self.allocator.lock().release(ticket);
+    fn release(&self, ticket: u64, unpunched: &[(PhysicalBlock, u64)]) {
+        {
+            let mut allocator = self.allocator.lock();
+            allocator.release(ticket);
+            allocator.note_unpunched(unpunched);
+        }
         #[cfg(feature = "test-hooks")]
         if let Some(hook) = &self.options.on_release {
             (hook.0)();
@@ -1307,6 +1394,7 @@ impl ValueStore {
             stats.free_blocks = allocator.free_blocks();
             stats.pending_blocks = allocator.pending_blocks();
             stats.store_blocks = allocator.end().0;
+            stats.unpunched_blocks = allocator.unpunched_blocks();
         }
         // A failed `fstat` leaves the figure at 0 rather than failing every caller of stats.
         stats.disk_bytes = self.blocks.allocated_bytes().unwrap_or(0);
