@@ -380,7 +380,10 @@ fn stats_json(s: &Stats) -> String {
         ("value_pending_blocks", s.value_pending_blocks.to_string()),
         ("value_store_blocks", s.value_store_blocks.to_string()),
         ("value_punched_blocks", s.value_punched_blocks.to_string()),
-        ("value_unpunched_blocks", s.value_unpunched_blocks.to_string()),
+        (
+            "value_unpunched_blocks",
+            s.value_unpunched_blocks.to_string(),
+        ),
         (
             "value_punch_unsupported",
             s.value_punch_unsupported.to_string(),

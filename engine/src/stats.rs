@@ -118,7 +118,7 @@ pub struct Stats {
     /// Freed blocks whose space was given back to the file system (hole punching).
     pub value_punched_blocks: u64,
     /// Free blocks whose space the segment files may still hold: short runs left unpunched
-    /// for reuse. They are punched once they pass an eighth of the store, and all of them by
+    /// for reuse. They are punched once they pass a quarter of the store, and all of them by
     /// `Db::compact`.
     pub value_unpunched_blocks: u64,
     /// True if the file system refused to punch holes: freed blocks are still reused, but their

@@ -60,7 +60,7 @@
 //! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`, `--space-mib=1024`,
 //! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`,
 //! `--space-busy-mibps=64`, `--space-window-ms=1000`,
-//! `--space-modes=compact-flat,compact,flush,puts,disk,spin`, and part f.4's controls
+//! `--space-modes=compact-flat,compact,flush,background,puts,disk,spin`, and part f.4's controls
 //! `--space-fs=real` (`count`, `no-punch`, `no-sync`), `--space-read=pool` (`mmap`), `--space-reader-cpu=N`.
 //! `--parts` defaults to `threshold,seqfill,tail,cached,scan`; `space` runs only when named
 //! (`space-reader` runs its part 4 alone).
@@ -108,7 +108,7 @@ struct Params {
     space_busy_mibps: u64,
     /// Part f.4's idle and busy windows, in milliseconds; 0: one idle phase, then one busy one.
     space_window_ms: u64,
-    /// Which busy-thread modes part f.4 runs (`compact-flat`, `compact`, `flush`, `puts`,
+    /// Which busy-thread modes part f.4 runs (`compact-flat`, `compact`, `flush`, `background`, `puts`,
     /// `spin`); all by default.
     space_modes: Vec<String>,
     /// Part f.4's file-system controls (`--space-fs`): `count` counts the engine's syncs and
@@ -139,7 +139,7 @@ Usage: valuebench [--name=value]...
   --cached-data-mib=32  --cached-secs=3  --scan-data-mib=128
   --space-mib=1024  --space-rounds=8  --space-secs=10  --space-pool-mib=8  --space-reps=3
   --space-busy-mibps=64  --space-window-ms=1000 (0: all idle, then all busy)
-  --space-modes=compact-flat,compact,flush,puts,disk,spin
+  --space-modes=compact-flat,compact,flush,background,puts,disk,spin
   --space-fs=real (controls for part f.4, comma-separated: count, no-punch, no-sync)
   --space-read=pool (mmap: part f.4 fills the pool from a mapping instead of pread)
   --space-reader-cpu=N (pin part f.4's reader to CPU N; unpinned by default)
@@ -169,9 +169,17 @@ impl Params {
             space_reps: 3,
             space_busy_mibps: 64,
             space_window_ms: 1000,
-            space_modes: ["compact-flat", "compact", "flush", "puts", "disk", "spin"]
-                .map(String::from)
-                .to_vec(),
+            space_modes: [
+                "compact-flat",
+                "compact",
+                "flush",
+                "background",
+                "puts",
+                "disk",
+                "spin",
+            ]
+            .map(String::from)
+            .to_vec(),
             space_fs: Vec::new(),
             space_read: ReadPath::Pool,
             space_reader_cpu: None,
@@ -1189,6 +1197,9 @@ fn reclaim_churn(db: &Db, dir: &Path, n: u64, phase: &Phase, busy: Busy) -> Res<
         }
         db.delete_range(key(next)..key(next + PUTS_PER_ROUND))?;
         next += PUTS_PER_ROUND;
+        if busy.end == RoundEnd::Background {
+            continue;
+        }
         let ((), took) = timed(|| {
             match busy.end {
                 RoundEnd::Compact => db.compact()?,
@@ -1209,6 +1220,10 @@ enum RoundEnd {
     Compact,
     /// `Db::flush`: the background threads compact the index and reclaim the values.
     Flush,
+    /// Nothing: the engine flushes when its memtable's values reach
+    /// `Options::memtable_value_bytes` (64 MiB by default), and its background threads compact
+    /// the index and reclaim the values, as in an application that never calls either.
+    Background,
     /// Control: the puts alone, no range delete, no flush.
     Puts,
     /// Control: no database call; the round's bytes written to a plain file and synced, as
@@ -1237,6 +1252,10 @@ impl Busy {
             RoundEnd::Flush => {
                 "puts, a range delete and Db::flush every round; background compaction and \
                  reclamation"
+            }
+            RoundEnd::Background => {
+                "puts and a range delete every round; the engine flushes, compacts and reclaims \
+                 on its own"
             }
             RoundEnd::Puts => "control: the puts alone",
             RoundEnd::Disk => "control: the same bytes written to a plain file and synced",
@@ -1528,6 +1547,7 @@ fn space_reader_tail(p: &Params) -> Res<()> {
         ("compact-flat", None, RoundEnd::Compact),
         ("compact", paced, RoundEnd::Compact),
         ("flush", paced, RoundEnd::Flush),
+        ("background", paced, RoundEnd::Background),
         ("puts", paced, RoundEnd::Puts),
         ("disk", paced, RoundEnd::Disk),
         ("spin", paced, RoundEnd::Spin),

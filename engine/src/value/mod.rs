@@ -188,6 +188,12 @@ const REUSE_ABOVE_FRACTION: u64 = 8;
 /// entry and the discard it may send the disk would only give the space back for a moment.
 const PUNCH_AT_ONCE_BLOCKS: u64 = 256;
 
+/// Unpunched free blocks are trimmed once they pass `1/TRIM_ABOVE_FRACTION` of the store:
+/// twice the share the allocator keeps free before it reuses holes
+/// (`REUSE_ABOVE_FRACTION`), so that a store that keeps being written reuses its holes
+/// instead of punching them, while a large delete gives its space back.
+const TRIM_ABOVE_FRACTION: u64 = 4;
+
 /// A file's physical layout is worth relocating when logically adjacent extents sit apart
 /// physically (logical holes left by reclamation do not count: nothing reads across them)
 /// and its contiguous physical runs average less than this. Relocation copies every mapped
@@ -1001,9 +1007,8 @@ impl ValueStore {
     }
 
     /// Gives the space of unpunched free blocks back to the file system: all of them with
-    /// `all` (`Db::compact`), else only once they are more than an eighth of the store, the
-    /// share the allocator reuses before it grows the store (`REUSE_ABOVE_FRACTION`), so
-    /// that a store that keeps being written reuses its holes instead of punching them.
+    /// `all` (`Db::compact`), else only once they are more than a quarter of the store
+    /// (`TRIM_ABOVE_FRACTION`).
     ///
     /// # Locking
     /// REQUIRES: the relocation job lock, which issues `ticket`'s next value. Takes the
@@ -1016,7 +1021,7 @@ impl ValueStore {
             let due = if all {
                 unpunched > 0
             } else {
-                unpunched.saturating_mul(REUSE_ABOVE_FRACTION) > allocator.end().0
+                unpunched.saturating_mul(TRIM_ABOVE_FRACTION) > allocator.end().0
             };
             if !due {
                 return Ok(());
