@@ -117,9 +117,9 @@ pub struct Stats {
     pub value_evacuations: u64,
     /// Freed blocks whose space was given back to the file system (hole punching).
     pub value_punched_blocks: u64,
-    /// Free blocks whose space the segment files may still hold: short runs left unpunched
-    /// for reuse. They are punched once they pass a quarter of the store, and all of them by
-    /// `Db::compact`.
+    /// Free blocks whose space the segment files may still hold: freed blocks are left
+    /// unpunched for reuse, and punched once they pass a quarter of the store, and all of them
+    /// by `Db::compact`.
     pub value_unpunched_blocks: u64,
     /// True if the file system refused to punch holes: freed blocks are still reused, but their
     /// space is not returned to the file system.

@@ -277,3 +277,71 @@ fn overwrites_come_back_in_the_background_without_compact() {
     check_all(|k| db.get(k), 0..KEYS, 3, VALUE);
     db.verify().unwrap();
 }
+
+/// Freed blocks are reused without being punched while they are a small share of the store,
+/// and `compact` punches whatever is left.
+#[test]
+fn freed_blocks_are_reused_unpunched_until_compact_trims_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = options()
+        .background_compaction(true)
+        .memtable_value_bytes(1 << 20)
+        .open(dir.path())
+        .unwrap();
+    for i in 0..KEYS {
+        db.put(key(i), value(i, 0, VALUE)).unwrap();
+    }
+    // A sixteenth of the keys overwritten: the freed blocks stay far under a quarter of the
+    // store, so no trim punches them.
+    let some = 0..KEYS / 16;
+    let wait_for = |what: &str, done: &dyn Fn(&extentdb::Stats) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done(&db.stats()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {:?}",
+                db.stats()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    // Overwritten four times, so that index compactions meet the old pointers and drop them.
+    for round in 1..=4 {
+        for i in some.clone() {
+            db.put(key(i), value(i, round, VALUE)).unwrap();
+        }
+    }
+    db.flush().unwrap();
+    // At least one round's values freed: the 15 blocks wholly inside each of them.
+    let freed = (some.len() * 15) as u64;
+    wait_for("the overwritten values reclaimed", &|s| {
+        s.value_unpunched_blocks >= freed
+    });
+    let stats = db.stats();
+    assert_eq!(stats.value_punched_blocks, 0, "{stats:?}");
+    let store_blocks = stats.value_store_blocks;
+    // Written again, the same keys' new values go into the freed blocks: the store hardly
+    // grows (one reservation at most), and the blocks they took are no longer unpunched.
+    for i in some.clone() {
+        db.put(key(i), value(i, 5, VALUE)).unwrap();
+    }
+    db.flush().unwrap();
+    let stats = db.stats();
+    assert!(
+        stats.value_store_blocks <= store_blocks + (8 << 20) / 4096,
+        "the store grew from {store_blocks} blocks instead of reusing: {stats:?}"
+    );
+    assert_eq!(stats.value_punched_blocks, 0, "{stats:?}");
+    let du_before = du(dir.path());
+    db.compact().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.value_unpunched_blocks, 0, "{stats:?}");
+    assert!(stats.value_punched_blocks > 0, "{stats:?}");
+    assert!(
+        du(dir.path()) < du_before,
+        "compact gave no space back: {stats:?}"
+    );
+    check_all(|k| db.get(k), some.clone(), 5, VALUE);
+    check_all(|k| db.get(k), KEYS / 16..KEYS, 0, VALUE);
+    db.verify().unwrap();
+}

@@ -61,7 +61,8 @@
 //! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`,
 //! `--space-busy-mibps=64`, `--space-window-ms=1000`,
 //! `--space-modes=compact-flat,compact,flush,background,puts,disk,spin`, and part f.4's controls
-//! `--space-fs=real` (`count`, `no-punch`, `no-sync`), `--space-read=pool` (`mmap`), `--space-reader-cpu=N`.
+//! `--space-fs=real` (`count`, `no-punch`, `no-sync`), `--space-read=pool` (`mmap`), `--space-reader-cpu=N`,
+//! `--space-memtable-value-mib=N`.
 //! `--parts` defaults to `threshold,seqfill,tail,cached,scan`; `space` runs only when named
 //! (`space-reader` runs its part 4 alone).
 //!
@@ -108,8 +109,8 @@ struct Params {
     space_busy_mibps: u64,
     /// Part f.4's idle and busy windows, in milliseconds; 0: one idle phase, then one busy one.
     space_window_ms: u64,
-    /// Which busy-thread modes part f.4 runs (`compact-flat`, `compact`, `flush`, `background`, `puts`,
-    /// `spin`); all by default.
+    /// Which busy-thread modes part f.4 runs (`compact-flat`, `compact`, `flush`,
+    /// `background`, `puts`, `disk`, `spin`); all by default.
     space_modes: Vec<String>,
     /// Part f.4's file-system controls (`--space-fs`): `count` counts the engine's syncs and
     /// punches per busy round, `no-punch` runs the engine as on a file system without hole
@@ -118,6 +119,9 @@ struct Params {
     space_fs: Vec<String>,
     /// How part f.4's reader fills the pool on a miss (`--space-read=pool|mmap`).
     space_read: ReadPath,
+    /// Part f.4's `Options::memtable_value_bytes`, in MiB (`--space-memtable-value-mib`);
+    /// `None`: the engine's default. The `background` mode flushes this often.
+    space_memtable_value_mib: Option<u64>,
     /// The CPU part f.4's reader is pinned to (`--space-reader-cpu`); `None`: wherever the
     /// scheduler puts it.
     space_reader_cpu: Option<usize>,
@@ -143,6 +147,7 @@ Usage: valuebench [--name=value]...
   --space-fs=real (controls for part f.4, comma-separated: count, no-punch, no-sync)
   --space-read=pool (mmap: part f.4 fills the pool from a mapping instead of pread)
   --space-reader-cpu=N (pin part f.4's reader to CPU N; unpinned by default)
+  --space-memtable-value-mib=N (part f.4's Options::memtable_value_bytes; the engine's default)
 ";
 
 impl Params {
@@ -183,6 +188,7 @@ impl Params {
             space_fs: Vec::new(),
             space_read: ReadPath::Pool,
             space_reader_cpu: None,
+            space_memtable_value_mib: None,
         };
         for arg in std::env::args().skip(1) {
             if arg == "--help" || arg == "-h" {
@@ -232,6 +238,7 @@ impl Params {
                     }
                 }
                 "space-reader-cpu" => p.space_reader_cpu = Some(value.parse()?),
+                "space-memtable-value-mib" => p.space_memtable_value_mib = Some(number()?),
                 "space-read" => {
                     p.space_read = match value {
                         "pool" => ReadPath::Pool,
@@ -1411,6 +1418,9 @@ fn reader_run(p: &Params, n: u64, run: u64, busy: Busy) -> Res<(Vec<u64>, Vec<u6
     let mut options = space_options()
         .cache_bytes(p.space_pool_mib * MIB)
         .read_path(p.space_read);
+    if let Some(mib) = p.space_memtable_value_mib {
+        options = options.memtable_value_bytes(mib * MIB);
+    }
     let mut counted = None;
     if !p.space_fs.is_empty() {
         let fs = Arc::new(extentdb::fs::FaultFs::new(Arc::new(extentdb::fs::RealFs)));

@@ -182,16 +182,12 @@ pub(crate) struct ValueStore {
 /// take free runs even where they are too short to hold a whole reservation.
 const REUSE_ABOVE_FRACTION: u64 = 8;
 
-/// A freed run at least this long (1 MiB of 4 KiB blocks) is punched out of its segment at
-/// once; a shorter one is left unpunched, for reuse (`allocator.rs`, "Unpunched space"),
-/// until a trim: in a store that keeps being written, the punch, the file system's journal
-/// entry and the discard it may send the disk would only give the space back for a moment.
-const PUNCH_AT_ONCE_BLOCKS: u64 = 256;
-
-/// Unpunched free blocks are trimmed once they pass `1/TRIM_ABOVE_FRACTION` of the store:
-/// twice the share the allocator keeps free before it reuses holes
-/// (`REUSE_ABOVE_FRACTION`), so that a store that keeps being written reuses its holes
-/// instead of punching them, while a large delete gives its space back.
+/// Freed blocks are not punched when they are freed but left for reuse (`allocator.rs`,
+/// "Unpunched space"): in a store that keeps being written they are soon written again, and
+/// the punch, the file system's journal entry for it and the discard it may send the disk
+/// would give the space back only for a moment. They are trimmed (punched) once they pass
+/// `1/TRIM_ABOVE_FRACTION` of the store, twice the share the allocator keeps free before it
+/// reuses holes (`REUSE_ABOVE_FRACTION`), so that a large delete gives its space back.
 const TRIM_ABOVE_FRACTION: u64 = 4;
 
 /// A file's physical layout is worth relocating when logically adjacent extents sit apart
@@ -814,9 +810,11 @@ impl ValueStore {
     /// for later.
     pub fn reclaim(&self, log: &dyn ValueLog, quiescent: &dyn Fn() -> bool) -> Result<bool> {
         let mut ticket = self.relocation.lock();
+        // Files first, then which are open: a file created in between is open but would not be
+        // in `open`, and would pass for a sealed file with nothing live.
+        let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
         let open = self.open_file_ids();
         let bs = self.block_size();
-        let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
         let mut plan = Vec::new();
         // Files with nothing new since their last reclamation are skipped; the others are
         // marked reclaimed once this pass is done with them.
@@ -978,11 +976,9 @@ impl ValueStore {
         Ok(())
     }
 
-    /// Logs `edits` (which unmap or move `freed`), then punches the long runs of `freed` and
-    /// releases `ticket`: the blocks are reused only once the record that freed them is
-    /// durable (DESIGN invariant 2b). Long runs go back to the file system while they are
-    /// still pending, when nothing can be written into them yet; short ones become free
-    /// unpunched, for reuse or a later trim ([`Self::trim`]).
+    /// Logs `edits` (which unmap or move `freed`), then releases `ticket`: the blocks are
+    /// reused only once the record that freed them is durable (DESIGN invariant 2b). They
+    /// become free unpunched, for reuse or a later trim ([`Self::trim`]).
     fn free_when_logged(
         &self,
         edits: Vec<ValueEdit>,
@@ -993,16 +989,11 @@ impl ValueStore {
         if cfg!(feature = "test-release-before-log") {
             // The planted bug the free-durability test must catch: a power loss before the
             // log write keeps the old mapping of blocks a writer may already have reused.
-            self.punch(freed)?;
-            self.release(ticket, &[]);
+            self.release(ticket, freed);
             return log.log(edits);
         }
         log.log(edits)?;
-        let (long, short): (Vec<_>, Vec<_>) = merge_runs(freed)
-            .into_iter()
-            .partition(|&(_, n)| n >= PUNCH_AT_ONCE_BLOCKS);
-        self.punch(&long)?;
-        self.release(ticket, &short);
+        self.release(ticket, freed);
         Ok(())
     }
 
@@ -1038,7 +1029,8 @@ impl ValueStore {
         Ok(())
     }
 
-    /// Makes the blocks pending under tickets up to `ticket` allocatable again.
+    /// Makes the blocks pending under tickets up to `ticket` allocatable again, recording
+    /// `unpunched` (blocks among them whose space is still allocated) for a later trim.
     ///
     /// # Locking
     /// REQUIRES: every record that freed them is durable (DESIGN invariant 2b). Takes the
@@ -1079,9 +1071,10 @@ impl ValueStore {
     /// a file whose blocks are mostly dead is evacuated (copy the few live values, rewrite
     /// their pointers), since relocating it would copy the dead bytes along.
     pub fn plan_evacuations(&self) -> usize {
+        // Files first, then which are open (see `reclaim`).
+        let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
         let open = self.open_file_ids();
         let bs = self.block_size();
-        let files: Vec<Arc<ValueFile>> = self.files.read().values().cloned().collect();
         let mut marked = self.evacuating.lock().clone();
         for file in files.iter().filter(|f| !open.contains(&f.id)) {
             let live = file.live_bytes();
@@ -1280,8 +1273,9 @@ impl ValueStore {
         epoch: u64,
         still_current: &dyn Fn() -> bool,
     ) -> Result<Option<u64>> {
-        let open = self.open_file_ids();
+        // Files first, then which are open (see `reclaim`).
         let files = self.files.read().clone();
+        let open = self.open_file_ids();
         let dead: BTreeMap<ValueFileId, DeadRanges> = files
             .iter()
             .map(|(&id, f)| (id, f.dead.lock().clone()))
