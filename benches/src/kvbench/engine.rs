@@ -230,16 +230,25 @@ impl fmt::Display for EngineKind {
 }
 
 /// The blocks occupied by every file under `dir`, recursively: `st_blocks * 512`, so sparse
-/// files count what they hold, not their length.
+/// files count what they hold, not their length. A file or directory an engine's background
+/// thread deletes while it is being counted holds nothing any more and counts 0.
 ///
 /// # Errors
-/// An I/O error reading the directory or a file's metadata.
+/// An I/O error reading the directory or a file's metadata, other than the entry being gone.
 pub fn dir_disk_bytes(dir: &Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt;
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if gone(&e) => return Ok(0),
+        other => other?,
+    };
     let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
+    for entry in entries {
         let entry = entry?;
-        let meta = entry.metadata()?;
+        let meta = match entry.metadata() {
+            Err(e) if gone(&e) => continue,
+            other => other?,
+        };
         if meta.is_dir() {
             total += dir_disk_bytes(&entry.path())?;
         } else {
