@@ -97,20 +97,6 @@ struct Appender {
 /// are sparse) and are trimmed when the file is sealed or the database reopened.
 const RESERVE_GROWTH: u64 = 8;
 
-/// `runs` sorted, with adjacent runs joined.
-fn merge_runs(runs: &[(PhysicalBlock, u64)]) -> Vec<(PhysicalBlock, u64)> {
-    let mut runs = runs.to_vec();
-    runs.sort_unstable();
-    let mut merged: Vec<(PhysicalBlock, u64)> = Vec::with_capacity(runs.len());
-    for (first, n) in runs {
-        match merged.last_mut() {
-            Some((start, len)) if start.add(*len) == first => *len += n,
-            _ => merged.push((first, n)),
-        }
-    }
-    merged
-}
-
 /// Counters of the value store.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ValueStats {
@@ -757,9 +743,19 @@ impl ValueStore {
     /// Punches holes over freed runs, physically adjacent ones merged into one call.
     ///
     /// # Locking
-    /// REQUIRES: the runs are pending in the allocator (nobody may write them meanwhile).
+    /// REQUIRES: nobody may allocate the runs meanwhile: they are pending in the allocator, or
+    /// past the store's end with the allocator lock held.
     fn punch(&self, freed: &[(PhysicalBlock, u64)]) -> Result<()> {
-        for (first, n) in merge_runs(freed) {
+        let mut runs = freed.to_vec();
+        runs.sort_unstable();
+        let mut merged: Vec<(PhysicalBlock, u64)> = Vec::with_capacity(runs.len());
+        for (first, n) in runs {
+            match merged.last_mut() {
+                Some((start, len)) if start.add(*len) == first => *len += n,
+                _ => merged.push((first, n)),
+            }
+        }
+        for (first, n) in merged {
             if self.blocks.punch(first, n)? {
                 self.punched_blocks.fetch_add(n, Ordering::Relaxed);
             } else {
@@ -805,9 +801,9 @@ impl ValueStore {
     /// # Locking
     /// Takes the relocation job lock for the whole pass, then per file its invalidate lock
     /// exclusive (E11/E15), its extent map and the allocator; logs once, after every file's
-    /// exclusive section. `quiescent` is called after the dead ranges are read: a range recorded later
-    /// is left for the next pass. Returns false if `quiescent` said no and the work was left
-    /// for later.
+    /// exclusive section. `quiescent` is called after the dead ranges are read: a range
+    /// recorded later is left for the next pass. Returns false if `quiescent` said no and the
+    /// work was left for later.
     pub fn reclaim(&self, log: &dyn ValueLog, quiescent: &dyn Fn() -> bool) -> Result<bool> {
         let mut ticket = self.relocation.lock();
         // Files first, then which are open: a file created in between is open but would not be
