@@ -289,21 +289,14 @@ impl Allocator {
                 past_end.push((start, len));
                 continue;
             }
-            let within = self
-                .by_start
-                .range(..=start)
-                .next_back()
-                .is_some_and(|(s, l)| s.0.saturating_add(*l) >= start.0.saturating_add(len));
-            if !within {
+            if self.free_run_holding(start, len).is_none() {
                 return Err(corrupt(start.0, "unpunched but not free"));
             }
             held.push((start, len));
         }
         for &(start, len) in &held {
-            let (&run, &run_len) = self
-                .by_start
-                .range(..=start)
-                .next_back()
+            let (run, run_len) = self
+                .free_run_holding(start, len)
                 .ok_or_else(|| corrupt(start.0, "unpunched but not free"))?;
             self.remove_free(run, run_len);
             if run < start {
@@ -429,11 +422,7 @@ impl Allocator {
         }
         let mut unpunched = 0u64;
         for (&start, &len) in &self.unpunched {
-            let free = self
-                .by_start
-                .range(..=start)
-                .next_back()
-                .is_some_and(|(s, l)| s.add(*l) >= start.add(len));
+            let free = self.free_run_holding(start, len).is_some();
             if len == 0 || !(free || start >= self.end) {
                 return Err(corrupt(
                     start.0,
@@ -518,6 +507,15 @@ impl Allocator {
         self.forget_unpunched(start, taken);
         push_run(out, start, taken);
         taken
+    }
+
+    /// The free run `(start, length)` that holds all of `[start, start + len)`, if one does.
+    fn free_run_holding(&self, start: PhysicalBlock, len: u64) -> Option<(PhysicalBlock, u64)> {
+        self.by_start
+            .range(..=start)
+            .next_back()
+            .map(|(&s, &l)| (s, l))
+            .filter(|&(s, l)| s.0.saturating_add(l) >= start.0.saturating_add(len))
     }
 
     /// Blocks `[start, start + len)` are being handed out: no longer unpunched.
