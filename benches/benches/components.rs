@@ -248,7 +248,7 @@ fn group_commit(c: &mut Criterion) {
 fn loaded_memtable(keys: &Bytes, value: &Bytes) -> Memtable {
     let memtable = Memtable::new();
     for i in 0..MEMTABLE_KEYS {
-        memtable.insert(key_slice(keys, 2 * i), SeqNo(i + 1), value.clone());
+        memtable.insert(&key_slice(keys, 2 * i), SeqNo(i + 1), value);
     }
     memtable
 }
@@ -264,7 +264,7 @@ fn insert_versions(keys: &Bytes, value: &Bytes, rng: &mut Rng, iters: u64) -> Du
         let start = Instant::now();
         for seq in MEMTABLE_KEYS + 1..=MEMTABLE_KEYS + round {
             let k = key_slice(keys, 2 * rng.below(MEMTABLE_KEYS));
-            memtable.insert(k, SeqNo(seq), value.clone());
+            memtable.insert(&k, SeqNo(seq), value);
         }
         elapsed += start.elapsed();
         black_box(&memtable);

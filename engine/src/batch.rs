@@ -192,12 +192,9 @@ impl WriteBatch {
 }
 
 impl WriteBatch {
-    /// Takes the encoded batch (sealed by [`Self::seal`]), leaving the batch empty.
-    pub(crate) fn take_encoded(&mut self) -> Bytes {
-        let rep = std::mem::replace(&mut self.rep, vec![0; HEADER_BYTES]);
-        self.count = 0;
-        self.largest_value = 0;
-        Bytes::from(rep)
+    /// The encoded batch, as [`Self::seal`] last stamped it.
+    pub(crate) fn encoded(&self) -> &[u8] {
+        &self.rep
     }
 
     /// Moves every value of at least `threshold_bytes` out of the batch: `store` writes it to a
@@ -296,6 +293,36 @@ pub(crate) enum BatchOp {
     DeleteRange(RangeTombstone),
 }
 
+impl BatchOp {
+    /// The operation's sequence number, and the operation borrowed.
+    pub fn as_op(&self) -> (SeqNo, OpRef<'_>) {
+        match self {
+            BatchOp::Put { key, value, seq } => (*seq, OpRef::Put { key, value }),
+            BatchOp::PutPointer {
+                key,
+                pointer,
+                value_len,
+                seq,
+            } => (
+                *seq,
+                OpRef::PutPointer {
+                    key,
+                    pointer,
+                    value_len: *value_len,
+                },
+            ),
+            BatchOp::Delete { key, seq } => (*seq, OpRef::Delete { key }),
+            BatchOp::DeleteRange(t) => (
+                t.seq,
+                OpRef::DeleteRange {
+                    start: &t.start,
+                    end: t.end.as_deref(),
+                },
+            ),
+        }
+    }
+}
+
 /// A decoded batch: its first sequence number and its operations.
 #[derive(Debug)]
 pub(crate) struct DecodedBatch {
@@ -310,10 +337,76 @@ impl DecodedBatch {
     }
 }
 
+/// One operation of an encoded batch, borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OpRef<'a> {
+    Put {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    PutPointer {
+        key: &'a [u8],
+        pointer: &'a [u8],
+        value_len: u64,
+    },
+    Delete {
+        key: &'a [u8],
+    },
+    DeleteRange {
+        start: &'a [u8],
+        end: Option<&'a [u8]>,
+    },
+}
+
 /// Decodes a batch read from the log at `offset` of `file`. Key and value bytes are slices of
 /// `payload`, not copies.
 pub(crate) fn decode(payload: Bytes, file: &Path, offset: u64) -> Result<DecodedBatch> {
-    let mut d = Decoder::new(&payload, file, offset, "write batch");
+    let mut ops = Vec::new();
+    let slice = |s: &[u8]| payload.slice_ref(s);
+    let first = decode_each(&payload, file, offset, |seq, op| {
+        ops.push(match op {
+            OpRef::Put { key, value } => BatchOp::Put {
+                key: slice(key),
+                value: slice(value),
+                seq,
+            },
+            OpRef::PutPointer {
+                key,
+                pointer,
+                value_len,
+            } => BatchOp::PutPointer {
+                key: slice(key),
+                pointer: slice(pointer),
+                value_len,
+                seq,
+            },
+            OpRef::Delete { key } => BatchOp::Delete {
+                key: slice(key),
+                seq,
+            },
+            OpRef::DeleteRange { start, end } => BatchOp::DeleteRange(RangeTombstone {
+                start: slice(start),
+                end: end.map(slice),
+                seq,
+            }),
+        });
+    })?;
+    Ok(DecodedBatch { first, ops })
+}
+
+/// Decodes a batch read from the log at `offset` of `file` (or one being committed), handing
+/// each operation with its sequence number to `each`, in order, without copying or allocating;
+/// returns the batch's first sequence number.
+///
+/// # Errors
+/// `Corruption` at the first malformed operation, after `each` saw the ones before it.
+pub(crate) fn decode_each<'a>(
+    payload: &'a [u8],
+    file: &'a Path,
+    offset: u64,
+    mut each: impl FnMut(SeqNo, OpRef<'a>),
+) -> Result<SeqNo> {
+    let mut d = Decoder::new(payload, file, offset, "write batch");
     let first = SeqNo(d.u64()?);
     let count = d.u32()?;
     if first > SeqNo::MAX
@@ -324,50 +417,44 @@ pub(crate) fn decode(payload: Bytes, file: &Path, offset: u64) -> Result<Decoded
     {
         return Err(d.error("sequence number out of range"));
     }
-    // Each operation takes at least two bytes: never trust `count` for the allocation.
-    let mut ops = Vec::with_capacity((count as usize).min(d.remaining() / 2));
-    let slice = |s: &[u8]| payload.slice_ref(s);
     for i in 0..u64::from(count) {
         let seq = SeqNo(first.0 + i);
         let op = match d.u8()? {
-            OP_PUT => {
-                let key = slice(d.length_prefixed(MAX_KEY_BYTES)?);
-                let value = slice(d.length_prefixed(MAX_VALUE_BYTES)?);
-                BatchOp::Put { key, value, seq }
-            }
-            OP_DELETE => BatchOp::Delete {
-                key: slice(d.length_prefixed(MAX_KEY_BYTES)?),
-                seq,
+            OP_PUT => OpRef::Put {
+                key: d.length_prefixed(MAX_KEY_BYTES)?,
+                value: d.length_prefixed(MAX_VALUE_BYTES)?,
+            },
+            OP_DELETE => OpRef::Delete {
+                key: d.length_prefixed(MAX_KEY_BYTES)?,
             },
             OP_PUT_POINTER => {
-                let key = slice(d.length_prefixed(MAX_KEY_BYTES)?);
+                let key = d.length_prefixed(MAX_KEY_BYTES)?;
                 let at = offset + d.position() as u64;
                 let pointer = d.length_prefixed(64)?;
                 let value_len = ValuePointer::decode(pointer, file, at)?.len;
-                BatchOp::PutPointer {
+                OpRef::PutPointer {
                     key,
-                    pointer: slice(pointer),
+                    pointer,
                     value_len,
-                    seq,
                 }
             }
             OP_DELETE_RANGE => {
-                let start = slice(d.length_prefixed(MAX_KEY_BYTES + 1)?);
+                let start = d.length_prefixed(MAX_KEY_BYTES + 1)?;
                 let end = match d.u8()? {
                     0 => None,
-                    1 => Some(slice(d.length_prefixed(MAX_KEY_BYTES + 1)?)),
+                    1 => Some(d.length_prefixed(MAX_KEY_BYTES + 1)?),
                     _ => return Err(d.error("bad range end flag")),
                 };
-                BatchOp::DeleteRange(RangeTombstone { start, end, seq })
+                OpRef::DeleteRange { start, end }
             }
             _ => return Err(d.error("unknown operation")),
         };
-        ops.push(op);
+        each(seq, op);
     }
     if !d.is_empty() {
         return Err(d.error("trailing bytes after the last operation"));
     }
-    Ok(DecodedBatch { first, ops })
+    Ok(first)
 }
 
 #[cfg(test)]

@@ -92,9 +92,9 @@ impl Memtable {
         Self(memtable::Memtable::new(0))
     }
 
-    /// Adds a put of `key` at `seq`; every version needs its own sequence number. The engine
-    /// inserts slices of the decoded batch, so pass slices of a shared buffer to time the same.
-    pub fn insert(&self, key: Bytes, seq: SeqNo, value: Bytes) {
+    /// Adds a put of `key` at `seq`, copying both; every version needs its own sequence
+    /// number.
+    pub fn insert(&self, key: &[u8], seq: SeqNo, value: &[u8]) {
         self.0.insert(key, seq, ValueKind::Put, value);
     }
 

@@ -21,7 +21,7 @@ use crate::sync::Rank;
 use crate::sync::ordered::{Condvar, Mutex, RwLock};
 use bytes::Bytes;
 
-use crate::batch::{self, BatchOp, WriteBatch};
+use crate::batch::{self, BatchOp, OpRef, WriteBatch};
 use crate::error::{Error, Result};
 use crate::filename::{self, FileKind};
 use crate::fs::{FileLock, FileSystem, ReadOnlyFs, RealFs};
@@ -32,7 +32,7 @@ use crate::index::table::{BlockCache, ReadMode, TableOptions};
 use crate::index::version::{Version, VersionSet};
 use crate::inspect::{ExtentInfo, Inventory, TableInfo};
 use crate::iter::{Iter, owned_bounds, prefix_bounds};
-use crate::key::{SeqNo, ValueKind};
+use crate::key::{RangeTombstone, SeqNo, ValueKind};
 use crate::options::{Durability, Options};
 use crate::snapshot::Snapshot;
 use crate::stats::{Counters, LevelStats, Stats};
@@ -613,7 +613,7 @@ fn replay_wals(
             if is_newest && !pointers.is_empty() {
                 newest.push((decoded.first, pointers));
             }
-            apply(&mem, decoded.ops);
+            apply(&mem, &decoded.ops);
         }
         // Logs are synced before the next one is started: only the newest may be torn.
         if reader.torn_tail_bytes() > 0 && i + 1 < wals.len() {
@@ -831,19 +831,28 @@ impl ValueLog for DbInner {
 }
 
 /// Inserts a decoded batch into a memtable.
-pub(crate) fn apply(mem: &Memtable, ops: Vec<BatchOp>) {
+pub(crate) fn apply(mem: &Memtable, ops: &[BatchOp]) {
     for op in ops {
-        match op {
-            BatchOp::Put { key, value, seq } => mem.insert(key, seq, ValueKind::Put, value),
-            BatchOp::PutPointer {
-                key,
-                pointer,
-                value_len,
-                seq,
-            } => mem.insert_pointer(key, seq, pointer, value_len),
-            BatchOp::Delete { key, seq } => mem.insert(key, seq, ValueKind::Delete, Bytes::new()),
-            BatchOp::DeleteRange(t) => mem.insert_range_tombstone(t),
-        }
+        let (seq, op) = op.as_op();
+        apply_op(mem, seq, op);
+    }
+}
+
+/// Adds one operation of a batch, at `seq`, to `mem`.
+pub(crate) fn apply_op(mem: &Memtable, seq: SeqNo, op: OpRef<'_>) {
+    match op {
+        OpRef::Put { key, value } => mem.insert(key, seq, ValueKind::Put, value),
+        OpRef::PutPointer {
+            key,
+            pointer,
+            value_len,
+        } => mem.insert_pointer(key, seq, pointer, value_len),
+        OpRef::Delete { key } => mem.insert(key, seq, ValueKind::Delete, &[]),
+        OpRef::DeleteRange { start, end } => mem.insert_range_tombstone(RangeTombstone {
+            start: Bytes::copy_from_slice(start),
+            end: end.map(Bytes::copy_from_slice),
+            seq,
+        }),
     }
 }
 

@@ -24,7 +24,7 @@ use crate::sync::Rank;
 use crate::sync::ordered::{Condvar, Mutex};
 
 use crate::batch::{self, WriteBatch};
-use crate::db::{DbInner, apply};
+use crate::db::{DbInner, apply_op};
 use crate::error::{Error, Result};
 use crate::filename;
 use crate::index::memtable::Memtable;
@@ -158,7 +158,6 @@ impl DbInner {
         self.check_writable()?;
         self.make_room(&mut wal)?;
         let mut seq = wal.last_seq;
-        let mut encoded = Vec::with_capacity(group.len());
         let mut bytes = 0;
         let threshold = self.options.value_threshold_bytes;
         for p in group.iter_mut() {
@@ -172,7 +171,6 @@ impl DbInner {
             bytes += payload.len();
             let r = wal.writer().and_then(|w| w.add_record(payload));
             self.poison_on_error(r)?;
-            encoded.push(p.batch.take_encoded());
         }
         let r = wal.writer().and_then(LogWriter::flush);
         self.poison_on_error(r)?;
@@ -184,9 +182,12 @@ impl DbInner {
         wal.last_seq = seq;
         let mem = Arc::clone(&self.super_version().mem);
         let path = wal.writer()?.path().to_path_buf();
-        for payload in encoded {
-            let decoded = batch::decode(payload, &path, 0)?;
-            apply(&mem, decoded.ops);
+        for p in group.iter() {
+            // The batch was encoded here and already logged: an error is a bug, and poisons.
+            let r = batch::decode_each(p.batch.encoded(), &path, 0, |seq, op| {
+                apply_op(&mem, seq, op);
+            });
+            self.poison_on_error(r)?;
         }
         mem.note_max_seq(seq);
         self.visible_seq

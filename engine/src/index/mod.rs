@@ -1,6 +1,6 @@
 //! The key index: a log-structured merge tree.
 //!
-//! - `memtable`: recent writes in a lock-free skip list;
+//! - `memtable`, `skiplist`: recent writes in an arena-backed skip list;
 //! - `table/`: the sorted table format (`docs/format/table.md`);
 //! - `edit`, `version`: the manifest and the set of live tables (`docs/format/manifest.md`);
 //! - `merge`, `tombstones`: merging sorted streams, range-tombstone lookups;
@@ -15,6 +15,7 @@ pub(crate) mod flush;
 pub(crate) mod memtable;
 pub(crate) mod merge;
 pub(crate) mod obsolete;
+pub(crate) mod skiplist;
 pub(crate) mod table;
 pub(crate) mod tombstones;
 pub(crate) mod version;
