@@ -325,14 +325,21 @@ impl SkipList {
     /// The first node at or after `key`.
     pub fn seek(&self, key: &KeyRef<'_>) -> Option<Node<'_>> {
         let mut x = self.head();
-        for level in (0..self.height.load(AtomicOrdering::Acquire)).rev() {
-            while let Some(next) = x.next_at(level)
-                && next.key().cmp(key) == Ordering::Less
-            {
-                x = next;
+        let mut level = self.height.load(AtomicOrdering::Acquire);
+        loop {
+            level -= 1;
+            // The answer is the successor compared at level 0, not a second load of the link:
+            // the writer may have linked a smaller node in between.
+            let next = loop {
+                match x.next_at(level) {
+                    Some(n) if n.key().cmp(key) == Ordering::Less => x = n,
+                    next => break next,
+                }
+            };
+            if level == 0 {
+                return next;
             }
         }
-        x.next_at(0)
     }
 
     /// The last node before `key`, or the last node of all when `key` is `None`.
