@@ -32,9 +32,10 @@ use crate::key::{SeqNo, ValueKind, compare_internal};
 use crate::sync::Rank;
 use crate::sync::ordered::Mutex;
 
-/// Levels of the tallest tower. Each level keeps a quarter of the nodes of the one below, so 12
-/// levels index about 4^12 = 16 million versions before searches start to lengthen.
-const MAX_HEIGHT: usize = 12;
+/// Levels of the tallest tower. Each level keeps half of the nodes of the one below, so 24 levels
+/// index about 2^24 = 16 million versions (a 1 GiB memtable of tiny entries) before searches
+/// start to lengthen.
+const MAX_HEIGHT: usize = 24;
 /// Bytes of an arena chunk. A node larger than a quarter of this gets a chunk of its own, so at
 /// most a quarter of a chunk is left unused when a node does not fit.
 pub(crate) const CHUNK_BYTES: usize = 1 << 20;
@@ -186,15 +187,20 @@ impl Arena {
         ptr
     }
 
-    /// A tower height: 1, and each further level with probability 1/4.
+    /// A tower height: 1, and each further level with probability 1/2.
+    ///
+    /// One half, not LevelDB's one quarter: a search then steps about once per level instead of
+    /// about three times, and in a memtable larger than the CPU's cache each step near the
+    /// bottom is a cache miss. Measured with `cargo bench -p extentdb-benches --bench
+    /// components -- memtable`, 1/2 made both inserts and gets about 15% faster.
     fn random_height(&mut self) -> usize {
         let mut x = self.rng;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         self.rng = x;
-        // Two zero bits per extra level: P(height > h) = 4^-h. `x` is never zero.
-        (1 + x.trailing_zeros() as usize / 2).min(MAX_HEIGHT)
+        // One zero bit per extra level: P(height > h) = 2^-h. `x` is never zero.
+        (1 + x.trailing_zeros() as usize).min(MAX_HEIGHT)
     }
 }
 
