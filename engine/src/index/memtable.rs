@@ -139,20 +139,49 @@ impl Memtable {
 
     /// Every version, in internal order: for flushing.
     pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
-        std::iter::successors(self.entries.first(), Node::next).map(|n| copy_entry(&n))
+        let mut next = self.entries.first();
+        std::iter::from_fn(move || {
+            let mut nodes = Vec::with_capacity(ITER_BATCH);
+            while let Some(n) = next
+                && nodes.len() < ITER_BATCH
+            {
+                nodes.push(n);
+                next = n.next();
+            }
+            (!nodes.is_empty()).then(|| copy_entries(&nodes))
+        })
+        .flatten()
     }
 }
 
-/// An owned copy of a node's version.
-fn copy_entry(node: &Node<'_>) -> Entry {
-    Entry {
-        key: InternalKey::new(
-            Bytes::copy_from_slice(node.user_key()),
-            node.seq(),
-            node.kind(),
-        ),
-        value: Bytes::copy_from_slice(node.value()),
+/// Owned copies of the versions of `nodes`, whose keys and values share one buffer: one
+/// allocation per batch rather than two per version. A value kept by a caller keeps its batch's
+/// buffer, as a value read from a table keeps its block.
+fn copy_entries(nodes: &[Node<'_>]) -> Vec<Entry> {
+    let total = nodes
+        .iter()
+        .map(|n| n.user_key().len() + n.value().len())
+        .sum();
+    let mut buf = Vec::with_capacity(total);
+    for n in nodes {
+        buf.extend_from_slice(n.user_key());
+        buf.extend_from_slice(n.value());
     }
+    let buf = Bytes::from(buf);
+    let mut at = 0;
+    nodes
+        .iter()
+        .map(|n| {
+            let key_end = at + n.user_key().len();
+            let value_end = key_end + n.value().len();
+            let entry = Entry {
+                key: InternalKey::new(buf.slice(at..key_end), n.seq(), n.kind()),
+                value: buf.slice(key_end..value_end),
+            };
+            at = value_end;
+            entry
+        })
+        .collect()
 }
 
 /// A double-ended cursor over the versions of a memtable whose user keys lie in a range.
@@ -224,7 +253,7 @@ impl MemtableIter {
             Bound::Included(k) => n.key().cmp(k).is_le(),
             Bound::Excluded(k) => n.key().cmp(k).is_lt(),
         };
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(ITER_BATCH);
         if from_front {
             let mut node = match &lo {
                 Bound::Unbounded => list.first(),
@@ -241,7 +270,7 @@ impl MemtableIter {
                 && batch.len() < ITER_BATCH
                 && below_hi(&n)
             {
-                batch.push(copy_entry(&n));
+                batch.push(n);
                 node = n.next();
             }
         } else {
@@ -258,10 +287,11 @@ impl MemtableIter {
                 && batch.len() < ITER_BATCH
                 && above_lo(&n)
             {
-                batch.push(copy_entry(&n));
+                batch.push(n);
                 node = list.seek_before(Some(&n.key()));
             }
         }
+        let batch = copy_entries(&batch);
         let (edge, buf) = if from_front {
             (&mut self.front, &mut self.front_buf)
         } else {
