@@ -462,6 +462,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn decode_each_hands_out_what_decode_returns_and_stops_at_a_bad_operation() {
+        let mut b = WriteBatch::new();
+        b.put("a", "1")
+            .delete("b")
+            .delete_range("c".."f")
+            .put("g", "2");
+        let payload = Bytes::copy_from_slice(b.seal(SeqNo(10)));
+        let owned = decode(payload.clone(), Path::new("wal"), 0).unwrap();
+        let mut seen = Vec::new();
+        let first = decode_each(&payload, Path::new("wal"), 0, |seq, op| {
+            seen.push(format!("{seq:?} {op:?}"));
+        })
+        .unwrap();
+        assert_eq!(first, owned.first);
+        let expected: Vec<String> = owned
+            .ops
+            .iter()
+            .map(|op| {
+                let (seq, op) = op.as_op();
+                format!("{seq:?} {op:?}")
+            })
+            .collect();
+        assert_eq!(seen, expected);
+        // An unknown operation code in the third operation: the two before it are handed out,
+        // then the error.
+        let third = HEADER_BYTES + (1 + 1 + 1 + 1 + 1) + (1 + 1 + 1);
+        let mut damaged = payload.to_vec();
+        damaged[third] = 0xee;
+        let mut seen = 0;
+        let r = decode_each(&damaged, Path::new("wal"), 0, |_, _| seen += 1);
+        assert!(r.unwrap_err().is_corruption());
+        assert_eq!(seen, 2);
+    }
+
+    #[test]
     fn operations_decode_in_order_with_consecutive_sequence_numbers() {
         let mut b = WriteBatch::new();
         b.put("a", "1")

@@ -89,11 +89,19 @@ impl Memtable {
     /// An empty memtable.
     #[must_use]
     pub fn new() -> Self {
-        Self(memtable::Memtable::new(0))
+        Self(memtable::Memtable::new(
+            0,
+            crate::options::Options::new().memtable_bytes,
+        ))
     }
 
     /// Adds a put of `key` at `seq`, copying both; every version needs its own sequence
     /// number.
+    ///
+    /// # Panics
+    /// If `key` or `value` is longer than `u32::MAX` bytes (the engine's write path refuses
+    /// anything over 64 KiB and 128 MiB first); in debug builds, if this version was inserted
+    /// before.
     pub fn insert(&self, key: &[u8], seq: SeqNo, value: &[u8]) {
         self.0.insert(key, seq, ValueKind::Put, value);
     }

@@ -576,7 +576,8 @@ fn replay_wals(
             ),
         ));
     }
-    let mem = Memtable::new(0);
+    // Replay holds every log not yet flushed, of any size: the largest arena chunks.
+    let mem = Memtable::new(0, usize::MAX);
     let mut last = versions.flushed_seq;
     let mut reaches: BTreeMap<ValueFileId, u64> = BTreeMap::new();
     let mut newest = Vec::new();
@@ -728,7 +729,11 @@ fn recover_wals(
             persist_recovery(dir, &fs, &table_options, &mut versions, mem, last, trimmed)?;
         let writer = LogWriter::new(fs.create(&dir.join(filename::wal(wal_number)))?);
         fs.sync_dir(dir)?;
-        (Memtable::new(wal_number), Some(writer), wal_number)
+        (
+            Memtable::new(wal_number, options.memtable_bytes),
+            Some(writer),
+            wal_number,
+        )
     };
     let sv = SuperVersion {
         mem: Arc::new(mem),

@@ -184,6 +184,8 @@ impl DbInner {
         let path = wal.writer()?.path().to_path_buf();
         for p in group.iter() {
             // The batch was encoded here and already logged: an error is a bug, and poisons.
+            // Operations applied before it stay in the memtable, unseen: the visible sequence
+            // number is not advanced, and a poisoned database neither flushes nor writes.
             let r = batch::decode_each(p.batch.encoded(), &path, 0, |seq, op| {
                 apply_op(&mem, seq, op);
             });
@@ -266,7 +268,7 @@ impl DbInner {
             imm.push(Arc::clone(&current.mem));
             imm.extend(current.imm.iter().cloned());
             let next = current.derive(
-                Arc::new(Memtable::new(number)),
+                Arc::new(Memtable::new(number, self.options.memtable_bytes)),
                 imm,
                 Arc::clone(&current.version),
             );

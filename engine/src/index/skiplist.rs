@@ -4,7 +4,7 @@
 //! A memtable never removes a version: it is frozen, flushed and dropped whole. So its list needs
 //! no per-node reclamation (no epochs, no reference counts) and no per-node allocation. An insert
 //! copies the key and value next to the node's links in the current arena chunk; dropping the
-//! list frees a few chunks of [`CHUNK_BYTES`]. A general concurrent map allocated a node, and
+//! list frees a few chunks. A general concurrent map allocated a node, and
 //! kept the batch buffer its key and value pointed into, per version: the allocator's work and
 //! its lock, contended when the flush thread freed a whole memtable, were a third of a small put.
 //!
@@ -18,6 +18,10 @@
 //!   points at a node published the same way, which sorts after it.
 //! - Chunks are freed only when the list is dropped, so a node borrowed from `&SkipList`
 //!   outlives the borrow.
+//!
+//! Memory: chunks are sized from the memtable's budget ([`chunk_bytes_for`]), so the arena holds
+//! at most the bytes of its nodes, plus the free end of the current chunk, plus up to a quarter
+//! of each full chunk left unused when a node did not fit.
 //!
 //! Read next: `memtable.rs`, which keeps a memtable's versions in one of these.
 
@@ -36,9 +40,20 @@ use crate::sync::ordered::Mutex;
 /// index about 2^24 = 16 million versions (a 1 GiB memtable of tiny entries) before searches
 /// start to lengthen.
 const MAX_HEIGHT: usize = 24;
-/// Bytes of an arena chunk. A node larger than a quarter of this gets a chunk of its own, so at
-/// most a quarter of a chunk is left unused when a node does not fit.
-pub(crate) const CHUNK_BYTES: usize = 1 << 20;
+/// Bounds of an arena chunk's size. A node larger than a quarter of a chunk gets a chunk of its
+/// own, so at most a quarter of a chunk is left unused when a node does not fit.
+const MIN_CHUNK_BYTES: usize = 4 << 10;
+const MAX_CHUNK_BYTES: usize = 1 << 20;
+
+/// The arena chunk size for a list expected to hold about `size_hint_bytes`: an eighth of it, a
+/// power of two from 4 KiB to 1 MiB. A small memtable then reserves little, and a large one
+/// takes few chunks.
+pub(crate) fn chunk_bytes_for(size_hint_bytes: usize) -> usize {
+    (size_hint_bytes / 8)
+        .checked_next_power_of_two()
+        .unwrap_or(MAX_CHUNK_BYTES)
+        .clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES)
+}
 /// How many leading bytes of a user key a node keeps inline, as an integer.
 const PREFIX_BYTES: usize = 16;
 
@@ -134,21 +149,27 @@ struct Chunk {
 /// The memory nodes are carved from; owned by the list, handed out under its writer lock.
 struct Arena {
     chunks: Vec<Chunk>,
+    /// Size of the chunks small nodes are carved from.
+    chunk_bytes: usize,
     /// Free bytes at the end of the current chunk start here...
     free: *mut u8,
     /// ...and run this many bytes.
     free_bytes: usize,
     /// The state of the xorshift generator that picks tower heights.
     rng: u64,
+    /// Versions inserted.
+    len: usize,
 }
 
 impl Arena {
-    fn new() -> Self {
+    fn new(chunk_bytes: usize) -> Self {
         Self {
             chunks: Vec::new(),
+            chunk_bytes,
             free: ptr::null_mut(),
             free_bytes: 0,
             rng: 0x2545_f491_4f6c_dd1d,
+            len: 0,
         }
     }
 
@@ -157,12 +178,12 @@ impl Arena {
     fn alloc(&mut self, size_bytes: usize) -> NonNull<u8> {
         debug_assert!(size_bytes > 0 && size_bytes.is_multiple_of(NODE_ALIGN));
         if size_bytes > self.free_bytes {
-            if size_bytes > CHUNK_BYTES / 4 {
+            if size_bytes > self.chunk_bytes / 4 {
                 // A large node gets its own chunk; the current one stays current.
                 return self.new_chunk(size_bytes);
             }
-            self.free = self.new_chunk(CHUNK_BYTES).as_ptr();
-            self.free_bytes = CHUNK_BYTES;
+            self.free = self.new_chunk(self.chunk_bytes).as_ptr();
+            self.free_bytes = self.chunk_bytes;
         }
         let at = self.free;
         // SAFETY: `size_bytes <= free_bytes`, so both `at` and `at + size_bytes` lie within (or
@@ -219,8 +240,6 @@ pub(crate) struct SkipList {
     head: NonNull<Header>,
     /// Levels in use: the tallest tower inserted so far.
     height: AtomicUsize,
-    /// Versions inserted.
-    len: AtomicUsize,
     writer: Mutex<Arena>,
 }
 
@@ -241,8 +260,10 @@ impl std::fmt::Debug for SkipList {
 }
 
 impl SkipList {
-    pub fn new() -> Self {
-        let mut arena = Arena::new();
+    /// An empty list whose arena carves small nodes from chunks of `chunk_bytes` (at least 4
+    /// KiB; see [`chunk_bytes_for`]).
+    pub fn new(chunk_bytes: usize) -> Self {
+        let mut arena = Arena::new(chunk_bytes.max(MIN_CHUNK_BYTES));
         let head = arena.alloc(node_bytes(MAX_HEIGHT, 0, 0)).cast::<Header>();
         // SAFETY: `head` is fresh arena memory, aligned and sized for a node of MAX_HEIGHT links.
         unsafe {
@@ -257,14 +278,16 @@ impl SkipList {
         Self {
             head,
             height: AtomicUsize::new(1),
-            len: AtomicUsize::new(0),
             writer: Mutex::ranked(Rank::Leaf, arena),
         }
     }
 
     /// Versions inserted so far.
+    ///
+    /// # Locking
+    /// Takes the writer lock (a leaf).
     pub fn len(&self) -> usize {
-        self.len.load(AtomicOrdering::Relaxed)
+        self.writer.lock().len
     }
 
     /// Adds a version and returns the arena bytes it took. Keys must be unique (every version
@@ -312,7 +335,7 @@ impl SkipList {
         if node_height > height {
             self.height.store(node_height, AtomicOrdering::Release);
         }
-        self.len.fetch_add(1, AtomicOrdering::Relaxed);
+        arena.len += 1;
         size_bytes
     }
 
@@ -549,8 +572,13 @@ pub(crate) mod tests {
     }
 
     /// The value stored with a version: derived from it, so a reader can tell a torn node.
+    /// Every 97th is larger than a quarter of the tests' 4 KiB chunks, so it gets its own.
     fn value_of(key: &[u8], seq: u64) -> Vec<u8> {
-        let len = (seq % 7) as usize * 9 + key.len() % 5;
+        let len = if seq.is_multiple_of(97) {
+            MIN_CHUNK_BYTES / 2
+        } else {
+            (seq % 7) as usize * 9 + key.len() % 5
+        };
         (0..len)
             .map(|i| key.len() as u8 ^ seq as u8 ^ i as u8)
             .collect()
@@ -579,7 +607,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_node_keeps_the_key_kind_and_value_it_was_given() {
-        let list = SkipList::new();
+        let list = SkipList::new(MIN_CHUNK_BYTES);
         for (i, k) in awkward_keys().iter().enumerate() {
             let seq = i as u64 + 1;
             list.insert(k, SeqNo(seq), ValueKind::Pointer, &value_of(k, seq));
@@ -598,7 +626,7 @@ pub(crate) mod tests {
 
     #[test]
     fn random_inserts_iterate_in_order_and_seeks_agree_with_a_sorted_model() {
-        let list = SkipList::new();
+        let list = SkipList::new(MIN_CHUNK_BYTES);
         let mut model = Vec::new();
         let mut rng = 7;
         for seq in 1..=scaled(4000) as u64 {
@@ -634,13 +662,13 @@ pub(crate) mod tests {
             .seek_before(None)
             .map(|n| (n.user_key().to_vec(), n.seq().0));
         assert_eq!(last.as_ref(), model.last());
-        assert!(SkipList::new().seek_before(None).is_none());
+        assert!(SkipList::new(MIN_CHUNK_BYTES).seek_before(None).is_none());
     }
 
     #[test]
     fn a_large_node_gets_its_own_chunk_and_small_ones_keep_filling_the_current_one() {
-        let list = SkipList::new();
-        let big = vec![0xab; CHUNK_BYTES];
+        let list = SkipList::new(MIN_CHUNK_BYTES);
+        let big = vec![0xab; MIN_CHUNK_BYTES];
         list.insert(b"a", SeqNo(1), ValueKind::Put, b"small");
         list.insert(b"b", SeqNo(2), ValueKind::Put, &big);
         list.insert(b"c", SeqNo(3), ValueKind::Put, b"small too");
@@ -656,33 +684,59 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn insert_returns_the_arena_bytes_it_took() {
-        let list = SkipList::new();
+    fn insert_returns_the_arena_bytes_it_took_and_small_chunks_roll_over() {
+        let list = SkipList::new(MIN_CHUNK_BYTES);
         let mut total = 0;
-        for seq in 1..=scaled(CHUNK_BYTES / 100) as u64 {
+        for seq in 1..=scaled(2000) as u64 {
             total += list.insert(&seq.to_le_bytes(), SeqNo(seq), ValueKind::Put, &[1; 60]);
         }
         let arena = list.writer.lock();
-        let used = arena.chunks.len() * CHUNK_BYTES - arena.free_bytes;
-        let head = node_bytes(MAX_HEIGHT, 0, 0);
-        // A node that does not fit leaves the rest of its chunk unused: a few bytes here.
         assert!(
-            used - head >= total && used - head - total < 2 * CHUNK_BYTES / 100,
+            arena.chunks.len() >= 2,
+            "the test must cross a chunk boundary"
+        );
+        let used = arena.chunks.len() * MIN_CHUNK_BYTES - arena.free_bytes;
+        let head = node_bytes(MAX_HEIGHT, 0, 0);
+        // A node that does not fit leaves the rest of its chunk unused: less than the largest
+        // node, per chunk.
+        let largest = node_bytes(MAX_HEIGHT, 8, 60);
+        assert!(
+            used - head >= total && used - head - total < arena.chunks.len() * largest,
             "{used} {total}"
         );
+        drop(arena);
+        let seqs: Vec<u64> = std::iter::successors(list.first(), Node::next)
+            .map(|n| n.seq().0)
+            .collect();
+        assert_eq!(seqs.len(), scaled(2000));
+    }
+
+    #[test]
+    fn chunks_are_an_eighth_of_the_size_hint_within_bounds() {
+        assert_eq!(chunk_bytes_for(0), MIN_CHUNK_BYTES);
+        assert_eq!(chunk_bytes_for(4 << 10), MIN_CHUNK_BYTES);
+        assert_eq!(chunk_bytes_for(1 << 20), 128 << 10);
+        assert_eq!(chunk_bytes_for(32 << 20), MAX_CHUNK_BYTES);
+        assert_eq!(chunk_bytes_for(usize::MAX), MAX_CHUNK_BYTES);
     }
 
     /// One writer inserts versions in a random order while readers search: every version the
-    /// writer had finished before a reader looked must be found whole, and a walk must see
-    /// the versions in order with the bytes they were written with.
+    /// writer had finished before a reader looked must be found whole, the node before it must
+    /// sort before it, and a walk must see the versions in order with the bytes they were
+    /// written with. Chunks are small, so nodes are spread over many of them.
     #[test]
     fn readers_find_every_published_version_whole_while_a_writer_inserts() {
         let versions = scaled(20_000);
-        let list = Arc::new(SkipList::new());
+        let list = Arc::new(SkipList::new(MIN_CHUNK_BYTES));
         let mut rng = 11;
         let keys: Arc<Vec<Vec<u8>>> = Arc::new(
             (0..versions)
-                .map(|_| format!("key{:024}", next_random(&mut rng) % 1_000_000).into_bytes())
+                .map(|_| {
+                    // Keys shorter than, as long as and longer than the inline prefix.
+                    let r = next_random(&mut rng);
+                    let width = [3, 15, 16, 17, 24][(r % 5) as usize];
+                    format!("{:0width$}", (r >> 8) % 1_000_000).into_bytes()
+                })
                 .collect(),
         );
         let published = Arc::new(AtomicUsize::new(0));
@@ -704,6 +758,11 @@ pub(crate) mod tests {
                         let node = list.seek(&KeyRef::new(&keys[i], SeqNo(seq))).unwrap();
                         assert_eq!((node.user_key(), node.seq()), (&keys[i][..], SeqNo(seq)));
                         assert_eq!(node.value(), value_of(&keys[i], seq));
+                        let probe = KeyRef::new(&keys[i], SeqNo(seq));
+                        if let Some(before) = list.seek_before(Some(&probe)) {
+                            assert_eq!(before.key().cmp(&probe), Ordering::Less);
+                            assert_eq!(before.value(), value_of(before.user_key(), before.seq().0));
+                        }
                         if checks.is_multiple_of(500) {
                             let walk: Vec<_> = std::iter::successors(list.first(), Node::next)
                                 .map(|n| {
