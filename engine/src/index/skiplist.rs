@@ -4,9 +4,9 @@
 //! A memtable never removes a version: it is frozen, flushed and dropped whole. So its list needs
 //! no per-node reclamation (no epochs, no reference counts) and no per-node allocation. An insert
 //! copies the key and value next to the node's links in the current arena chunk; dropping the
-//! list frees a few chunks. A general concurrent map allocated a node, and
-//! kept the batch buffer its key and value pointed into, per version: the allocator's work and
-//! its lock, contended when the flush thread freed a whole memtable, were a third of a small put.
+//! list frees a few chunks. A general concurrent map allocated a node, and kept the batch buffer
+//! its key and value pointed into, per version: the allocator's work and its lock, contended
+//! when the flush thread freed a whole memtable, were a third of a small put.
 //!
 //! Thread safety: one writer at a time, any number of lock-free readers.
 //! - Inserts hold the writer lock, which owns the arena: inserts are serialized, and only the
@@ -54,6 +54,7 @@ pub(crate) fn chunk_bytes_for(size_hint_bytes: usize) -> usize {
         .unwrap_or(MAX_CHUNK_BYTES)
         .clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES)
 }
+
 /// How many leading bytes of a user key a node keeps inline, as an integer.
 const PREFIX_BYTES: usize = 16;
 
