@@ -22,6 +22,7 @@ use crate::sync::ordered::{Condvar, Mutex, RwLock};
 use bytes::Bytes;
 
 use crate::batch::{self, BatchOp, OpRef, WriteBatch};
+use crate::cursor::Cursor;
 use crate::error::{Error, Result};
 use crate::filename::{self, FileKind};
 use crate::fs::{FileLock, FileSystem, ReadOnlyFs, RealFs};
@@ -327,6 +328,14 @@ impl Db {
         let (lower, upper) = owned_bounds(&range);
         let (sv, seq) = self.inner.pin();
         Iter::new(Arc::clone(&self.inner.values), sv, seq, lower, upper)
+    }
+
+    /// A forward cursor over the pairs in `range`, as of now, lending each pair in place: the
+    /// fastest way to scan, and one that can seek.
+    pub fn cursor<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Cursor {
+        let (lower, upper) = owned_bounds(&range);
+        let (sv, seq) = self.inner.pin();
+        Cursor::new(Arc::clone(&self.inner.values), sv, seq, lower, upper)
     }
 
     /// The pairs whose keys start with `prefix`.

@@ -50,7 +50,7 @@ pub struct Iter {
 /// the previous one ended in the same file, and doubles while the scan stays sequential, like
 /// the kernel's readahead window; any jump resets it.
 #[derive(Debug, Default)]
-struct Readahead {
+pub(crate) struct Readahead {
     last: Option<(ValueFileId, u64)>,
     window_bytes: u64,
 }
@@ -61,7 +61,7 @@ const READAHEAD_MAX_BYTES: u64 = 2 << 20;
 
 impl Readahead {
     /// The readahead to use for `p`, at most `max_bytes`, and remembers it.
-    fn next(&mut self, p: &ValuePointer, max_bytes: u64) -> u64 {
+    pub fn next(&mut self, p: &ValuePointer, max_bytes: u64) -> u64 {
         let sequential = self.last == Some((p.file, p.offset));
         self.window_bytes = match (sequential, self.window_bytes) {
             (false, _) => 0,
@@ -91,9 +91,7 @@ impl Iter {
         upper: Bound<Bytes>,
     ) -> Self {
         let mut sources: Vec<Source> = Vec::new();
-        let mut tombstones = sv.version.all_tombstones.clone();
         for mem in std::iter::once(&sv.mem).chain(&sv.imm) {
-            tombstones.extend(mem.range_tombstones());
             let it = MemtableIter::new(Arc::clone(mem), lower.clone(), upper.clone());
             sources.push(Box::new(it.map(Ok)));
         }
@@ -111,10 +109,9 @@ impl Iter {
                 )));
             }
         }
-        tombstones.retain(|t| t.seq <= snapshot);
         Self {
             merge: MergeIter::new(sources),
-            tombstones: TombstoneIndex::new(&tombstones),
+            tombstones: visible_tombstones(&sv, snapshot),
             snapshot,
             front_key: None,
             back_key: None,
@@ -126,7 +123,6 @@ impl Iter {
         }
     }
 
-    /// The pair to return for the chosen version of a key, if it is live.
     /// The pair to return for the chosen version of a key, if it is live; a separated value
     /// is read from its value file (with readahead when `front` walks values in order).
     fn visible(&mut self, e: Entry, front: bool) -> Result<Option<(Key, Value)>> {
@@ -252,6 +248,16 @@ impl DoubleEndedIterator for Iter {
         self.done |= item.is_none();
         item
     }
+}
+
+/// The range tombstones of every source of `sv` that a read at `snapshot` sees.
+pub(crate) fn visible_tombstones(sv: &SuperVersion, snapshot: SeqNo) -> TombstoneIndex {
+    let mut tombstones = sv.version.all_tombstones.clone();
+    for mem in std::iter::once(&sv.mem).chain(&sv.imm) {
+        tombstones.extend(mem.range_tombstones());
+    }
+    tombstones.retain(|t| t.seq <= snapshot);
+    TombstoneIndex::new(&tombstones)
 }
 
 /// The bounds of all keys starting with `prefix`.

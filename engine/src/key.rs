@@ -138,6 +138,41 @@ pub struct Entry {
     pub value: Bytes,
 }
 
+/// A version borrowed from where it is stored (a decoded block, a memtable scan's buffer):
+/// what scans pass along instead of an owned [`Entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The user key.
+    pub user_key: &'a [u8],
+    /// The version's sequence number.
+    pub seq: SeqNo,
+    /// What the version is.
+    pub kind: ValueKind,
+    /// The inline value, the encoded pointer, or empty for a tombstone.
+    pub value: &'a [u8],
+}
+
+impl Entry {
+    /// The entry, borrowed.
+    #[must_use]
+    pub fn borrowed(&self) -> EntryRef<'_> {
+        EntryRef {
+            user_key: &self.key.user_key,
+            seq: self.key.seq,
+            kind: self.key.kind,
+            value: &self.value,
+        }
+    }
+}
+
+impl EntryRef<'_> {
+    /// Internal order: user key ascending, then sequence number descending.
+    #[must_use]
+    pub fn cmp_key(&self, other: &EntryRef<'_>) -> Ordering {
+        compare_internal(self.user_key, self.seq, other.user_key, other.seq)
+    }
+}
+
 /// What a point lookup found: the newest version of a key at a snapshot. The key itself is
 /// not returned: the caller has it, and copying it would cost an allocation per read.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,7 @@
 mod batch;
 pub(crate) mod cache;
 pub(crate) mod coding;
+mod cursor;
 mod db;
 mod error;
 pub(crate) mod filename;
@@ -54,6 +55,7 @@ mod worker;
 mod write;
 
 pub use batch::WriteBatch;
+pub use cursor::Cursor;
 pub use db::{Db, VerifyPhase, VerifyProgress, VerifyReport};
 pub use error::{Error, Result};
 pub use inspect::{ExtentInfo, Inventory, SegmentInfo, TableInfo, ValueFileInfo};

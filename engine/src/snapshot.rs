@@ -7,6 +7,7 @@
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
+use crate::cursor::Cursor;
 use crate::db::DbInner;
 use crate::error::Result;
 use crate::iter::{Iter, owned_bounds, prefix_bounds};
@@ -44,6 +45,19 @@ impl Snapshot {
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         let (lower, upper) = owned_bounds(&range);
         Iter::new(
+            Arc::clone(&self.db.values),
+            self.db.super_version(),
+            self.seq,
+            lower,
+            upper,
+        )
+    }
+
+    /// A forward cursor over the pairs in `range` as of the snapshot; see
+    /// [`Db::cursor`](crate::Db::cursor).
+    pub fn cursor<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Cursor {
+        let (lower, upper) = owned_bounds(&range);
+        Cursor::new(
             Arc::clone(&self.db.values),
             self.db.super_version(),
             self.seq,

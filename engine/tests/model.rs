@@ -2,7 +2,7 @@
 //!
 //! Each case is a sequence of up to ~200 operations (put, delete, delete_range with every kind
 //! of bound, mixed batches written `Buffered` or `Sync`, snapshots and reads through them,
-//! point reads, ranges read from both ends, prefixes, flush, compact, sync, a process crash, a
+//! point reads, ranges read from both ends, prefixes, cursors that seek, flush, compact, sync, a process crash, a
 //! power cut) over a small key alphabet so that operations collide. The database runs on an
 //! in-memory file system ([`MemFs`]) in a tiny configuration so that memtable rotation,
 //! flushes, compactions and write stalls happen within a few operations. Every case runs twice:
@@ -33,7 +33,7 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use extentdb::fs::{MemFs, Unsynced};
-use extentdb::{Db, Durability, Iter, Options, Snapshot, WriteBatch};
+use extentdb::{Cursor, Db, Durability, Iter, Options, Snapshot, WriteBatch};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -104,6 +104,10 @@ enum Op {
     /// Bounds, then the ends to read from (`true` = back) until both meet.
     Range(Bound<Vec<u8>>, Bound<Vec<u8>>, Vec<bool>),
     Prefix(usize, Vec<bool>),
+    /// Bounds, then the cursor's steps (`cursor_steps`), then the rest of the range.
+    Cursor(Bound<Vec<u8>>, Bound<Vec<u8>>, Vec<Option<Vec<u8>>>),
+    /// The same through a snapshot (index modulo the live count).
+    SnapshotCursor(usize, Bound<Vec<u8>>, Bound<Vec<u8>>, Vec<Option<Vec<u8>>>),
     Flush,
     Compact,
     Sync,
@@ -167,8 +171,9 @@ fn value_len(wide: bool) -> impl Strategy<Value = usize> {
     }
 }
 
-fn bound(wide: bool) -> impl Strategy<Value = Bound<Vec<u8>>> {
-    let point = if wide {
+/// A key that may or may not be written: a range bound or a seek target.
+fn point(wide: bool) -> BoxedStrategy<Vec<u8>> {
+    if wide {
         (0..WIDE_KEYS + 1, any::<bool>())
             .prop_map(|(i, after)| {
                 let mut k = format!("key{i:03}").into_bytes();
@@ -182,7 +187,11 @@ fn bound(wide: bool) -> impl Strategy<Value = Bound<Vec<u8>>> {
         (0..BOUND_POINTS.len())
             .prop_map(|i| BOUND_POINTS[i].to_vec())
             .boxed()
-    };
+    }
+}
+
+fn bound(wide: bool) -> impl Strategy<Value = Bound<Vec<u8>>> {
+    let point = point(wide);
     prop_oneof![
         2 => point.clone().prop_map(Bound::Included),
         2 => point.prop_map(Bound::Excluded),
@@ -192,6 +201,11 @@ fn bound(wide: bool) -> impl Strategy<Value = Bound<Vec<u8>>> {
 
 fn directions() -> impl Strategy<Value = Vec<bool>> {
     prop::collection::vec(any::<bool>(), 0..16)
+}
+
+/// What to do with a cursor, step by step: `None` reads the next pair, `Some(k)` seeks to `k`.
+fn cursor_steps(wide: bool) -> impl Strategy<Value = Vec<Option<Vec<u8>>>> {
+    prop::collection::vec(proptest::option::weighted(0.25, point(wide)), 0..24)
 }
 
 fn batch_op(wide: bool) -> impl Strategy<Value = BatchOp> {
@@ -217,6 +231,10 @@ fn op(wide: bool) -> impl Strategy<Value = Op> {
         6 => key_index(wide).prop_map(Op::Get),
         3 => (bound(wide), bound(wide), directions()).prop_map(|(a, b, d)| Op::Range(a, b, d)),
         1 => (0..PREFIXES.len(), directions()).prop_map(|(p, d)| Op::Prefix(p, d)),
+        3 => (bound(wide), bound(wide), cursor_steps(wide))
+            .prop_map(|(a, b, steps)| Op::Cursor(a, b, steps)),
+        2 => (any::<usize>(), bound(wide), bound(wide), cursor_steps(wide))
+            .prop_map(|(s, a, b, steps)| Op::SnapshotCursor(s, a, b, steps)),
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
         1 => Just(Op::Sync),
@@ -297,6 +315,36 @@ fn check_iter(
     Ok(())
 }
 
+/// Takes `steps` with `cursor` (a seek puts the model's position at the first pair at or after
+/// its key), then reads to the end, comparing every pair with `expected`.
+fn check_cursor(
+    mut cursor: Cursor,
+    expected: &Pairs,
+    steps: &[Option<Vec<u8>>],
+    what: &str,
+) -> Result<(), TestCaseError> {
+    let mut pos = 0;
+    let reads = steps
+        .iter()
+        .map(Some)
+        .chain(std::iter::repeat_n(None, expected.len() + 2));
+    for (step, seek) in reads.enumerate() {
+        if let Some(Some(key)) = seek {
+            cursor.seek(key);
+            pos = expected.partition_point(|(k, _)| k < key);
+            continue;
+        }
+        let got = cursor
+            .next()
+            .map_err(|e| fail(format!("{what}: step {step}: {e}")))?
+            .map(|(k, v)| (k.to_vec(), v.to_vec()));
+        let want = expected.get(pos).cloned();
+        prop_assert_eq!(&got, &want, "{}: step {}", what, step);
+        pos += usize::from(want.is_some());
+    }
+    Ok(())
+}
+
 fn check_everything(db: &Db, model: &Model, wide: bool, when: &str) -> Result<(), TestCaseError> {
     let all = model_range(model, &Bound::Unbounded, &Bound::Unbounded);
     check_iter(
@@ -304,6 +352,12 @@ fn check_everything(db: &Db, model: &Model, wide: bool, when: &str) -> Result<()
         all.clone(),
         &[],
         &format!("full scan {when}"),
+    )?;
+    check_cursor(
+        db.cursor::<&[u8], _>(..),
+        &all,
+        &[],
+        &format!("full cursor scan {when}"),
     )?;
     let mut reversed = all;
     reversed.reverse();
@@ -500,6 +554,17 @@ fn run(ops: &[Op], background: bool, wide: bool) -> Result<(), TestCaseError> {
                 let it = d.prefix(PREFIXES[*p]);
                 check_iter(it, model_prefix(model, PREFIXES[*p]), dirs, &at("prefix"))?;
             }
+            Op::Cursor(lo, hi, steps) => {
+                let cursor = d.cursor((lo.clone(), hi.clone()));
+                check_cursor(cursor, &model_range(model, lo, hi), steps, &at("cursor"))?;
+            }
+            Op::SnapshotCursor(s, lo, hi, steps) => {
+                if let Some((snap, m)) = snapshots.get(s % snapshots.len().max(1)) {
+                    let cursor = snap.cursor((lo.clone(), hi.clone()));
+                    let expected = model_range(m, lo, hi);
+                    check_cursor(cursor, &expected, steps, &at("snapshot cursor"))?;
+                }
+            }
             Op::Flush => {
                 d.flush().map_err(r)?;
                 history.synced();
@@ -585,7 +650,14 @@ fn run(ops: &[Op], background: bool, wide: bool) -> Result<(), TestCaseError> {
     for (n, (snap, m)) in snapshots.iter().enumerate() {
         let it = snap.range::<&[u8], _>(..);
         let all = model_range(m, &Bound::Unbounded, &Bound::Unbounded);
-        check_iter(it, all, &[], &format!("snapshot {n} at the end"))?;
+        check_iter(it, all.clone(), &[], &format!("snapshot {n} at the end"))?;
+        let cursor = snap.cursor::<&[u8], _>(..);
+        check_cursor(
+            cursor,
+            &all,
+            &[],
+            &format!("snapshot {n} cursor at the end"),
+        )?;
     }
     check_everything(d, &history.now, wide, "at the end")?;
     snapshots.clear();

@@ -187,14 +187,38 @@ fn run(dir: &Path, read_path: ReadPath) -> Arc<Tally> {
     {
         let (db, tally, stop) = (db.clone(), Arc::clone(&tally), Arc::clone(&stop));
         threads.push(std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                for (i, pair) in db.range("old".."old~").enumerate() {
-                    let k = key(i as u64);
-                    let got = pair.map(|(key, v)| {
-                        assert_eq!(key, k.as_bytes(), "scan returned keys out of order");
-                        Some(v.to_vec())
-                    });
-                    tally.check(&k, got, &value(&k, len_of(i as u64)));
+            // Scans alternate between an iterator and a cursor.
+            for pass in 0u64.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if pass.is_multiple_of(2) {
+                    for (i, pair) in db.range("old".."old~").enumerate() {
+                        let k = key(i as u64);
+                        let got = pair.map(|(key, v)| {
+                            assert_eq!(key, k.as_bytes(), "scan returned keys out of order");
+                            Some(v.to_vec())
+                        });
+                        tally.check(&k, got, &value(&k, len_of(i as u64)));
+                    }
+                    continue;
+                }
+                let mut cursor = db.cursor("old".."old~");
+                for i in 0.. {
+                    let k = key(i);
+                    let got = match cursor.next() {
+                        Ok(None) => break,
+                        Ok(Some((key, v))) => {
+                            assert_eq!(key, k.as_bytes(), "cursor returned keys out of order");
+                            Ok(Some(v.to_vec()))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let failed = got.is_err();
+                    tally.check(&k, got, &value(&k, len_of(i)));
+                    if failed {
+                        break;
+                    }
                 }
             }
         }));
@@ -459,6 +483,10 @@ fn spawn_gc_readers(
 /// A short scan from key `first`, reading ahead across values written side by side.
 fn scan_gc(db: &extentdb::Db, first: u64, latest: &[AtomicU64], tally: &Tally, beat: &Beat) {
     let end = first + GC_SCAN;
+    if first.is_multiple_of(2) {
+        cursor_gc(db, first, latest, tally, beat);
+        return;
+    }
     let mut after = None;
     for pair in db.range(gc_key(first)..gc_key(end)) {
         match pair {
@@ -473,6 +501,35 @@ fn scan_gc(db: &extentdb::Db, first: u64, latest: &[AtomicU64], tally: &Tally, b
                 tally.check_version(i, Ok(Some(&v)), newest);
             }
             Err(e) => tally.check_version(first, Err(e), 0),
+        }
+        if beat.quiet() {
+            break;
+        }
+    }
+}
+
+/// [`scan_gc`] through a cursor.
+fn cursor_gc(db: &extentdb::Db, first: u64, latest: &[AtomicU64], tally: &Tally, beat: &Beat) {
+    let end = first + GC_SCAN;
+    let mut after = None;
+    let mut cursor = db.cursor(gc_key(first)..gc_key(end));
+    loop {
+        match cursor.next() {
+            Ok(None) => break,
+            Ok(Some((key, v))) => {
+                let i = gc_key_number(key);
+                assert!(
+                    (first..end).contains(&i) && after < Some(i),
+                    "a cursor over [{first}, {end}) returned key {i} after {after:?}"
+                );
+                after = Some(i);
+                let newest = latest[i as usize].load(Ordering::SeqCst);
+                tally.check_version(i, Ok(Some(v)), newest);
+            }
+            Err(e) => {
+                tally.check_version(first, Err(e), 0);
+                break;
+            }
         }
         if beat.quiet() {
             break;

@@ -4,6 +4,7 @@
 //! - `table/`: the sorted table format (`docs/format/table.md`);
 //! - `edit`, `version`: the manifest and the set of live tables (`docs/format/manifest.md`);
 //! - `merge`, `tombstones`: merging sorted streams, range-tombstone lookups;
+//! - `scan`: forward scans that lend versions in place, for cursors;
 //! - `flush`, `compaction`: moving data from memory to level 0 and down the levels;
 //! - `obsolete`: deleting the files of removed tables, off the read path.
 //!
@@ -15,6 +16,7 @@ pub(crate) mod flush;
 pub(crate) mod memtable;
 pub(crate) mod merge;
 pub(crate) mod obsolete;
+pub(crate) mod scan;
 pub(crate) mod skiplist;
 pub(crate) mod table;
 pub(crate) mod tombstones;

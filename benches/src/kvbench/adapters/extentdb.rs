@@ -79,10 +79,12 @@ impl Engine for Extentdb {
     }
 
     fn scan(&self, start: &[u8], limit: usize, visit: &mut ScanVisitor<'_>) -> Result<usize> {
+        let mut cursor = self.db.cursor(start..);
         let mut n = 0;
-        for entry in self.db.range(start..).take(limit) {
-            let (k, v) = entry?;
-            visit(&k, &v)?;
+        while n < limit
+            && let Some((k, v)) = cursor.next()?
+        {
+            visit(k, v)?;
             n += 1;
         }
         Ok(n)

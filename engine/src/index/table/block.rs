@@ -22,12 +22,12 @@ use std::cmp::Ordering;
 use std::ops::Range;
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::format::{self, MAX_BLOCK_SIZE_BYTES};
 use crate::coding::{self, Decoder};
 use crate::error::{Error, Result};
-use crate::key::{self, Entry, InternalKey, SeqNo, ValueKind};
+use crate::key::{self, Entry, EntryRef, InternalKey, SeqNo, ValueKind};
 
 /// Bytes of the restart array entry and of the restart count.
 const RESTART_BYTES: usize = 4;
@@ -137,6 +137,91 @@ pub(crate) struct Block {
     num_restarts: usize,
     /// The block's offset in its file, for error messages.
     file_offset: u64,
+}
+
+/// The entries of one block, decoded for a walk that lends them out in place: user keys back
+/// to back in one buffer, values left in the block. A scan reuses one `BlockEntries` from block
+/// to block, so decoding a block allocates nothing once the buffers have grown.
+#[derive(Debug, Default)]
+pub(crate) struct BlockEntries {
+    /// The decoded block; `None` when empty.
+    block: Option<Block>,
+    keys: Vec<u8>,
+    slots: Vec<Slot>,
+    /// The key buffer the decoder rebuilds prefix-compressed keys in.
+    scratch: Vec<u8>,
+}
+
+/// Where one decoded entry lies: its user key ends at `key_end` in `BlockEntries::keys` (and
+/// starts where the previous one ended), its value is `value` within the block.
+#[derive(Debug, Clone)]
+struct Slot {
+    key_end: usize,
+    seq: SeqNo,
+    kind: ValueKind,
+    value: Range<usize>,
+}
+
+impl BlockEntries {
+    /// Empties it, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.block = None;
+        self.keys.clear();
+        self.slots.clear();
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Entry `i`, borrowed from the buffers and the block.
+    pub fn get(&self, i: usize) -> Option<EntryRef<'_>> {
+        let slot = self.slots.get(i)?;
+        let key_start = match i.checked_sub(1) {
+            Some(prev) => self.slots.get(prev)?.key_end,
+            None => 0,
+        };
+        Some(EntryRef {
+            user_key: self.keys.get(key_start..slot.key_end)?,
+            seq: slot.seq,
+            kind: slot.kind,
+            value: self.block.as_ref()?.data.get(slot.value.clone())?,
+        })
+    }
+
+    /// The last entry.
+    pub fn last(&self) -> Option<EntryRef<'_>> {
+        self.get(self.len().checked_sub(1)?)
+    }
+
+    /// The user key and sequence number of the last entry decoded so far (the block is set
+    /// only once decoding succeeds).
+    fn last_slot_key(&self) -> Option<(&[u8], SeqNo)> {
+        let (start, last) = match self.slots.as_slice() {
+            [.., before, last] => (before.key_end, last),
+            [last] => (0, last),
+            [] => return None,
+        };
+        Some((self.keys.get(start..)?, last.seq))
+    }
+
+    /// The index of the first entry at or after `user_key@seq` (`len()` if none is).
+    pub fn lower_bound(&self, user_key: &[u8], seq: SeqNo) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let before = self.get(mid).is_some_and(|e| {
+                key::compare_internal(e.user_key, e.seq, user_key, seq) == Ordering::Less
+            });
+            if before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
 }
 
 /// One decoded entry header: where its value lies and where the next entry starts.
@@ -320,18 +405,25 @@ impl Block {
         })
     }
 
-    /// Decodes every entry, checking that keys strictly increase and that restart points fall
-    /// on entries with no shared prefix. All keys of
-    /// the block share one buffer; values share the block's bytes.
+    /// Decodes every entry into `out`, replacing what it held, and checks that keys strictly
+    /// increase and that restart points fall on entries with no shared prefix.
     ///
     /// # Errors
-    /// `Corruption` if the block is damaged.
-    pub fn entries(&self, path: &Path) -> Result<Vec<Entry>> {
-        let mut key = Vec::new();
-        // Each user key is appended here and split off as its own `Bytes`: while the capacity
-        // lasts, the keys share one allocation and a split costs a reference count.
-        let mut keys = BytesMut::with_capacity(self.restarts_offset);
-        let mut entries: Vec<Entry> = Vec::new();
+    /// `Corruption` if the block is damaged; `out` is then empty.
+    pub fn decode_into(&self, path: &Path, out: &mut BlockEntries) -> Result<()> {
+        out.clear();
+        let mut key = std::mem::take(&mut out.scratch);
+        key.clear();
+        let result = self.decode_each(path, &mut key, out);
+        out.scratch = key;
+        match result {
+            Ok(()) => out.block = Some(self.clone()),
+            Err(_) => out.clear(),
+        }
+        result
+    }
+
+    fn decode_each(&self, path: &Path, key: &mut Vec<u8>, out: &mut BlockEntries) -> Result<()> {
         let (mut pos, mut next_restart) = (0, 0);
         while pos < self.restarts_offset {
             let restart = self.restart_or_end(path, next_restart)?;
@@ -341,26 +433,51 @@ impl Block {
             } else if restart < pos {
                 return Err(self.entry_error(path, pos, "restart point inside an entry"));
             }
-            let raw = self.entry_at(path, pos, &mut key)?;
+            let raw = self.entry_at(path, pos, key)?;
             if at_restart && raw.shared != 0 {
                 return Err(self.entry_error(path, pos, "shared prefix at a restart point"));
             }
             let (user_key, seq, kind) =
-                format::decode_internal_key(&key).ok_or_else(|| self.corrupt_key(path, pos))?;
-            if let Some(prev) = entries.last()
-                && key::compare_internal(&prev.key.user_key, prev.key.seq, user_key, seq)
-                    != Ordering::Less
+                format::decode_internal_key(key).ok_or_else(|| self.corrupt_key(path, pos))?;
+            if let Some(prev) = out.last_slot_key()
+                && key::compare_internal(prev.0, prev.1, user_key, seq) != Ordering::Less
             {
                 return Err(self.entry_error(path, pos, "keys out of order"));
             }
-            keys.extend_from_slice(user_key);
-            entries.push(Entry {
-                key: InternalKey::new(keys.split().freeze(), seq, kind),
-                value: self.value(path, pos, raw.value)?,
+            out.keys.extend_from_slice(user_key);
+            out.slots.push(Slot {
+                key_end: out.keys.len(),
+                seq,
+                kind,
+                value: raw.value,
             });
             pos = raw.next;
         }
-        Ok(entries)
+        Ok(())
+    }
+
+    /// Decodes every entry as an owned [`Entry`], with the checks of [`Block::decode_into`].
+    /// All keys of the block share one buffer; values share the block's bytes.
+    ///
+    /// # Errors
+    /// `Corruption` if the block is damaged.
+    pub fn entries(&self, path: &Path) -> Result<Vec<Entry>> {
+        let mut decoded = BlockEntries::default();
+        self.decode_into(path, &mut decoded)?;
+        let keys = Bytes::from(std::mem::take(&mut decoded.keys));
+        let mut key_start = 0;
+        Ok(decoded
+            .slots
+            .iter()
+            .map(|slot| {
+                let user_key = keys.slice(key_start..slot.key_end);
+                key_start = slot.key_end;
+                Entry {
+                    key: InternalKey::new(user_key, slot.seq, slot.kind),
+                    value: self.data.slice(slot.value.clone()),
+                }
+            })
+            .collect())
     }
 
     fn restart_or_end(&self, path: &Path, i: usize) -> Result<usize> {

@@ -28,4 +28,4 @@ mod reader;
 pub(crate) use bloom::{BloomBuilder, BloomFilter};
 pub(crate) use builder::{TableBuilder, TableOptions};
 pub(crate) use cache::BlockCache;
-pub(crate) use reader::{ReadMode, Table, TableIter};
+pub(crate) use reader::{ReadMode, Table, TableIter, TableScan};

@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::block::Block;
+use super::block::{Block, BlockEntries};
 use super::bloom::BloomFilter;
 use super::cache::BlockCache;
 use super::format::{self, BlockHandle, BlockType, FOOTER_BYTES, Footer};
@@ -29,7 +29,7 @@ use crate::coding::Decoder;
 use crate::error::{Error, Result};
 use crate::fs::ReadableFile;
 use crate::index::obsolete::ObsoleteFiles;
-use crate::key::{self, Entry, Found, InternalKey, RangeTombstone, SeqNo, ValueKind};
+use crate::key::{self, Entry, EntryRef, Found, InternalKey, RangeTombstone, SeqNo, ValueKind};
 
 /// Whether a read may do I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,22 +261,59 @@ impl Table {
         Block::new(data, &self.path, handle.offset)
     }
 
-    /// Decodes data block `i` whole and checks it against the index: not empty, its last
-    /// key equal to the index key, its first key after the previous block's last key, and
-    /// no tombstone carrying a value.
+    /// Decodes data block `i` whole and checks it against the index (`check_block`).
     fn checked_entries(&self, i: usize, block: &Block) -> Result<Vec<Entry>> {
         let entries = block.entries(&self.path)?;
-        let index_entry = self.index.get(i);
         let valued_tombstone = entries
             .iter()
             .any(|e| e.key.kind == ValueKind::Delete && !e.value.is_empty());
-        let agrees = match (entries.first(), entries.last(), index_entry) {
+        self.check_block(
+            i,
+            entries.first().map(Entry::borrowed),
+            entries.last().map(Entry::borrowed),
+            valued_tombstone,
+        )?;
+        Ok(entries)
+    }
+
+    /// Decodes data block `i` into `out` and checks it against the index (`check_block`).
+    fn decode_checked(&self, i: usize, block: &Block, out: &mut BlockEntries) -> Result<()> {
+        block.decode_into(&self.path, out)?;
+        let valued_tombstone = (0..out.len())
+            .filter_map(|j| out.get(j))
+            .any(|e| e.kind == ValueKind::Delete && !e.value.is_empty());
+        self.check_block(i, out.get(0), out.last(), valued_tombstone)
+    }
+
+    /// Checks decoded data block `i` against the index: not empty, its last key equal to the
+    /// index key, its first key after the previous block's last key, and no tombstone
+    /// carrying a value.
+    fn check_block(
+        &self,
+        i: usize,
+        first: Option<EntryRef<'_>>,
+        last: Option<EntryRef<'_>>,
+        valued_tombstone: bool,
+    ) -> Result<()> {
+        let index_entry = self.index.get(i);
+        let agrees = match (first, last, index_entry) {
             (Some(first), Some(last), Some(index_entry)) => {
-                let after_previous = i
-                    .checked_sub(1)
-                    .and_then(|p| self.index.get(p))
-                    .is_none_or(|prev| first.key > prev.last_key);
-                last.key == index_entry.last_key && after_previous && !valued_tombstone
+                let after_previous =
+                    i.checked_sub(1)
+                        .and_then(|p| self.index.get(p))
+                        .is_none_or(|prev| {
+                            let prev = &prev.last_key;
+                            key::compare_internal(
+                                first.user_key,
+                                first.seq,
+                                &prev.user_key,
+                                prev.seq,
+                            ) == Ordering::Greater
+                        });
+                let ends_at_index_key = last.user_key == index_entry.last_key.user_key
+                    && last.seq == index_entry.last_key.seq
+                    && last.kind == index_entry.last_key.kind;
+                ends_at_index_key && after_previous && !valued_tombstone
             }
             _ => false,
         };
@@ -285,7 +322,7 @@ impl Table {
             let what = "data block disagrees with its index entry or holds a valued tombstone";
             return Err(Error::corruption(&self.path, offset, what));
         }
-        Ok(entries)
+        Ok(())
     }
 }
 
@@ -542,6 +579,77 @@ impl DoubleEndedIterator for TableIter {
     }
 }
 
+/// A forward walk over a table's versions from a seek target, lending each version in place:
+/// data blocks are decoded one at a time into buffers the walk reuses, so a step costs no
+/// allocation and no reference count. Blocks are checked against the index as [`TableIter`]
+/// checks them. Upper bounds are the caller's to check.
+#[derive(Debug)]
+pub(crate) struct TableScan {
+    table: Arc<Table>,
+    /// The data block decoded in `entries`.
+    block: usize,
+    entries: BlockEntries,
+    pos: usize,
+}
+
+impl TableScan {
+    /// Positioned at the first version at or after `from` (newest version first), or at the
+    /// table's first version with `None`.
+    ///
+    /// # Errors
+    /// `Io` or `Corruption` reading the first block.
+    pub fn new(table: Arc<Table>, from: Option<&[u8]>) -> Result<Self> {
+        let block = from.map_or(0, |k| table.block_for(k, SeqNo::MAX));
+        let mut scan = Self {
+            table,
+            block,
+            entries: BlockEntries::default(),
+            pos: 0,
+        };
+        if scan.block < scan.table.index.len() {
+            scan.load()?;
+            if let Some(k) = from {
+                scan.pos = scan.entries.lower_bound(k, SeqNo::MAX);
+            }
+            scan.next_block_if_done()?;
+        }
+        Ok(scan)
+    }
+
+    /// The version the scan is at, if any.
+    pub fn current(&self) -> Option<EntryRef<'_>> {
+        self.entries.get(self.pos)
+    }
+
+    /// Moves to the next version.
+    ///
+    /// # Errors
+    /// `Io` or `Corruption` reading the next block; the scan is then exhausted.
+    pub fn advance(&mut self) -> Result<()> {
+        self.pos += 1;
+        self.next_block_if_done()
+    }
+
+    fn next_block_if_done(&mut self) -> Result<()> {
+        while self.pos >= self.entries.len() && self.block + 1 < self.table.index.len() {
+            self.block += 1;
+            self.load()?;
+        }
+        Ok(())
+    }
+
+    fn load(&mut self) -> Result<()> {
+        self.entries.clear();
+        self.pos = 0;
+        let Some(handle) = self.table.index.get(self.block).map(|e| e.handle) else {
+            return Ok(());
+        };
+        let data = self.table.data_block(handle, ReadMode::Blocking)?;
+        self.table
+            .decode_checked(self.block, &data, &mut self.entries)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -695,6 +803,53 @@ mod tests {
             }
         }
         all
+    }
+
+    /// Owned copies of what a [`TableScan`] from `from` lends, to its end or its first error
+    /// (returned with what came before it).
+    fn scan(table: &Arc<Table>, from: Option<&[u8]>) -> (Vec<Entry>, Option<Error>) {
+        let mut got = Vec::new();
+        let mut scan = match TableScan::new(Arc::clone(table), from) {
+            Ok(scan) => scan,
+            Err(e) => return (got, Some(e)),
+        };
+        while let Some(e) = scan.current() {
+            got.push(Entry {
+                key: InternalKey::new(Bytes::copy_from_slice(e.user_key), e.seq, e.kind),
+                value: Bytes::copy_from_slice(e.value),
+            });
+            if let Err(e) = scan.advance() {
+                return (got, Some(e));
+            }
+        }
+        (got, None)
+    }
+
+    #[test]
+    fn scan_from_every_start_lends_the_entries_from_there() {
+        let f = fixture(60, &tiny_options());
+        let starts = [
+            Bytes::new(),
+            user_key(0),
+            user_key(17),
+            Bytes::from_static(b"key0017x"),
+            user_key(59),
+            Bytes::from_static(b"zzz"),
+        ];
+        let (all, err) = scan(&f.table, None);
+        assert!(err.is_none());
+        assert_eq!(all, f.entries);
+        for start in &starts {
+            let (got, err) = scan(&f.table, Some(start));
+            assert!(err.is_none());
+            let want: Vec<Entry> = f
+                .entries
+                .iter()
+                .filter(|e| e.key.user_key >= start)
+                .cloned()
+                .collect();
+            assert_eq!(got, want, "from {start:?}");
+        }
     }
 
     #[test]
@@ -950,6 +1105,12 @@ mod tests {
         }
         backward.reverse();
         assert!(entries.ends_with(&backward), "{what}: iter back");
+        let table = open(path, &Arc::new(BlockCache::new(BIG_CACHE_BYTES))).unwrap();
+        let (scanned, err) = scan(&table, None);
+        if let Some(err) = err {
+            assert!(err.is_corruption(), "{what}: scan: {err}");
+        }
+        assert!(entries.starts_with(&scanned), "{what}: scan");
     }
 
     #[test]
@@ -1030,6 +1191,9 @@ mod tests {
         let mut it = table.iter(Bound::Unbounded, Bound::Unbounded);
         assert!(it.next().unwrap().unwrap_err().is_corruption());
         assert!(it.next().is_none());
+        let (scanned, err) = scan(&table, None);
+        assert!(scanned.is_empty());
+        assert!(err.is_some_and(|e| e.is_corruption()));
     }
 }
 
