@@ -372,7 +372,7 @@ fn decode_index(
 
 /// A position of one end of a [`TableIter`]: a data block and, once loaded, its entries.
 #[derive(Debug)]
-struct Cursor {
+struct IterEnd {
     block: usize,
     entries: Option<Arc<Vec<Entry>>>,
     /// Front: the next entry to yield. Back: one past the next entry to yield.
@@ -387,8 +387,8 @@ pub(crate) struct TableIter {
     table: Arc<Table>,
     lower: Bound<Bytes>,
     upper: Bound<Bytes>,
-    front: Cursor,
-    back: Cursor,
+    front: IterEnd,
+    back: IterEnd,
     done: bool,
 }
 
@@ -412,12 +412,12 @@ impl TableIter {
             table,
             lower,
             upper,
-            front: Cursor {
+            front: IterEnd {
                 block: front_block,
                 entries: None,
                 pos: 0,
             },
-            back: Cursor {
+            back: IterEnd {
                 block: back_block,
                 entries: None,
                 pos: 0,
@@ -442,7 +442,7 @@ impl TableIter {
     }
 
     /// The entries of `block`, shared with the other end if it holds the same block.
-    fn load(&self, block: usize, other: &Cursor) -> Result<Arc<Vec<Entry>>> {
+    fn load(&self, block: usize, other: &IterEnd) -> Result<Arc<Vec<Entry>>> {
         if other.block == block
             && let Some(entries) = &other.entries
         {
@@ -470,7 +470,7 @@ impl TableIter {
     }
 }
 
-impl Cursor {
+impl IterEnd {
     /// Entries of the loaded block (0 if none is loaded).
     fn len(&self) -> usize {
         self.entries.as_ref().map_or(0, |entries| entries.len())
