@@ -34,14 +34,14 @@
 //! invalidation), or in a caller's thread. Nothing else is locked while it is held, and freed
 //! memory is given back to the allocator after it is released.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering, Rank};
 
 /// The free buffers, by length in bytes.
 #[derive(Debug, Default)]
 struct FreeLists {
-    by_len: HashMap<usize, Vec<Box<[u8]>>>,
+    by_len: FxHashMap<usize, Vec<Box<[u8]>>>,
     bytes: u64,
 }
 

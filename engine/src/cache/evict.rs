@@ -28,7 +28,9 @@
 //! shard lock held. Eviction never takes an invalidate lock and never evicts a Loading run
 //! (E17). Read next: `pool.rs`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use crate::sync::Arc;
 use crate::value::block::{LogicalBlock, ValueFileId};
@@ -77,7 +79,7 @@ impl Fifo {
 #[derive(Debug, Default)]
 struct Ghost {
     order: VecDeque<GhostKey>,
-    count: HashMap<GhostKey, u32>,
+    count: FxHashMap<GhostKey, u32>,
     max: usize,
 }
 

@@ -23,9 +23,8 @@
 //! inside a shard lock is a run's latch (`DESIGN.md` section 4 order: shard, then frame state).
 //! Read next: `evict.rs`.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 
 use crate::sync::{Arc, Rank, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::value::block::ValueFileId;
@@ -80,7 +79,7 @@ fn position(file: ValueFileId, block: u64) -> ((ValueFileId, u64), usize) {
 /// One shard's part of the table.
 #[derive(Debug, Default)]
 pub(super) struct Shard {
-    chunks: HashMap<(ValueFileId, u64), Chunk>,
+    chunks: FxHashMap<(ValueFileId, u64), Chunk>,
     /// Slot vectors of removed chunks, all slots empty.
     spare: Vec<Vec<Option<Slot>>>,
 }
