@@ -5,8 +5,8 @@
 //! Compiled only with the `fuzzing` feature and hidden from the documentation: this is not an
 //! API. Each decoder function must return (an error or a value) for any input, never panic,
 //! hang or allocate without bound; the fuzz targets in `fuzz/` check exactly that.
-//! [`extent_replay`] also checks what the replay built, and panics (a finding) when it breaks
-//! an invariant.
+//! [`extent_replay`] also checks what the replay built, and [`table`] that its two readers agree,
+//! and each panics (a finding) when that fails.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +18,7 @@ use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::fs::{BytesFile, ReadableFile};
 use crate::index::edit::VersionEdit;
-use crate::index::table::{BlockCache, ReadMode, Table};
+use crate::index::table::{BlockCache, ReadMode, Table, TableScan};
 use crate::key::SeqNo;
 use crate::value::allocator::Allocator;
 use crate::value::block::PhysicalBlock;
@@ -53,16 +53,38 @@ pub fn manifest_edit(data: &[u8]) -> Result<usize> {
         .len())
 }
 
-/// Opens a table image, verifies it, iterates it both ways and looks up `probe`; returns the
-/// number of entries seen.
+/// Opens a table image, verifies it, iterates it both ways, scans it forward from its start and
+/// from `probe`, and looks up `probe`; returns the number of entries seen.
+///
+/// # Panics
+/// If a forward scan does not lend exactly what the iterator returned (from its start point).
 pub fn table(data: &[u8], probe: &[u8]) -> Result<u64> {
     let file: Arc<dyn ReadableFile> = Arc::new(BytesFile::new(data.to_vec(), "fuzz.sst"));
     let table = Table::open(file, 1, Arc::new(BlockCache::new(1 << 20)))?;
     let _ = table.get(probe, SeqNo::MAX, ReadMode::Blocking)?;
-    let mut n = 0;
-    for entry in table.iter(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded) {
-        entry?;
-        n += 1;
+    let entries = table
+        .iter(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+        .collect::<Result<Vec<_>>>()?;
+    let n = entries.len() as u64;
+    // The forward scans must lend what the iterator returned, from the start and from the probe.
+    for from in [None, Some(probe)] {
+        let mut scan = TableScan::new(Arc::clone(&table), from)?;
+        let expected = entries
+            .iter()
+            .filter(|e| from.is_none_or(|k| &e.key.user_key[..] >= k));
+        for want in expected {
+            assert_eq!(
+                scan.current(),
+                Some(want.borrowed()),
+                "table scan from {from:?}"
+            );
+            scan.advance()?;
+        }
+        assert_eq!(
+            scan.current(),
+            None,
+            "table scan from {from:?} went past the end"
+        );
     }
     for entry in table
         .iter(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)

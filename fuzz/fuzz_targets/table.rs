@@ -1,5 +1,6 @@
-//! Any bytes as a table file: opening, verifying, iterating both ways and a point lookup must
-//! return values or errors, never panic.
+//! Any bytes as a table file: opening, verifying, iterating both ways, scanning forward and a
+//! point lookup must return values or errors, never panic, and the scans must agree with the
+//! iterator.
 //!
 //! Input layout: one byte `n`, then `n % 32` bytes of key to look up, then the table image. A
 //! real table prefixed with a zero byte is therefore a valid seed (see `run.sh`).
