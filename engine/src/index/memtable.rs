@@ -27,6 +27,9 @@ const TOMBSTONE_OVERHEAD_BYTES: usize = 80;
 /// Entries an iterator copies out of the skip list per refill, and the bytes that end a refill
 /// sooner: inline values can be large, and a caller keeping one value keeps its whole batch.
 const ITER_BATCH: usize = 64;
+/// The first batch of a [`MemtableScan`], which doubles up to [`ITER_BATCH`]: a seek followed by
+/// a short scan copies few versions it will not use.
+const SCAN_FIRST_BATCH: usize = 8;
 const ITER_BATCH_BYTES: usize = 256 << 10;
 
 /// An in-memory, ordered buffer of recent versions.
@@ -338,6 +341,8 @@ pub(crate) struct MemtableScan {
     buf: Vec<u8>,
     slots: Vec<ScanSlot>,
     pos: usize,
+    /// Versions the next refill copies at most.
+    batch: usize,
 }
 
 /// Where a version of a [`MemtableScan`]'s batch lies: its key runs from where the previous
@@ -359,6 +364,7 @@ impl MemtableScan {
             buf: Vec::new(),
             slots: Vec::new(),
             pos: 0,
+            batch: SCAN_FIRST_BATCH,
         };
         let table = std::sync::Arc::clone(&scan.table);
         let start = match from {
@@ -411,15 +417,17 @@ impl MemtableScan {
         })
     }
 
-    /// Replaces the batch with copies of `start` and the nodes after it, up to
-    /// [`ITER_BATCH`] of them or [`ITER_BATCH_BYTES`] (but at least one).
+    /// Replaces the batch with copies of `start` and the nodes after it, up to `self.batch` of
+    /// them or [`ITER_BATCH_BYTES`] (but at least one), and doubles the next batch.
     fn fill(&mut self, start: Option<Node<'_>>) {
         self.buf.clear();
         self.slots.clear();
         self.pos = 0;
+        let limit = self.batch;
+        self.batch = (self.batch * 2).min(ITER_BATCH);
         let mut node = start;
         while let Some(n) = node
-            && self.slots.len() < ITER_BATCH
+            && self.slots.len() < limit
             && self.buf.len() < ITER_BATCH_BYTES
         {
             self.buf.extend_from_slice(n.user_key());

@@ -354,29 +354,53 @@ impl Block {
         Ok(key::compare_internal(k, s, user_key, seq))
     }
 
-    /// The first entry whose internal key is at or after `user_key@seq`, if any.
-    /// Binary-searches the restart points, then scans at most one restart interval onward, so
-    /// the only allocation is the buffer the scanned keys are rebuilt in.
-    ///
-    /// # Errors
-    /// `Corruption` if a decoded entry is damaged.
-    pub fn seek(&self, path: &Path, user_key: &[u8], seq: SeqNo) -> Result<Option<SeekHit>> {
-        let mut key = Vec::new();
+    /// The internal key of the entry at restart point `i` and its offset, read in place: an
+    /// entry at a restart point shares no prefix with the one before it.
+    fn restart_key(&self, path: &Path, i: usize) -> Result<(usize, &[u8])> {
+        let pos = self.restart(path, i)?;
+        let region = self.data.get(pos..self.restarts_offset).unwrap_or_default();
+        let mut d = Decoder::new(region, path, self.file_offset + pos as u64, "block entry");
+        if d.varint()? != 0 {
+            return Err(self.entry_error(path, pos, "shared prefix at a restart point"));
+        }
+        let unshared = d.varint_len(MAX_BLOCK_SIZE_BYTES)?;
+        d.varint_len(MAX_BLOCK_SIZE_BYTES)?;
+        let start = d.position();
+        let key = start
+            .checked_add(unshared)
+            .and_then(|end| region.get(start..end))
+            .ok_or_else(|| self.entry_error(path, pos, "key past the end of the entries"))?;
+        Ok((pos, key))
+    }
+
+    /// The last restart point whose entry is before `user_key@seq`, or 0: the first entry at
+    /// or after the target lies at or after it.
+    fn restart_before(&self, path: &Path, user_key: &[u8], seq: SeqNo) -> Result<usize> {
         // `new` guarantees at least one restart.
         let (mut left, mut right) = (0, self.num_restarts.saturating_sub(1));
         while left < right {
             let mid = left + (right - left).div_ceil(2);
-            let pos = self.restart(path, mid)?;
-            key.clear();
-            self.entry_at(path, pos, &mut key)?;
-            if self.compare_key(path, pos, &key, user_key, seq)? == Ordering::Less {
+            let (pos, key) = self.restart_key(path, mid)?;
+            if self.compare_key(path, pos, key, user_key, seq)? == Ordering::Less {
                 left = mid;
             } else {
                 right = mid - 1;
             }
         }
+        Ok(left)
+    }
+
+    /// The first entry whose internal key is at or after `user_key@seq`, if any.
+    /// Binary-searches the restart points (reading their keys in place), then scans at most one
+    /// restart interval onward, so the only allocation is the buffer the scanned keys are
+    /// rebuilt in.
+    ///
+    /// # Errors
+    /// `Corruption` if a decoded entry is damaged.
+    pub fn seek(&self, path: &Path, user_key: &[u8], seq: SeqNo) -> Result<Option<SeekHit>> {
+        let left = self.restart_before(path, user_key, seq)?;
+        let mut key = Vec::new();
         let mut pos = self.restart(path, left)?;
-        key.clear();
         while pos < self.restarts_offset {
             let raw = self.entry_at(path, pos, &mut key)?;
             let (k, s, kind) =
@@ -411,10 +435,36 @@ impl Block {
     /// # Errors
     /// `Corruption` if the block is damaged; `out` is then empty.
     pub fn decode_into(&self, path: &Path, out: &mut BlockEntries) -> Result<()> {
+        self.decode_from(path, 0, out)
+    }
+
+    /// Decodes into `out`, as [`Block::decode_into`] does, the entries from the last restart
+    /// point before `user_key@seq` on: the first entry at or after it is among them, and a
+    /// seek need not decode the block's first half on average.
+    ///
+    /// # Errors
+    /// `Corruption` if the block is damaged; `out` is then empty.
+    pub fn decode_seek_into(
+        &self,
+        path: &Path,
+        user_key: &[u8],
+        seq: SeqNo,
+        out: &mut BlockEntries,
+    ) -> Result<()> {
+        match self.restart_before(path, user_key, seq) {
+            Ok(restart) => self.decode_from(path, restart, out),
+            Err(e) => {
+                out.clear();
+                Err(e)
+            }
+        }
+    }
+
+    fn decode_from(&self, path: &Path, first_restart: usize, out: &mut BlockEntries) -> Result<()> {
         out.clear();
         let mut key = std::mem::take(&mut out.scratch);
         key.clear();
-        let result = self.decode_each(path, &mut key, out);
+        let result = self.decode_each(path, first_restart, &mut key, out);
         out.scratch = key;
         match result {
             Ok(()) => out.block = Some(self.clone()),
@@ -423,8 +473,15 @@ impl Block {
         result
     }
 
-    fn decode_each(&self, path: &Path, key: &mut Vec<u8>, out: &mut BlockEntries) -> Result<()> {
-        let (mut pos, mut next_restart) = (0, 0);
+    fn decode_each(
+        &self,
+        path: &Path,
+        first_restart: usize,
+        key: &mut Vec<u8>,
+        out: &mut BlockEntries,
+    ) -> Result<()> {
+        let mut pos = self.restart(path, first_restart)?;
+        let mut next_restart = first_restart;
         while pos < self.restarts_offset {
             let restart = self.restart_or_end(path, next_restart)?;
             let at_restart = restart == pos;

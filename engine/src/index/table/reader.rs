@@ -276,9 +276,20 @@ impl Table {
         Ok(entries)
     }
 
-    /// Decodes data block `i` into `out` and checks it against the index (`check_block`).
-    fn decode_checked(&self, i: usize, block: &Block, out: &mut BlockEntries) -> Result<()> {
-        block.decode_into(&self.path, out)?;
+    /// Decodes data block `i` into `out`, from the last restart point before `seek` if given,
+    /// and checks it against the index (`check_block`; a block decoded from a restart point
+    /// past its start must still come after the previous block).
+    fn decode_checked(
+        &self,
+        i: usize,
+        block: &Block,
+        seek: Option<&[u8]>,
+        out: &mut BlockEntries,
+    ) -> Result<()> {
+        match seek {
+            Some(k) => block.decode_seek_into(&self.path, k, SeqNo::MAX, out)?,
+            None => block.decode_into(&self.path, out)?,
+        }
         let valued_tombstone = (0..out.len())
             .filter_map(|j| out.get(j))
             .any(|e| e.kind == ValueKind::Delete && !e.value.is_empty());
@@ -607,7 +618,7 @@ impl TableScan {
             pos: 0,
         };
         if scan.block < scan.table.index.len() {
-            scan.load()?;
+            scan.load(from)?;
             if let Some(k) = from {
                 scan.pos = scan.entries.lower_bound(k, SeqNo::MAX);
             }
@@ -633,12 +644,14 @@ impl TableScan {
     fn next_block_if_done(&mut self) -> Result<()> {
         while self.pos >= self.entries.len() && self.block + 1 < self.table.index.len() {
             self.block += 1;
-            self.load()?;
+            self.load(None)?;
         }
         Ok(())
     }
 
-    fn load(&mut self) -> Result<()> {
+    /// Decodes the current block: all of it, or with a seek target only from the last restart
+    /// point before it.
+    fn load(&mut self, seek: Option<&[u8]>) -> Result<()> {
         self.entries.clear();
         self.pos = 0;
         let Some(handle) = self.table.index.get(self.block).map(|e| e.handle) else {
@@ -646,7 +659,7 @@ impl TableScan {
         };
         let data = self.table.data_block(handle, ReadMode::Blocking)?;
         self.table
-            .decode_checked(self.block, &data, &mut self.entries)
+            .decode_checked(self.block, &data, seek, &mut self.entries)
     }
 }
 
