@@ -249,6 +249,7 @@ fn run_with_lie(lie: Lie, workloads: &[Workload]) -> Result<()> {
     let values = Values::new(100)?;
     let settings = Settings {
         num: 300,
+        reads: 300,
         batch: 1,
         duration: std::time::Duration::from_millis(20),
         scan_len: 10,
@@ -298,6 +299,7 @@ fn workloads_reject_an_engine_that_returns_wrong_data() -> Result<()> {
     let values = Values::new(100)?;
     let settings = Settings {
         num: 300,
+        reads: 300,
         batch: 4,
         duration: std::time::Duration::from_millis(20),
         scan_len: 10,

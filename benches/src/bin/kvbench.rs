@@ -18,7 +18,7 @@ use extentdb_benches::kvbench::engine::EngineKind;
 use extentdb_benches::kvbench::machine::{self, MachineInfo};
 use extentdb_benches::kvbench::report::{self, Report, RunMachine, size_name};
 use extentdb_benches::kvbench::runner::{Pass, Record, run_engine};
-use extentdb_benches::kvbench::workload::{KEY_BYTES, Settings, Workload};
+use extentdb_benches::kvbench::workload::{KEY_BYTES, READS_MIN, Settings, Workload};
 use extentdb_benches::kvbench::{Result, data, error, plot};
 
 /// What every engine's durability is, as reports print it.
@@ -50,6 +50,10 @@ struct Args {
     /// Keys per database, for every value size. Exclusive with --data-mib.
     #[arg(long, conflicts_with = "data_mib", value_parser = clap::value_parser!(u64).range(10..))]
     num: Option<u64>,
+
+    /// Timed gets of readrandom [default: the key count, at least 100 000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    reads: Option<u64>,
 
     /// Key and value bytes per database, in MiB: keys = data / (16 + value size), at least 10.
     /// Used when --num is not given.
@@ -274,6 +278,7 @@ fn run(args: Args) -> Result<()> {
                 .unwrap_or_else(|| ((args.data_mib << 20) / (KEY_BYTES + size) as u64).max(10));
             let settings = Settings {
                 num,
+                reads: args.reads.unwrap_or(num.max(READS_MIN)),
                 batch: usize::try_from(args.batch).unwrap_or(1),
                 duration: args.duration,
                 scan_len: args.scan_len,

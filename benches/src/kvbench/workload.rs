@@ -26,6 +26,10 @@ pub const KEY_BYTES: usize = 16;
 /// Untimed random gets before `readrandom`'s timed ones, at most.
 const WARM_GETS_MAX: u64 = 100_000;
 
+/// The fewest timed gets of `readrandom` by default: with large values the key count alone
+/// (1 024 keys in 64 MiB of 64 KiB values) makes a timed phase of a few milliseconds.
+pub const READS_MIN: u64 = 100_000;
+
 /// The longest scan of YCSB workload E (YCSB's default `maxscanlength`).
 const YCSB_SCAN_MAX: u64 = 100;
 
@@ -53,7 +57,8 @@ pub enum Workload {
     Fillrandom,
     /// Every key written again, in a new random order; then settled (untimed) for space.
     Overwrite,
-    /// Random gets of existing keys after an untimed warm-up of up to 100 000 gets.
+    /// `--reads` random gets of existing keys (by default the key count, at least 100 000),
+    /// after an untimed warm-up of as many, up to 100 000.
     Readrandom,
     /// One scan of the whole database in key order.
     Readseq,
@@ -109,8 +114,10 @@ impl Workload {
 /// Parameters shared by every workload of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
-    /// Keys filled (`--num`); also the operation count of random workloads.
+    /// Keys filled (`--num`); also the operation count of random workloads but `readrandom`.
     pub num: u64,
+    /// Timed gets of `readrandom` (`--reads`).
+    pub reads: u64,
     /// Puts per write batch in fills and overwrite (`--batch`); 1 means single puts.
     pub batch: usize,
     /// Length of each phase of `readwhilewriting` (`--duration`).
@@ -375,11 +382,11 @@ impl<'a> Session<'a> {
 
     fn read_random(&mut self) -> Result<Outcome> {
         let n = self.expected.keys();
-        for _ in 0..self.settings.num.min(WARM_GETS_MAX) {
+        let ops = self.settings.reads;
+        for _ in 0..ops.min(WARM_GETS_MAX) {
             let i = self.rng.below(n);
             self.get_checked(i)?;
         }
-        let ops = self.settings.num;
         let (seconds, _) = self.timed(|s| {
             for _ in 0..ops {
                 let i = s.rng.below(n);
