@@ -244,3 +244,14 @@ fn below(upper: &Bound<Bytes>, key: &[u8]) -> bool {
         Bound::Excluded(end) => key < &end[..],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_can_move_to_another_thread() {
+        fn send<T: Send>() {}
+        send::<Cursor>();
+    }
+}
