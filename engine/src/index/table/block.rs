@@ -195,17 +195,6 @@ impl BlockEntries {
         self.get(self.len().checked_sub(1)?)
     }
 
-    /// The user key and sequence number of the last entry decoded so far (the block is set
-    /// only once decoding succeeds).
-    fn last_slot_key(&self) -> Option<(&[u8], SeqNo)> {
-        let (start, last) = match self.slots.as_slice() {
-            [.., before, last] => (before.key_end, last),
-            [last] => (0, last),
-            [] => return None,
-        };
-        Some((self.keys.get(start..)?, last.seq))
-    }
-
     /// The index of the first entry at or after `user_key@seq` (`len()` if none is).
     pub fn lower_bound(&self, user_key: &[u8], seq: SeqNo) -> usize {
         let (mut lo, mut hi) = (0, self.len());
@@ -462,13 +451,13 @@ impl Block {
 
     fn decode_from(&self, path: &Path, first_restart: usize, out: &mut BlockEntries) -> Result<()> {
         out.clear();
+        out.block = Some(self.clone());
         let mut key = std::mem::take(&mut out.scratch);
         key.clear();
         let result = self.decode_each(path, first_restart, &mut key, out);
         out.scratch = key;
-        match result {
-            Ok(()) => out.block = Some(self.clone()),
-            Err(_) => out.clear(),
+        if result.is_err() {
+            out.clear();
         }
         result
     }
@@ -496,8 +485,8 @@ impl Block {
             }
             let (user_key, seq, kind) =
                 format::decode_internal_key(key).ok_or_else(|| self.corrupt_key(path, pos))?;
-            if let Some(prev) = out.last_slot_key()
-                && key::compare_internal(prev.0, prev.1, user_key, seq) != Ordering::Less
+            if let Some(prev) = out.last()
+                && key::compare_internal(prev.user_key, prev.seq, user_key, seq) != Ordering::Less
             {
                 return Err(self.entry_error(path, pos, "keys out of order"));
             }

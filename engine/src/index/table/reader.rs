@@ -309,18 +309,12 @@ impl Table {
         let index_entry = self.index.get(i);
         let agrees = match (first, last, index_entry) {
             (Some(first), Some(last), Some(index_entry)) => {
-                let after_previous =
-                    i.checked_sub(1)
-                        .and_then(|p| self.index.get(p))
-                        .is_none_or(|prev| {
-                            let prev = &prev.last_key;
-                            key::compare_internal(
-                                first.user_key,
-                                first.seq,
-                                &prev.user_key,
-                                prev.seq,
-                            ) == Ordering::Greater
-                        });
+                let previous_last = i.checked_sub(1).and_then(|p| self.index.get(p));
+                let after_previous = previous_last.is_none_or(|prev| {
+                    let prev = &prev.last_key;
+                    key::compare_internal(first.user_key, first.seq, &prev.user_key, prev.seq)
+                        .is_gt()
+                });
                 let ends_at_index_key = last.user_key == index_entry.last_key.user_key
                     && last.seq == index_entry.last_key.seq
                     && last.kind == index_entry.last_key.kind;
