@@ -734,6 +734,18 @@ fn recover_wals(
         // died with them written but not synced): make them durable before the table that
         // points at them is.
         values.sync_files(reaches.keys().copied())?;
+        // A log started after the manifest's last edit has a number the manifest never
+        // recorded as used. Handing it out again would name the new log after a file that
+        // exists: its creation would replace the old log's records, and if recovery failed
+        // between its edit and that creation, the next open would replay the old log as the
+        // new one.
+        for name in fs.list_dir(dir)? {
+            if let Some(FileKind::Wal(n) | FileKind::Table(n) | FileKind::Manifest(n)) =
+                filename::parse(&name)
+            {
+                versions.mark_file_number_used(n);
+            }
+        }
         let wal_number =
             persist_recovery(dir, &fs, &table_options, &mut versions, mem, last, trimmed)?;
         let writer = LogWriter::new(fs.create(&dir.join(filename::wal(wal_number)))?);

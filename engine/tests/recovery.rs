@@ -380,3 +380,67 @@ fn sixty_four_mib_values_survive_reopen() {
     );
     db.verify().unwrap();
 }
+
+/// Writes 300-byte keys with background work off until a second log exists, then drops the
+/// handle as a crash would, and moves that log one number up, leaving an empty log in its
+/// place: two logs the manifest has not recorded (the second of which holds writes), as when a
+/// flush failed and the writes went on. Returns what was written.
+fn crash_with_unrecorded_logs(dir: &Path) -> Model {
+    let db = tiny().background_compaction(false).open(dir).unwrap();
+    let mut model = Model::new();
+    let logs = || -> Vec<u64> {
+        let mut logs: Vec<u64> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".wal").map(|n| n.parse().unwrap())
+            })
+            .collect();
+        logs.sort_unstable();
+        logs
+    };
+    for i in 0.. {
+        let mut k = key(i);
+        k.resize(300, b'~');
+        db.put(&k, b"v").unwrap();
+        model.insert(k, b"v".to_vec());
+        if logs().len() == 2 {
+            break;
+        }
+    }
+    drop(db);
+    let newest = *logs().last().unwrap();
+    let wal = |n: u64| dir.join(format!("{n:06}.wal"));
+    std::fs::rename(wal(newest), wal(newest + 1)).unwrap();
+    std::fs::File::create(wal(newest)).unwrap();
+    model
+}
+
+/// Logs started after the manifest's last edit have numbers the manifest never recorded as
+/// used. Whichever call of the next open fails (and every call after it), the open after that
+/// must recover every write: recovery must not name its new log after one of them, which its
+/// manifest edit would then call the oldest live log.
+#[test]
+fn a_failed_recovery_never_reuses_the_number_of_an_unrecorded_log() {
+    use extentdb::fs::{FaultFs, Trigger};
+    for n in 1.. {
+        let dir = tempfile::tempdir().unwrap();
+        let model = crash_with_unrecorded_logs(dir.path());
+        let fault = FaultFs::default();
+        fault.arm(Trigger::nth(n).sticky());
+        let first = tiny()
+            .background_compaction(false)
+            .file_system(std::sync::Arc::new(fault.clone()))
+            .open(dir.path());
+        let failed_at = fault.injected().first().cloned();
+        drop(first);
+        let db = tiny()
+            .open(dir.path())
+            .unwrap_or_else(|e| panic!("open after the open failed at {failed_at:?}: {e}"));
+        assert_eq!(scan(&db), model, "after the open failed at {failed_at:?}");
+        db.verify().unwrap();
+        if failed_at.is_none() {
+            break;
+        }
+    }
+}

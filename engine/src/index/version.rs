@@ -229,6 +229,12 @@ impl VersionSet {
         self.next_file
     }
 
+    /// Makes sure `number` is never handed out: a file of that number exists, though no edit
+    /// recorded it (a log started after the manifest's last edit).
+    pub fn mark_file_number_used(&mut self, number: u64) {
+        self.next_file = self.next_file.max(number.saturating_add(1));
+    }
+
     pub fn manifest_number(&self) -> u64 {
         self.manifest_number
     }
