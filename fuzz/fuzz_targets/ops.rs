@@ -36,7 +36,8 @@
 //!   then fail (errors are fine; panics and wrong bytes are not); a `Crash` then reopens, first
 //!   with the failure still armed and, if that open fails, again without.
 //!
-//! Every `CHECK_EVERY` operations and at the end, the database is also opened on a copy of
+//! Every `CHECK_EVERY` operations and at the end, full scans both ways and a full cursor scan
+//! must each give a state the model allows. The database is then also opened on a copy of
 //! what a power loss at that moment would leave (the synced state), which must hold a state a
 //! power loss may leave, while the database itself runs on.
 //!
@@ -571,7 +572,7 @@ impl Harness {
             .unwrap_or_else(|e| panic!("op {i}: verify what a power loss now would leave: {e}"));
     }
 
-    /// Scans everything, both ways.
+    /// Scans everything, both ways, and forward again with a cursor.
     fn check_all(&mut self, i: usize) {
         for reverse in [false, true] {
             let got = scan(self.db().range::<&[u8], _>(..), reverse);
@@ -583,6 +584,15 @@ impl Harness {
                     self.history.describe_mismatch(&got)
                 );
             }
+        }
+        let got = cursor_scan(self.db().cursor::<&[u8], _>(..));
+        if let Some(got) = self.tolerate(i, "cursor scan", got) {
+            let got: Model = got.into_iter().collect();
+            assert!(
+                self.history.allows(&got),
+                "op {i}: full cursor scan holds {}",
+                self.history.describe_mismatch(&got)
+            );
         }
     }
 }
@@ -622,6 +632,15 @@ fn scan(iter: extentdb::Iter, reverse: bool) -> extentdb::Result<Vec<(Vec<u8>, V
     } else {
         iter.map(owned).collect()
     }
+}
+
+/// The pairs a cursor lends, copied, in key order.
+fn cursor_scan(mut cursor: extentdb::Cursor) -> extentdb::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut pairs = Vec::new();
+    while let Some((k, v)) = cursor.next()? {
+        pairs.push((k.to_vec(), v.to_vec()));
+    }
+    Ok(pairs)
 }
 
 fuzz_target!(|input: Input| {
