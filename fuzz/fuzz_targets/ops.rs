@@ -574,25 +574,20 @@ impl Harness {
 
     /// Scans everything, both ways, and forward again with a cursor.
     fn check_all(&mut self, i: usize) {
-        for reverse in [false, true] {
-            let got = scan(self.db().range::<&[u8], _>(..), reverse);
-            if let Some(got) = self.tolerate(i, "full scan", got) {
+        let scans = [
+            ("full scan", scan(self.db().range::<&[u8], _>(..), false)),
+            ("reverse full scan", scan(self.db().range::<&[u8], _>(..), true)),
+            ("full cursor scan", cursor_scan(self.db().cursor::<&[u8], _>(..))),
+        ];
+        for (what, got) in scans {
+            if let Some(got) = self.tolerate(i, what, got) {
                 let got: Model = got.into_iter().collect();
                 assert!(
                     self.history.allows(&got),
-                    "op {i}: full scan (reverse: {reverse}) holds {}",
+                    "op {i}: {what} holds {}",
                     self.history.describe_mismatch(&got)
                 );
             }
-        }
-        let got = cursor_scan(self.db().cursor::<&[u8], _>(..));
-        if let Some(got) = self.tolerate(i, "cursor scan", got) {
-            let got: Model = got.into_iter().collect();
-            assert!(
-                self.history.allows(&got),
-                "op {i}: full cursor scan holds {}",
-                self.history.describe_mismatch(&got)
-            );
         }
     }
 }
