@@ -510,6 +510,16 @@ mod tests {
     use crate::index::skiplist::tests::awkward_keys;
     use crate::key::compare_internal;
 
+    /// A xorshift generator: cheap, seeded, the same sequence everywhere (Miri included).
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     fn table_with(keys: &[(&str, u64)]) -> Arc<Memtable> {
         let m = Memtable::new(1, 4 << 10);
         for (k, s) in keys {
@@ -613,13 +623,7 @@ mod tests {
     /// sorted model.
     #[test]
     fn iterator_agrees_with_a_sorted_model_for_any_bounds_and_either_end() {
-        let mut rng: u64 = 99;
-        let mut random = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut random = xorshift(99);
         // Miri, which runs these tests in CI, takes a few rounds.
         for round in 0..if cfg!(miri) { 3 } else { 200 } {
             let m = Memtable::new(1, 4 << 10);
@@ -652,7 +656,7 @@ mod tests {
             let mut it = MemtableIter::new(Arc::clone(&m), lower.clone(), upper.clone());
             let (mut front, mut back) = (Vec::new(), Vec::new());
             loop {
-                let (from_front, e) = if random() % 2 == 0 {
+                let (from_front, e) = if random().is_multiple_of(2) {
                     (true, it.next())
                 } else {
                     (false, it.next_back())
@@ -677,13 +681,7 @@ mod tests {
     /// version that was there when it started; without inserts, exactly those.
     #[test]
     fn scan_agrees_with_a_sorted_model_while_versions_are_inserted() {
-        let mut rng: u64 = 7;
-        let mut random = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut random = xorshift(7);
         let value = |k: &[u8], seq: u64| [k, &seq.to_le_bytes()].concat();
         // Under Miri, two rounds (one with inserts) of at most 150 versions: enough to cross
         // refills and arena chunks.
@@ -700,7 +698,8 @@ mod tests {
                 .map(|_| insert(format!("k{:02}", random() % 40).into_bytes()))
                 .collect();
             before.sort_by(|a, b| compare_internal(&a.0, SeqNo(a.1), &b.0, SeqNo(b.1)));
-            let from = (random() % 3 != 0).then(|| format!("k{:02}", random() % 42).into_bytes());
+            let from = (!random().is_multiple_of(3))
+                .then(|| format!("k{:02}", random() % 42).into_bytes());
             before.retain(|(k, _)| from.as_deref().is_none_or(|f| k.as_slice() >= f));
             let inserting = round % 2 == 1;
             let mut scan = MemtableScan::new(Arc::clone(&m), from.as_deref());
@@ -713,7 +712,7 @@ mod tests {
                 }
                 got.push((e.user_key.to_vec(), e.seq.0));
                 scan.advance();
-                if inserting && random() % 4 == 0 {
+                if inserting && random().is_multiple_of(4) {
                     insert(format!("k{:02}", random() % 40).into_bytes());
                 }
             }
