@@ -673,6 +673,7 @@ fn value_options(options: &Options) -> ValueOptions {
         reserve_blocks: (RESERVE_BYTES / options.block_size_bytes as u64)
             .clamp(1, blocks_per_segment / 4),
         file_bytes: options.value_file_bytes,
+        writeback_bytes: options.value_writeback_bytes,
         cache_bytes: options.cache_bytes,
         read_path: options.read_path,
         read_only: options.read_only,

@@ -77,6 +77,8 @@ pub enum CallKind {
     SegmentWrite,
     /// [`SegmentFile::sync`].
     SegmentSync,
+    /// [`SegmentFile::start_writeback`].
+    SegmentWriteback,
     /// [`SegmentFile::punch_hole`].
     PunchHole,
     /// [`SegmentFile::map`].
@@ -87,7 +89,7 @@ pub enum CallKind {
 
 impl CallKind {
     /// Every kind, in declaration order.
-    pub const ALL: [CallKind; 23] = [
+    pub const ALL: [CallKind; 24] = [
         CallKind::CreateDirAll,
         CallKind::Create,
         CallKind::Open,
@@ -108,6 +110,7 @@ impl CallKind {
         CallKind::SegmentRead,
         CallKind::SegmentWrite,
         CallKind::SegmentSync,
+        CallKind::SegmentWriteback,
         CallKind::PunchHole,
         CallKind::Map,
         CallKind::AllocatedBytes,
@@ -137,6 +140,7 @@ impl CallKind {
             CallKind::SegmentRead => "segment read",
             CallKind::SegmentWrite => "segment write",
             CallKind::SegmentSync => "segment sync",
+            CallKind::SegmentWriteback => "segment write-back",
             CallKind::PunchHole => "punch_hole",
             CallKind::Map => "map",
             CallKind::AllocatedBytes => "allocated_bytes",
@@ -603,6 +607,12 @@ impl SegmentFile for Faulty<Arc<dyn SegmentFile>> {
         self.inner.sync()
     }
 
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<()> {
+        self.fs
+            .call(CallKind::SegmentWriteback, self.inner.path())?;
+        self.inner.start_writeback(offset, len)
+    }
+
     fn punch_hole(&self, offset: u64, len: u64) -> Result<bool> {
         self.fs.call(CallKind::PunchHole, self.inner.path())?;
         if self.fs.state.lock().no_punch {
@@ -660,6 +670,7 @@ mod tests {
         seg.read_exact_at(0, &mut [0; 5])?;
         seg.write_all_at(0, b"x")?;
         seg.sync()?;
+        seg.start_writeback(0, 4096)?;
         seg.punch_hole(0, 4096)?;
         seg.map()?;
         seg.allocated_bytes()?;

@@ -1170,6 +1170,13 @@ impl SegmentFile for MemSegment {
         })
     }
 
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<()> {
+        // Nothing to start: what a sync makes durable here is decided by the power model
+        // alone, and a write-back that has begun promises nothing.
+        self.check_writable("start write-back of")?;
+        check_range(&self.path, self.len, offset, len)
+    }
+
     fn punch_hole(&self, offset: u64, len: u64) -> Result<bool> {
         self.check_writable("punch hole in")?;
         check_range(&self.path, self.len, offset, len)?;

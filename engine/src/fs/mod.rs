@@ -169,6 +169,14 @@ pub trait SegmentFile: Send + Sync + Debug {
     /// Any I/O error. After a failure the kernel may have dropped the dirty pages: the caller
     /// must not assume a later successful sync covers the earlier writes.
     fn sync(&self) -> Result<()>;
+    /// Starts writing the dirty pages of `len` bytes from `offset` to the disk and returns
+    /// without waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so that a later
+    /// [`Self::sync`] finds less left to write. Durability still takes that sync. A file system
+    /// with no write-back of its own has nothing to start.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if the range is not inside the file; any I/O error.
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<()>;
     /// Deallocates `len` bytes from `offset` (`fallocate(PUNCH_HOLE | KEEP_SIZE)`); reads of
     /// the range then return zeros. The length of the file is unchanged.
     ///

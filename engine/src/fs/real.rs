@@ -2,8 +2,9 @@
 //!
 //! Every I/O error is returned with the path it concerns in its message.
 //!
-//! This file holds the engine's one `unsafe` block: the memory map of a segment file
-//! ([`RealSegment::map`]), whose soundness rests on segment files never shrinking while open.
+//! This file holds two `unsafe` blocks: the memory map of a segment file
+//! ([`RealSegment::map`]), whose soundness rests on segment files never shrinking while open,
+//! and the `sync_file_range` call of [`start_writeback`], which touches no memory.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -263,6 +264,11 @@ impl SegmentFile for RealSegment {
         self.file.sync_data().map_err(io_at(&self.path, "sync"))
     }
 
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<()> {
+        check_range(&self.path, self.len, offset, len)?;
+        start_writeback(&self.file, offset, len).map_err(io_at(&self.path, "start write-back of"))
+    }
+
     fn punch_hole(&self, offset: u64, len: u64) -> Result<bool> {
         check_range(&self.path, self.len, offset, len)?;
         if len == 0 {
@@ -313,6 +319,34 @@ impl SegmentFile for RealSegment {
     fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Queues the dirty pages of `len` bytes of `file` from `offset` for writing to the disk,
+/// without waiting for them: `sync_file_range(SYNC_FILE_RANGE_WRITE)`. It neither waits for
+/// nor clears a write-back error, which the next `fdatasync` still reports.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    let (Ok(offset), Ok(len)) = (offset.try_into(), len.try_into()) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: a system call on a descriptor that `file` keeps open across it; it reads and
+    // writes no memory of this process.
+    let done = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere the kernel writes back on its own schedule, and `fdatasync` does the rest.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Tells the kernel not to read ahead in a segment file: the buffer pool reads ahead itself,

@@ -60,6 +60,8 @@ pub(crate) struct ValueOptions {
     /// A value file is sealed, and the next append starts a new one, once it holds this many
     /// bytes: reclamation deletes files, and evacuation empties them, whole.
     pub file_bytes: u64,
+    /// A segment's write-back starts each time this many bytes were written to it (0: never).
+    pub writeback_bytes: u64,
     pub cache_bytes: u64,
     pub read_path: ReadPath,
     /// Open the segment files for reads only, and leave empty ones as they are.
@@ -242,7 +244,8 @@ impl ValueStore {
             options.block_size,
             options.blocks_per_segment,
             options.read_only,
-        )?;
+        )?
+        .with_writeback_bytes(options.writeback_bytes);
         let mut edits = Vec::new();
         for (&id, f) in &mut state.files {
             let end = f.end.max(reaches.get(&id).copied().unwrap_or(0));
@@ -1462,6 +1465,7 @@ mod tests {
             blocks_per_segment: 1024,
             reserve_blocks: reserve,
             file_bytes: file_blocks * block,
+            writeback_bytes: 0,
             cache_bytes: 1 << 20,
             read_path: ReadPath::Pool,
             read_only: false,

@@ -24,7 +24,7 @@
 //!
 //! Next: `docs/locking.md`, for where the callers of these methods sit in the lock order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,8 +52,12 @@ pub(crate) struct BlockStore {
     segment_bytes: u64,
     /// Open segment files by index.
     segments: RwLock<BTreeMap<u64, Arc<dyn SegmentFile>>>,
-    /// Segments written since the last `sync` began.
-    dirty: Mutex<BTreeSet<u64>>,
+    /// Segments written since the last `sync` began, each with what was written to it since
+    /// its write-back last started.
+    dirty: Mutex<BTreeMap<u64, Unstarted>>,
+    /// A segment's write-back starts once this many bytes were written to it; 0 leaves it to
+    /// the kernel's own schedule.
+    writeback_bytes: u64,
     /// Held for a whole `sync`, so a second caller waits for the first one's fdatasyncs
     /// instead of finding the dirty set empty and returning before the data is durable.
     sync_serial: Mutex<()>,
@@ -137,9 +141,18 @@ impl BlockStore {
             blocks_per_segment,
             segment_bytes,
             segments: RwLock::new(segments),
-            dirty: Mutex::new(BTreeSet::new()),
+            dirty: Mutex::new(BTreeMap::new()),
+            writeback_bytes: 0,
             sync_serial: Mutex::new(()),
         })
+    }
+
+    /// Starts the write-back of a segment each time `bytes` more were written to it (0: never),
+    /// so the disk works while appends go on, and a sync finds at most about `bytes` per
+    /// segment left to write instead of everything written since the last one.
+    pub fn with_writeback_bytes(mut self, bytes: u64) -> Self {
+        self.writeback_bytes = bytes;
+        self
     }
 
     #[cfg(test)]
@@ -327,9 +340,22 @@ impl BlockStore {
             segment.write_all_at(offset, piece)?;
             // Only after the write: a `sync` that takes the dirty set in between must not
             // clear a segment whose write it did not cover.
-            self.dirty.lock().insert(index);
-            Ok(())
+            match self.note_written(index, offset, piece.len() as u64) {
+                Some(span) => segment.start_writeback(span.start, span.end - span.start),
+                None => Ok(()),
+            }
         })
+    }
+
+    /// Marks segment `index` dirty with `len` bytes written at `offset`. Returns the span
+    /// whose write-back is due: all that was written to the segment since its write-back
+    /// last started, once that is `writeback_bytes` or more.
+    fn note_written(&self, index: u64, offset: u64, len: u64) -> Option<Range<u64>> {
+        let mut dirty = self.dirty.lock();
+        let unstarted = dirty.entry(index).or_default();
+        unstarted.add(offset, len);
+        (self.writeback_bytes > 0 && unstarted.bytes >= self.writeback_bytes)
+            .then(|| unstarted.take())
     }
 
     /// Makes every write completed before this call durable: `fdatasync` of each segment
@@ -345,14 +371,17 @@ impl BlockStore {
         let segments: Vec<(u64, Arc<dyn SegmentFile>)> = {
             let open = self.segments.read();
             dirty
-                .iter()
+                .keys()
                 .filter_map(|i| open.get(i).map(|s| (*i, Arc::clone(s))))
                 .collect()
         };
         for (n, (_, segment)) in segments.iter().enumerate() {
             if let Err(e) = segment.sync() {
                 let unsynced = segments.get(n..).unwrap_or_default();
-                self.dirty.lock().extend(unsynced.iter().map(|(i, _)| *i));
+                let mut dirty = self.dirty.lock();
+                for (i, _) in unsynced {
+                    dirty.entry(*i).or_default();
+                }
                 return Err(e);
             }
         }
@@ -370,7 +399,9 @@ impl BlockStore {
             let mut dirty = self.dirty.lock();
             for &(first, n) in runs.iter().filter(|(_, n)| *n > 0) {
                 let last = first.0.saturating_add(n - 1);
-                dirty.extend(first.0 / self.blocks_per_segment..=last / self.blocks_per_segment);
+                for index in first.0 / self.blocks_per_segment..=last / self.blocks_per_segment {
+                    dirty.entry(index).or_default();
+                }
             }
         }
         self.sync()
@@ -484,6 +515,33 @@ impl BlockStore {
     }
 }
 
+/// What was written to a segment since its write-back last started: the span of those writes,
+/// in bytes from the segment's start, and how many bytes they wrote. Appends make the span
+/// about as long as the bytes; starting the write-back of a longer one only costs the kernel
+/// a walk past its clean pages.
+#[derive(Debug, Default)]
+struct Unstarted {
+    span: Range<u64>,
+    bytes: u64,
+}
+
+impl Unstarted {
+    fn add(&mut self, offset: u64, len: u64) {
+        let end = offset.saturating_add(len);
+        self.span = if self.bytes == 0 {
+            offset..end
+        } else {
+            self.span.start.min(offset)..self.span.end.max(end)
+        };
+        self.bytes = self.bytes.saturating_add(len);
+    }
+
+    /// The span, leaving nothing unstarted.
+    fn take(&mut self) -> Range<u64> {
+        std::mem::take(self).span
+    }
+}
+
 /// The part `range` of `buf`; the ranges come from `for_each_piece` over `buf.len()`.
 fn piece_mut(buf: &mut [u8], range: Range<usize>) -> Result<&mut [u8]> {
     buf.get_mut(range)
@@ -493,7 +551,7 @@ fn piece_mut(buf: &mut [u8], range: Range<usize>) -> Result<&mut [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::{FaultFs, RealFs};
+    use crate::fs::{CallKind, FaultFs, RealFs, Trigger};
 
     /// Tiny segments, so that small writes cross segment boundaries.
     const BLOCK: usize = 256;
@@ -730,5 +788,108 @@ mod tests {
         fs.fail_syncs(false);
         store.write(PhysicalBlock(8), 0, &[3; BLOCK]).unwrap();
         assert_eq!(store.segment_count(), 2);
+    }
+
+    /// A store over segments of 64 blocks (16 KiB) whose write-back starts every `every`
+    /// bytes, on a `FaultFs` that counts the starts.
+    fn counting(dir: &Path, every: u64) -> (BlockStore, FaultFs) {
+        let fs = FaultFs::default();
+        let store = BlockStore::open(dir, Arc::new(fs.clone()), BLOCK, 64, false)
+            .unwrap()
+            .with_writeback_bytes(every);
+        (store, fs)
+    }
+
+    fn writeback_starts(fs: &FaultFs) -> u64 {
+        fs.counts()
+            .get(&CallKind::SegmentWriteback)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn write_back_starts_each_time_enough_was_written_to_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, fs) = counting(dir.path(), 1000);
+        // Ten appends of 300 bytes: the 4th and the 8th bring 1,200 unstarted bytes.
+        for i in 0..10u64 {
+            let at = i * 300;
+            let (block, offset) = (at / BLOCK as u64, (at % BLOCK as u64) as usize);
+            store
+                .write(PhysicalBlock(block), offset, &pattern(300, i as u8))
+                .unwrap();
+        }
+        assert_eq!(writeback_starts(&fs), 2);
+        // The data is all there, write-back or not.
+        let mut buf = vec![0; 12 * BLOCK];
+        store.read(PhysicalBlock(0), &mut buf).unwrap();
+        for i in 0..10usize {
+            assert_eq!(buf[i * 300..][..300], pattern(300, i as u8)[..]);
+        }
+
+        // A sync leaves nothing unstarted: 600 bytes before it and 600 after start nothing.
+        let (store, fs) = counting(dir.path(), 1000);
+        store.write(PhysicalBlock(20), 0, &[1; 600]).unwrap();
+        store.sync().unwrap();
+        store.write(PhysicalBlock(30), 0, &[1; 600]).unwrap();
+        assert_eq!(writeback_starts(&fs), 0);
+
+        // Each segment counts its own bytes: 600 in each of two segments start nothing.
+        store.write(PhysicalBlock(64), 0, &[2; 600]).unwrap();
+        assert_eq!(writeback_starts(&fs), 0);
+        store.write(PhysicalBlock(70), 0, &[2; 400]).unwrap();
+        assert_eq!(writeback_starts(&fs), 1);
+
+        // Off: never.
+        let (store, fs) = counting(dir.path(), 0);
+        store.write(PhysicalBlock(0), 0, &[3; 10 * BLOCK]).unwrap();
+        assert_eq!(writeback_starts(&fs), 0);
+    }
+
+    #[test]
+    fn write_back_covers_the_span_written_since_it_last_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _fs) = counting(dir.path(), 1000);
+        assert_eq!(store.note_written(0, 0, 600), None);
+        assert_eq!(store.note_written(0, 600, 600), Some(0..1200));
+        assert_eq!(store.note_written(0, 1200, 999), None);
+        // Out of order: the span runs from the lowest offset to the highest end.
+        assert_eq!(store.note_written(0, 5000, 1), Some(1200..5001));
+        assert_eq!(store.note_written(0, 100, 2000), Some(100..2100));
+        // A segment stays dirty, for the next sync, after its write-back started.
+        assert!(store.dirty.lock().contains_key(&0));
+    }
+
+    #[test]
+    fn a_failed_write_back_start_fails_the_write_with_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, fs) = counting(dir.path(), 1000);
+        fs.arm(Trigger::nth(1).only(&[CallKind::SegmentWriteback]));
+        let err = store.write(PhysicalBlock(0), 0, &[4; 1000]).unwrap_err();
+        assert!(err.to_string().contains("segment write-back"), "{err}");
+        fs.disarm();
+        // The bytes were written and the segment is still dirty: the next sync covers them.
+        assert!(store.dirty.lock().contains_key(&0));
+        store.sync().unwrap();
+    }
+
+    /// On the host's file system the call is made for real, and a range outside the segment is
+    /// refused before it is.
+    #[test]
+    fn real_segments_start_write_back_of_ranges_inside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).with_writeback_bytes(BLOCK as u64);
+        store
+            .write(PhysicalBlock(0), 0, &pattern(3 * BLOCK, 9))
+            .unwrap();
+        let segment = store.existing(0).unwrap();
+        segment.start_writeback(0, segment.len()).unwrap();
+        assert!(matches!(
+            segment.start_writeback(1, segment.len()),
+            Err(Error::InvalidArgument(_))
+        ));
+        let mut buf = vec![0; 3 * BLOCK];
+        store.read(PhysicalBlock(0), &mut buf).unwrap();
+        assert_eq!(buf, pattern(3 * BLOCK, 9));
     }
 }

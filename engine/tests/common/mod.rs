@@ -13,7 +13,8 @@ use extentdb::{Db, Key, Options, Result, Value};
 pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// A 4 KiB memtable, 256-byte blocks, 8 KiB tables and a 16 KiB level 1: a few hundred
-/// writes flush, compact and reach deeper levels.
+/// writes flush, compact and reach deeper levels. A value segment's write-back starts every
+/// 2 KiB written to it, so those calls (and their failures) come often too.
 pub fn tiny() -> Options {
     Options::new()
         .memtable_bytes(4 << 10)
@@ -22,6 +23,7 @@ pub fn tiny() -> Options {
         .level_base_bytes(16 << 10)
         .l0_compaction_trigger(2)
         .l0_stop_writes(6)
+        .value_writeback_bytes(2 << 10)
 }
 
 /// Owned pairs of an iterator, or its first error.
