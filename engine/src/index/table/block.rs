@@ -295,6 +295,9 @@ impl Block {
     fn restart(&self, path: &Path, i: usize) -> Result<usize> {
         let at = self.restarts_offset + i * RESTART_BYTES;
         let bytes = self.data.get(at..).unwrap_or_default();
+        if let Some(word) = bytes.first_chunk::<RESTART_BYTES>() {
+            return Ok(usize::try_from(u32::from_le_bytes(*word)).unwrap_or(usize::MAX));
+        }
         let mut d = Decoder::new(bytes, path, self.file_offset + at as u64, "block restart");
         Ok(usize::try_from(d.u32()?).unwrap_or(usize::MAX))
     }
@@ -348,6 +351,13 @@ impl Block {
     fn restart_key(&self, path: &Path, i: usize) -> Result<(usize, &[u8])> {
         let pos = self.restart(path, i)?;
         let region = self.data.get(pos..self.restarts_offset).unwrap_or_default();
+        // The common header, as in `entry_short`: no shared prefix, and the key's and the
+        // value's lengths one byte each.
+        if let [0, unshared @ 0..0x80, 0..0x80, rest @ ..] = region
+            && let Some(key) = rest.get(..usize::from(*unshared))
+        {
+            return Ok((pos, key));
+        }
         let mut d = Decoder::new(region, path, self.file_offset + pos as u64, "block entry");
         if d.varint()? != 0 {
             return Err(self.entry_error(path, pos, "shared prefix at a restart point"));
