@@ -35,6 +35,9 @@ const OP_DELETE: u8 = 0;
 const OP_PUT: u8 = 1;
 const OP_DELETE_RANGE: u8 = 2;
 const OP_PUT_POINTER: u8 = 3;
+/// The most a put adds to a batch besides its key and value: the operation byte and the two
+/// lengths' varints (a length below 2^32 takes at most 5 bytes).
+const PUT_FRAMING_BYTES: usize = 1 + 5 + 5;
 
 /// A group of writes applied atomically by [`Db::write`](crate::Db::write): after a crash
 /// either all of them are present or none.
@@ -66,18 +69,41 @@ impl WriteBatch {
     /// An empty batch.
     #[must_use]
     pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An empty batch with room for `bytes` of keys and values before it reallocates (each
+    /// operation also takes a few bytes of framing).
+    #[must_use]
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut rep = Vec::with_capacity(HEADER_BYTES.saturating_add(bytes));
+        rep.resize(HEADER_BYTES, 0);
         Self {
-            rep: vec![0; HEADER_BYTES],
+            rep,
             count: 0,
             invalid: None,
             largest_value: 0,
         }
     }
 
+    /// An empty batch with exactly the room one put of `key_len` and `value_len` bytes
+    /// takes: [`Db::put`](crate::Db::put) builds its batch in one allocation, rather than
+    /// growing it past a large value.
+    #[must_use]
+    pub(crate) fn with_capacity_for_put(key_len: usize, value_len: usize) -> Self {
+        Self::with_capacity(
+            key_len
+                .saturating_add(value_len)
+                .saturating_add(PUT_FRAMING_BYTES),
+        )
+    }
+
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> &mut Self {
         let (key, value) = (key.as_ref(), value.as_ref());
         if self.check_key(key) && self.check(value.len() <= MAX_VALUE_BYTES, "value too large") {
+            self.rep
+                .reserve(PUT_FRAMING_BYTES + key.len() + value.len());
             self.rep.push(OP_PUT);
             put_bytes(&mut self.rep, key);
             put_bytes(&mut self.rep, value);
@@ -546,6 +572,17 @@ mod tests {
         b.put("a", "1");
         let expected = [7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1, b'a', 1, b'1'];
         assert_eq!(b.seal(SeqNo(7)), expected);
+    }
+
+    #[test]
+    fn a_batch_sized_for_one_put_holds_it_without_growing() {
+        for (key_len, value_len) in [(0, 0), (1, 127), (16, 4096), (300, 1 << 20)] {
+            let mut b = WriteBatch::with_capacity_for_put(key_len, value_len);
+            let before = b.rep.capacity();
+            b.put(vec![7; key_len], vec![9; value_len]);
+            assert!(b.validate().is_ok());
+            assert_eq!(b.rep.capacity(), before, "{key_len} + {value_len}");
+        }
     }
 
     #[test]

@@ -250,7 +250,8 @@ impl Db {
     /// read-only, `Poisoned` after an earlier write failure, `Io` if the write-ahead log
     /// cannot be written.
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        let mut b = WriteBatch::new();
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let mut b = WriteBatch::with_capacity_for_put(key.len(), value.len());
         b.put(key, value);
         self.write(b)
     }
