@@ -238,7 +238,7 @@ pub fn table(rows: &[SummaryRow], machines: &[RunMachine]) -> String {
     let mem = median(machines.iter().map(|m| m.memcpy_gb_per_s).collect());
     let _ = writeln!(
         out,
-        "machine: disk {} MB/s sequential (1 MiB writes + fdatasync), memcpy {} GB/s (medians of {} runs)",
+        "machine: disk {} MB/s sequential (1 MiB writes, write-back started as written, + fdatasync), memcpy {} GB/s (medians of {} runs)",
         opt(disk, 0),
         opt(mem, 1),
         machines.len()
