@@ -115,7 +115,7 @@ pub fn compact(dir: &Path, out: &mut dyn Write) -> Result<(), Failure> {
         "value files: {} live in {} files, {} on disk; {} reclaimed, {} copied",
         human_bytes(s.value_live_bytes),
         s.value_files,
-        human_bytes(s.value_disk_bytes),
+        disk_bytes(s.value_disk_bytes),
         human_bytes(s.value_reclaimed_bytes),
         human_bytes(s.value_gc_written_bytes)
     )?;
@@ -175,6 +175,11 @@ pub fn cache_hit_rate(stats: &Stats) -> String {
     #[expect(clippy::cast_precision_loss, reason = "a percentage for display")]
     let rate = stats.block_cache_hits as f64 * 100.0 / total as f64;
     format!("{rate:.1}%")
+}
+
+/// [`human_bytes`] of bytes on disk, or "unknown" when the file system could not say.
+pub fn disk_bytes(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "unknown".to_string(), human_bytes)
 }
 
 /// Sizes in binary units: "512 B", "1.5 KiB", "3.2 MiB", "1.0 GiB".
@@ -265,7 +270,7 @@ fn write_stats_table(s: &Stats, out: &mut dyn Write) -> std::io::Result<()> {
                 s.value_files,
                 human_bytes(s.value_live_bytes),
                 human_bytes(s.value_dead_bytes),
-                human_bytes(s.value_disk_bytes),
+                disk_bytes(s.value_disk_bytes),
                 s.value_space_amplification()
                     .map_or_else(|| "-".to_string(), |a| format!("{a:.2}x"))
             ),
@@ -369,7 +374,11 @@ fn stats_json(s: &Stats) -> String {
         ("value_written_bytes", s.value_written_bytes.to_string()),
         ("value_live_bytes", s.value_live_bytes.to_string()),
         ("value_dead_bytes", s.value_dead_bytes.to_string()),
-        ("value_disk_bytes", s.value_disk_bytes.to_string()),
+        (
+            "value_disk_bytes",
+            s.value_disk_bytes
+                .map_or_else(|| "null".to_string(), |b| b.to_string()),
+        ),
         (
             "value_space_amplification",
             s.value_space_amplification()
@@ -424,6 +433,8 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 << 20), "5.0 MiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(disk_bytes(Some(1536)), "1.5 KiB");
+        assert_eq!(disk_bytes(None), "unknown");
     }
 
     #[test]
@@ -432,7 +443,7 @@ mod tests {
         assert!(json.starts_with("{\"last_sequence\":0,"), "{json}");
         assert!(json.ends_with("\"pool_recycled_fills\":0}"), "{json}");
         assert!(
-            json.contains("\"value_space_amplification\":null,"),
+            json.contains("\"value_disk_bytes\":null,\"value_space_amplification\":null,"),
             "{json}"
         );
     }

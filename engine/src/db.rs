@@ -1339,7 +1339,7 @@ impl DbInner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::FaultFs;
+    use crate::fs::{CallKind, FaultFs, Trigger};
 
     fn open_on(fs: &FaultFs, dir: &Path) -> Db {
         let mut options = Options::new().background_compaction(false);
@@ -1394,6 +1394,26 @@ mod tests {
         drop(db);
         let db = open_on(&fs, dir.path());
         assert_eq!(db.get("k").unwrap().unwrap(), b"v");
+    }
+
+    /// A failed `fstat` of a segment makes the bytes on disk unknown, not zero.
+    #[test]
+    fn stats_report_unknown_disk_bytes_when_the_file_system_cannot_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::default();
+        let db = open_on(&fs, dir.path());
+        db.put("k", vec![7u8; 8 << 10]).unwrap();
+        let known = db.stats();
+        assert!(
+            known.value_disk_bytes.is_some_and(|b| b >= 8 << 10),
+            "{known:?}"
+        );
+        assert!(known.value_space_amplification().is_some());
+        fs.arm(Trigger::nth(1).only(&[CallKind::AllocatedBytes]).sticky());
+        let unknown = db.stats();
+        assert_eq!(unknown.value_disk_bytes, None);
+        assert_eq!(unknown.value_space_amplification(), None);
+        assert_eq!(unknown.value_live_bytes, known.value_live_bytes);
     }
 }
 

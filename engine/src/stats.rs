@@ -107,8 +107,8 @@ pub struct Stats {
     /// evacuated.
     pub value_dead_bytes: u64,
     /// Bytes the block store's segment files occupy on disk, holes excluded (what `du`
-    /// counts).
-    pub value_disk_bytes: u64,
+    /// counts); `None` if the file system could not say (a failed `fstat`).
+    pub value_disk_bytes: Option<u64>,
     /// Bytes value compaction copied: relocations and evacuations.
     pub value_gc_written_bytes: u64,
     /// Bytes of written blocks freed because nothing in them was live.
@@ -152,11 +152,12 @@ pub struct Stats {
 
 impl Stats {
     /// Space amplification of the value store: bytes on disk per live logical byte
-    /// (`value_disk_bytes / value_live_bytes`); `None` while nothing is live.
+    /// (`value_disk_bytes / value_live_bytes`); `None` while nothing is live, or if the bytes
+    /// on disk are unknown.
     #[must_use]
     pub fn value_space_amplification(&self) -> Option<f64> {
-        (self.value_live_bytes > 0)
-            .then(|| self.value_disk_bytes as f64 / self.value_live_bytes as f64)
+        let disk = self.value_disk_bytes?;
+        (self.value_live_bytes > 0).then(|| disk as f64 / self.value_live_bytes as f64)
     }
 
     /// Write amplification of value compaction: bytes it copied per byte it freed

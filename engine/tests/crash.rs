@@ -575,7 +575,7 @@ fn killed_process_loses_no_acknowledged_write() {
         s.value_free_blocks,
         s.value_pending_blocks,
         s.value_store_blocks,
-        s.value_disk_bytes,
+        s.value_disk_bytes.unwrap(),
         report.value_unaccounted_bytes,
     );
     assert!(total_acked > 0, "no write was acknowledged in any cycle");

@@ -118,8 +118,8 @@ fn a_snapshot_reads_every_value_a_delete_range_removed_until_it_is_dropped() {
         "the snapshot is gone, yet nothing was reclaimed: {after:?}"
     );
     assert!(
-        after.value_disk_bytes < during.value_disk_bytes,
-        "no space went back to the file system: {} -> {} bytes",
+        after.value_disk_bytes.unwrap() < during.value_disk_bytes.unwrap(),
+        "no space went back to the file system: {:?} -> {:?} bytes",
         during.value_disk_bytes,
         after.value_disk_bytes
     );

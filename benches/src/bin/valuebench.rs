@@ -838,7 +838,7 @@ fn space_overwrite(p: &Params) -> Res<()> {
     println!(
         "  on disk: value store {:.1} MiB, directory (du) {:.1} MiB; live {:.1} MiB; \
          disk/live: value store {:.3}x, directory {:.3}x (target <= 1.15x)",
-        mib(s.value_disk_bytes),
+        s.value_disk_bytes.map_or(f64::NAN, mib),
         mib(du),
         mib(s.value_live_bytes),
         s.value_space_amplification().unwrap_or(f64::NAN),
@@ -900,7 +900,7 @@ fn space_range_delete(p: &Params) -> Res<()> {
     println!(
         "  on disk: value store {:.1} MiB, directory (du) {:.1} MiB = {:.3} x F (target <= 0.6); \
          live {:.1} MiB",
-        mib(s.value_disk_bytes),
+        s.value_disk_bytes.map_or(f64::NAN, mib),
         mib(du),
         du as f64 / (p.space_mib * MIB) as f64,
         mib(s.value_live_bytes)
@@ -1102,7 +1102,7 @@ fn space_gc_amplification(p: &Params) -> Res<()> {
         s.value_gc_write_amplification().unwrap_or(f64::NAN),
         vlog_copied as f64 / vlog_freed.max(1) as f64,
         mib(p.space_rounds * (n / 4) * LARGE_VALUE_BYTES as u64),
-        mib(s.value_disk_bytes),
+        s.value_disk_bytes.map_or(f64::NAN, mib),
         mib(vlog.disk_bytes()),
         mib(s.value_live_bytes)
     );

@@ -117,8 +117,8 @@ pub(crate) struct ValueStats {
     pub written_bytes: u64,
     /// Of those, bytes no pointer reaches any more.
     pub dead_bytes: u64,
-    /// Bytes the segment files occupy on disk (holes excluded).
-    pub disk_bytes: u64,
+    /// Bytes the segment files occupy on disk (holes excluded); `None` if `fstat` failed.
+    pub disk_bytes: Option<u64>,
     /// Bytes copied by relocation and evacuation.
     pub gc_written_bytes: u64,
     /// Bytes of written blocks freed because every byte in them was dead (reserved blocks
@@ -1394,8 +1394,8 @@ impl ValueStore {
             stats.store_blocks = allocator.end().0;
             stats.unpunched_blocks = allocator.unpunched_blocks();
         }
-        // A failed `fstat` leaves the figure at 0 rather than failing every caller of stats.
-        stats.disk_bytes = self.blocks.allocated_bytes().unwrap_or(0);
+        // A failed `fstat` leaves the figure unknown rather than failing every caller of stats.
+        stats.disk_bytes = self.blocks.allocated_bytes().ok();
         stats.relocations = self.relocations.load(Ordering::Relaxed);
         stats.deleted_files = self.deleted_files.load(Ordering::Relaxed);
         stats.removed_segments = self.removed_segments.load(Ordering::Relaxed);
