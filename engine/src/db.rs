@@ -674,7 +674,7 @@ fn value_options(options: &Options) -> ValueOptions {
         reserve_blocks: (RESERVE_BYTES / options.block_size_bytes as u64)
             .clamp(1, blocks_per_segment / 4),
         file_bytes: options.value_file_bytes,
-        writeback_bytes: options.value_writeback_bytes,
+        writeback_bytes: options.writeback_bytes,
         cache_bytes: options.cache_bytes,
         read_path: options.read_path,
         read_only: options.read_only,
@@ -750,7 +750,8 @@ fn recover_wals(
         }
         let wal_number =
             persist_recovery(dir, &fs, &table_options, &mut versions, mem, last, trimmed)?;
-        let writer = LogWriter::new(fs.create(&dir.join(filename::wal(wal_number)))?);
+        let writer = LogWriter::new(fs.create(&dir.join(filename::wal(wal_number)))?)
+            .with_writeback_bytes(options.writeback_bytes);
         fs.sync_dir(dir)?;
         (
             Memtable::new(wal_number, options.memtable_bytes),

@@ -58,7 +58,7 @@ pub struct Options {
     pub(crate) value_segment_bytes: u64,
     pub(crate) value_file_bytes: u64,
     pub(crate) value_gc_bytes_per_sec: u64,
-    pub(crate) value_writeback_bytes: u64,
+    pub(crate) writeback_bytes: u64,
     pub(crate) read_path: ReadPath,
     pub(crate) memtable_bytes: usize,
     pub(crate) memtable_value_bytes: u64,
@@ -100,7 +100,7 @@ impl Options {
             value_segment_bytes: 256 << 20,
             value_file_bytes: 64 << 20,
             value_gc_bytes_per_sec: 64 << 20,
-            value_writeback_bytes: 1 << 20,
+            writeback_bytes: 1 << 20,
             read_path: ReadPath::Pool,
             memtable_bytes: 32 << 20,
             memtable_value_bytes: 64 << 20,
@@ -165,12 +165,13 @@ impl Options {
         self
     }
 
-    /// Write-back of a value segment to the disk starts each time this many bytes were written
-    /// to it, without waiting for it: the disk then writes while appends go on, and a sync
-    /// finds at most about this much per segment left to write instead of every byte since
-    /// the last one. 0 leaves write-back to the kernel's own schedule. Default = 1 MiB.
-    pub fn value_writeback_bytes(mut self, size_bytes: u64) -> Self {
-        self.value_writeback_bytes = size_bytes;
+    /// Write-back to the disk of a value segment, or of the write-ahead log, starts each time
+    /// this many more bytes were written to it, without waiting for it: the disk then writes
+    /// while appends go on, and a sync (`Db::sync`, a `Durability::Sync` write, a memtable
+    /// switch) finds at most about this much per file left to write instead of every byte
+    /// since the last one. 0 leaves write-back to the kernel's own schedule. Default = 1 MiB.
+    pub fn writeback_bytes(mut self, size_bytes: u64) -> Self {
+        self.writeback_bytes = size_bytes;
         self
     }
 

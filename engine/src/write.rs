@@ -260,7 +260,7 @@ impl DbInner {
             .create(&path)
             .and_then(|f| self.fs.sync_dir(&self.dir).map(|()| f));
         let file = self.poison_on_error(created)?;
-        wal.writer = Some(LogWriter::new(file));
+        wal.writer = Some(LogWriter::new(file).with_writeback_bytes(self.options.writeback_bytes));
         wal.number = number;
         {
             let mut current = self.super_version.write();

@@ -134,7 +134,7 @@ fn options(background: bool, wide: bool) -> Options {
         // Value files of 4 KiB: files seal, die, get evacuated and deleted all the time.
         .value_file_bytes(4096)
         // Write-back starts every 2 KiB written to a segment.
-        .value_writeback_bytes(2048)
+        .writeback_bytes(2048)
         .background_compaction(background);
     if wide {
         // The smallest tables and levels allowed, so that a few hundred writes reach level 3.

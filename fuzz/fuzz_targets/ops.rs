@@ -198,7 +198,7 @@ fn options(background: bool) -> Options {
         .value_threshold_bytes(64)
         .value_file_bytes(4 << 10)
         .value_segment_bytes(64 << 10)
-        .value_writeback_bytes(2 << 10)
+        .writeback_bytes(2 << 10)
         .background_compaction(background)
 }
 

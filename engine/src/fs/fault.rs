@@ -69,6 +69,8 @@ pub enum CallKind {
     Flush,
     /// [`WritableFile::sync`].
     Sync,
+    /// [`WritableFile::start_writeback`].
+    Writeback,
     /// [`ReadableFile::read_exact_at`].
     Read,
     /// [`SegmentFile::read_exact_at`].
@@ -89,7 +91,7 @@ pub enum CallKind {
 
 impl CallKind {
     /// Every kind, in declaration order.
-    pub const ALL: [CallKind; 24] = [
+    pub const ALL: [CallKind; 25] = [
         CallKind::CreateDirAll,
         CallKind::Create,
         CallKind::Open,
@@ -106,6 +108,7 @@ impl CallKind {
         CallKind::Append,
         CallKind::Flush,
         CallKind::Sync,
+        CallKind::Writeback,
         CallKind::Read,
         CallKind::SegmentRead,
         CallKind::SegmentWrite,
@@ -136,6 +139,7 @@ impl CallKind {
             CallKind::Append => "append",
             CallKind::Flush => "flush",
             CallKind::Sync => "sync",
+            CallKind::Writeback => "write-back",
             CallKind::Read => "read",
             CallKind::SegmentRead => "segment read",
             CallKind::SegmentWrite => "segment write",
@@ -564,6 +568,11 @@ impl WritableFile for Faulty<Box<dyn WritableFile>> {
         self.inner.sync()
     }
 
+    fn start_writeback(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.fs.call(CallKind::Writeback, self.inner.path())?;
+        self.inner.start_writeback(offset, len)
+    }
+
     fn len(&self) -> u64 {
         self.inner.len()
     }
@@ -665,6 +674,7 @@ mod tests {
         file.append(b"hello")?;
         file.flush()?;
         file.sync()?;
+        file.start_writeback(0, 5)?;
         // Opened empty: its length is fixed at open.
         readable.read_exact_at(0, &mut [])?;
         seg.read_exact_at(0, &mut [0; 5])?;

@@ -1071,6 +1071,12 @@ impl WritableFile for MemWritable {
         self.shared.power.check()
     }
 
+    fn start_writeback(&mut self, offset: u64, len: u64) -> Result<()> {
+        // As for segments: nothing to start, and nothing it would promise.
+        self.shared.power.check()?;
+        check_range(&self.path, self.len, offset, len)
+    }
+
     fn sync(&mut self) -> Result<()> {
         let inode = &self.inode;
         self.shared.power.sync_point(&self.path, || {

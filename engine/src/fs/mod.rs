@@ -118,6 +118,13 @@ pub trait WritableFile: Send + Debug {
     fn flush(&mut self) -> Result<()>;
     /// Flushes and makes the contents durable (`fdatasync`).
     fn sync(&mut self) -> Result<()>;
+    /// Starts writing `len` bytes from `offset`, handed to the operating system by
+    /// [`Self::flush`], to the disk without waiting for them, as
+    /// [`SegmentFile::start_writeback`] does.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if the range goes past the bytes appended; any I/O error.
+    fn start_writeback(&mut self, offset: u64, len: u64) -> Result<()>;
     /// Bytes appended so far.
     fn len(&self) -> u64;
     /// True if nothing has been appended.

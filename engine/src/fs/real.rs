@@ -201,6 +201,12 @@ impl WritableFile for RealWritable {
             .map_err(io_at(&self.path, "sync"))
     }
 
+    fn start_writeback(&mut self, offset: u64, len: u64) -> Result<()> {
+        check_range(&self.path, self.len, offset, len)?;
+        start_writeback(self.inner.get_ref(), offset, len)
+            .map_err(io_at(&self.path, "start write-back of"))
+    }
+
     fn len(&self) -> u64 {
         self.len
     }

@@ -28,16 +28,31 @@ pub(crate) struct LogWriter {
     header: Vec<u8>,
     /// Set by the first failed write, flush or sync; see the module docs.
     poisoned: bool,
+    /// Write-back starts once this many bytes were flushed since it last started or the file
+    /// was last synced (0: never).
+    writeback_bytes: u64,
+    /// Where the bytes whose write-back has not started begin.
+    unstarted: u64,
 }
 
 impl LogWriter {
     /// A writer appending to `file` from its current end (normally a newly created, empty file).
     pub fn new(file: Box<dyn WritableFile>) -> Self {
+        let unstarted = file.len();
         Self {
             file,
             header: Vec::new(),
             poisoned: false,
+            writeback_bytes: 0,
+            unstarted,
         }
+    }
+
+    /// Starts the write-back of the flushed records each time `bytes` more were flushed (0:
+    /// never), so that a sync finds at most about `bytes` left to write.
+    pub fn with_writeback_bytes(mut self, bytes: u64) -> Self {
+        self.writeback_bytes = bytes;
+        self
     }
 
     /// Appends one record holding `payload` and returns the record's offset in the file. The
@@ -78,7 +93,16 @@ impl LogWriter {
     pub fn flush(&mut self) -> Result<()> {
         self.check_not_poisoned()?;
         let flushed = self.file.flush();
-        self.poison_on_error(flushed)
+        self.poison_on_error(flushed)?;
+        let end = self.file.len();
+        if self.writeback_bytes > 0 && end - self.unstarted >= self.writeback_bytes {
+            let started = self
+                .file
+                .start_writeback(self.unstarted, end - self.unstarted);
+            self.poison_on_error(started)?;
+            self.unstarted = end;
+        }
+        Ok(())
     }
 
     /// Flushes and makes every appended record durable against power loss.
@@ -89,7 +113,9 @@ impl LogWriter {
     pub fn sync(&mut self) -> Result<()> {
         self.check_not_poisoned()?;
         let synced = self.file.sync();
-        self.poison_on_error(synced)
+        self.poison_on_error(synced)?;
+        self.unstarted = self.file.len();
+        Ok(())
     }
 
     #[cfg(test)]
@@ -180,12 +206,107 @@ mod tests {
         fn sync(&mut self) -> Result<()> {
             Ok(())
         }
+        fn start_writeback(&mut self, _offset: u64, _len: u64) -> Result<()> {
+            Ok(())
+        }
         fn len(&self) -> u64 {
             self.len
         }
         fn path(&self) -> &Path {
             &self.path
         }
+    }
+
+    /// A file that records what it was asked to write back, and can refuse it.
+    #[derive(Debug, Default)]
+    struct WritebackLog {
+        len: u64,
+        flushed: u64,
+        started: std::sync::Arc<parking_lot::Mutex<Vec<(u64, u64)>>>,
+        refuse: bool,
+    }
+
+    impl WritableFile for WritebackLog {
+        fn append(&mut self, data: &[u8]) -> Result<()> {
+            self.len += data.len() as u64;
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<()> {
+            self.flushed = self.len;
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<()> {
+            self.flush()
+        }
+        fn start_writeback(&mut self, offset: u64, len: u64) -> Result<()> {
+            assert!(
+                offset + len <= self.flushed,
+                "write-back of unflushed bytes"
+            );
+            if self.refuse {
+                return Err(Error::Io(std::io::Error::other("refused")));
+            }
+            self.started.lock().push((offset, len));
+            Ok(())
+        }
+        fn len(&self) -> u64 {
+            self.len
+        }
+        fn path(&self) -> &Path {
+            Path::new("log")
+        }
+    }
+
+    #[test]
+    fn write_back_starts_each_time_enough_was_flushed_and_a_sync_resets_it() {
+        let file = WritebackLog::default();
+        let started = std::sync::Arc::clone(&file.started);
+        let mut w = LogWriter::new(Box::new(file)).with_writeback_bytes(100);
+        let record = HEADER_BYTES_U64 + 30;
+        let flush_one = |w: &mut LogWriter| {
+            w.add_record(&[1; 30]).unwrap();
+            w.flush().unwrap();
+        };
+        // Enough flushed once the records reach 100 bytes: the write-back covers them all.
+        let first = 100u64.div_ceil(record);
+        for _ in 0..first {
+            flush_one(&mut w);
+        }
+        assert_eq!(*started.lock(), [(0, first * record)]);
+        // Appended but not flushed: nothing starts, whatever the size.
+        for _ in 0..first {
+            w.add_record(&[1; 30]).unwrap();
+        }
+        assert_eq!(started.lock().len(), 1);
+        w.flush().unwrap();
+        assert_eq!(started.lock()[1], (first * record, first * record));
+        // A sync leaves nothing unstarted: the next 99 bytes start nothing.
+        w.sync().unwrap();
+        for _ in 0..99 / record {
+            flush_one(&mut w);
+        }
+        assert_eq!(started.lock().len(), 2);
+
+        // Off: never.
+        let file = WritebackLog::default();
+        let started = std::sync::Arc::clone(&file.started);
+        let mut w = LogWriter::new(Box::new(file));
+        for _ in 0..100 {
+            flush_one(&mut w);
+        }
+        assert!(started.lock().is_empty());
+    }
+
+    #[test]
+    fn failed_write_back_start_poisons_the_writer() {
+        let file = WritebackLog {
+            refuse: true,
+            ..WritebackLog::default()
+        };
+        let mut w = LogWriter::new(Box::new(file)).with_writeback_bytes(1);
+        w.add_record(b"x").unwrap();
+        assert!(matches!(w.flush(), Err(Error::Io(_))));
+        assert!(matches!(w.add_record(b""), Err(Error::Poisoned)));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub fn tiny() -> Options {
         .level_base_bytes(16 << 10)
         .l0_compaction_trigger(2)
         .l0_stop_writes(6)
-        .value_writeback_bytes(2 << 10)
+        .writeback_bytes(2 << 10)
 }
 
 /// Owned pairs of an iterator, or its first error.

@@ -22,7 +22,7 @@ use crate::kvbench::engine::{BatchOp, Engine, EngineConfig, ScanVisitor};
 const MIN_BLOB_BYTES: u64 = 1 << 10;
 
 /// Bytes written to a file between starts of its write-back: extentdb's default
-/// `Options::value_writeback_bytes`.
+/// `Options::writeback_bytes`.
 const WRITEBACK_BYTES: u64 = 1 << 20;
 
 /// An open RocksDB database.
