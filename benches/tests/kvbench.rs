@@ -21,6 +21,7 @@ fn config() -> EngineConfig {
     EngineConfig {
         cache_bytes: 8 << 20,
         value_bytes: 100,
+        extentdb_writeback_bytes: None,
     }
 }
 
@@ -255,6 +256,7 @@ fn run_with_lie(lie: Lie, workloads: &[Workload]) -> Result<()> {
         scan_len: 10,
         writer_bytes_per_sec: 0,
         seed: 3,
+        extentdb_writeback_bytes: None,
     };
     let inner = EngineKind::Extentdb.open(dir.path(), &config())?;
     let mut session = Session::new(Box::new(Liar { inner, lie }), &values, &settings);
@@ -305,6 +307,7 @@ fn workloads_reject_an_engine_that_returns_wrong_data() -> Result<()> {
         scan_len: 10,
         writer_bytes_per_sec: 0,
         seed: 3,
+        extentdb_writeback_bytes: None,
     };
     let mut session = Session::new(
         EngineKind::Extentdb.open(dir.path(), &config())?,

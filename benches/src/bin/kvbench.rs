@@ -93,6 +93,11 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     writer_mib_per_sec: u64,
 
+    /// extentdb only: bytes written to a value segment or log between starts of its write-back
+    /// (`Options::writeback_bytes`; 0 for none) [default: the engine's default, 1 MiB].
+    #[arg(long)]
+    extentdb_writeback_bytes: Option<u64>,
+
     /// MiB written by the disk bandwidth probe of each run.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     disk_probe_mib: u64,
@@ -284,6 +289,7 @@ fn run(args: Args) -> Result<()> {
                 scan_len: args.scan_len,
                 writer_bytes_per_sec: args.writer_mib_per_sec << 20,
                 seed: args.seed.wrapping_add(run as u64),
+                extentdb_writeback_bytes: args.extentdb_writeback_bytes,
             };
             let pass = Pass {
                 run,

@@ -1,6 +1,6 @@
 //! `valuebench`: measurements of the value store that criterion's per-call timing cannot make.
 //!
-//! Six parts, each printed as its own block after one line naming every parameter:
+//! Seven parts, each printed as its own block after one line naming every parameter:
 //!
 //! - **threshold**: for each value size, fill `--keys` keys and read them back warm, once with
 //!   `value_threshold_bytes` just above the size (values inline in the index) and once at the
@@ -54,10 +54,16 @@
 //!      reclamation to the background threads; and two paced controls that show what any
 //!      second thread costs the reader on this machine: the puts alone, and CPU alone.
 //!
+//! - **sync** (not in the default parts; `--parts=sync`): how long `Db::sync` takes after
+//!   `--sync-mib` MiB of `Buffered` puts that no sync covered, with `Options::writeback_bytes`
+//!   at its default (write-back of value segments and of the log every MiB) and at 0,
+//!   alternated `--seqfill-reps` times, for 100-byte values (in the log) and 4 KiB ones (in
+//!   value segments). The memtable is large enough that no memtable switch syncs in between.
+//!
 //! Flags (`--name=value`; defaults give a run of about a minute and a half on 2 cores):
 //! `--dir=.` (a temporary directory is made inside it: use the disk under test),
 //! `--parts=threshold,seqfill,tail,cached,scan`, `--keys=20000`, `--threshold-cache-mib=256`,
-//! `--fill-mib=512`, `--seqfill-reps=3`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
+//! `--fill-mib=512`, `--seqfill-reps=3`, `--sync-mib=64`, `--tail-data-mib=128`, `--tail-pool-mib=8`, `--tail-secs=10`,
 //! `--cached-data-mib=32`, `--cached-secs=3`, `--scan-data-mib=128`, `--space-mib=1024`,
 //! `--space-rounds=8`, `--space-secs=10`, `--space-pool-mib=8`, `--space-reps=3`,
 //! `--space-busy-mibps=64`, `--space-window-ms=1000`,
@@ -110,6 +116,8 @@ struct Params {
     space_busy_mibps: u64,
     /// Part f.4's idle and busy windows, in milliseconds; 0: one idle phase, then one busy one.
     space_window_ms: u64,
+    /// MiB of puts before the timed `Db::sync` of part `sync` (`--sync-mib`).
+    sync_mib: u64,
     /// Which busy-thread modes part f.4 runs (`compact-flat`, `compact`, `flush`,
     /// `background`, `puts`, `disk`, `spin`); all by default.
     space_modes: Vec<String>,
@@ -137,9 +145,9 @@ Usage: valuebench [--name=value]...
 
   --dir=.                 a temporary directory is made inside it: use the disk under test
   --parts=threshold,seqfill,tail,cached,scan
-                          also: space (all four reclamation measurements), space-reader
+                          also: space (all four reclamation measurements), space-reader, sync
   --keys=20000  --threshold-cache-mib=256
-  --fill-mib=512  --seqfill-reps=3
+  --fill-mib=512  --seqfill-reps=3  --sync-mib=64
   --tail-data-mib=128  --tail-pool-mib=8  --tail-secs=10
   --cached-data-mib=32  --cached-secs=3  --scan-data-mib=128
   --space-mib=1024  --space-rounds=8  --space-secs=10  --space-pool-mib=8  --space-reps=3
@@ -175,6 +183,7 @@ impl Params {
             space_reps: 3,
             space_busy_mibps: 64,
             space_window_ms: 1000,
+            sync_mib: 64,
             space_modes: [
                 "compact-flat",
                 "compact",
@@ -221,6 +230,7 @@ impl Params {
                 "space-reps" => p.space_reps = number()?,
                 "space-busy-mibps" => p.space_busy_mibps = number()?,
                 "space-window-ms" => p.space_window_ms = number()?,
+                "sync-mib" => p.sync_mib = number()?,
                 "space-fs" => {
                     p.space_fs = value
                         .split(',')
@@ -335,6 +345,9 @@ fn main() -> Res<()> {
         space(&p)?;
     } else if p.runs("space-reader") {
         space_reader_tail(&p)?;
+    }
+    if p.runs("sync") {
+        sync_after_puts(&p)?;
     }
     Ok(())
 }
@@ -453,6 +466,63 @@ fn seqfill(p: &Params) -> Res<()> {
         "  medians: disk {disk:.0} MB/s, fill {fill:.0} MB/s; fill/disk {:.0}% (target >= 60%)",
         100.0 * fill / disk
     );
+    Ok(())
+}
+
+/// Part `sync`: how long `Db::sync` takes after `--sync-mib` MiB of `Buffered` puts that no
+/// sync covered, with write-back starting every MiB (the default) and with it off, alternated
+/// `--seqfill-reps` times; for 100-byte values (the log holds them) and 4 KiB ones (the value
+/// segments do). The memtable is made large enough that no memtable switch syncs in between.
+fn sync_after_puts(p: &Params) -> Res<()> {
+    println!(
+        "sync: Db::sync after {} MiB of Buffered puts, write-back every MiB and off, alternated \
+         {} times",
+        p.sync_mib, p.seqfill_reps
+    );
+    let bytes = p.sync_mib * MIB;
+    for value_bytes in [100usize, 4 << 10] {
+        let value = vec![0x5au8; value_bytes];
+        let puts = bytes / (value_bytes as u64 + 16);
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        let (mut puts_on, mut puts_off) = (Vec::new(), Vec::new());
+        for _ in 0..p.seqfill_reps {
+            for (writeback, sync_ms, puts_ms) in
+                [(MIB, &mut on, &mut puts_on), (0, &mut off, &mut puts_off)]
+            {
+                let dir = tempdir(p)?;
+                let db = Options::new()
+                    .durability(Durability::Buffered)
+                    .memtable_bytes(1 << 30)
+                    .memtable_value_bytes(2 * bytes)
+                    .writeback_bytes(writeback)
+                    .open(dir.path())?;
+                let start = Instant::now();
+                for i in 0..puts {
+                    db.put(key(i), &value)?;
+                }
+                puts_ms.push(start.elapsed().as_secs_f64() * 1e3);
+                let start = Instant::now();
+                db.sync()?;
+                sync_ms.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let show = |xs: &[f64]| {
+            xs.iter()
+                .map(|x| format!("{x:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "  {value_bytes} B values: sync ms with write-back every MiB {} (median {:.1}), off {} \
+             (median {:.1}); the puts before it, ms: {} and {}",
+            show(&on),
+            median(&mut on.clone()),
+            show(&off),
+            median(&mut off.clone()),
+            show(&puts_on),
+            show(&puts_off)
+        );
+    }
     Ok(())
 }
 

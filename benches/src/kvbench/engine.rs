@@ -110,6 +110,8 @@ pub struct EngineConfig {
     /// The size of the values the run writes. extentdb uses it to split its budget between
     /// its two caches (see `adapters::extentdb`); no other engine looks at it.
     pub value_bytes: usize,
+    /// extentdb's `Options::writeback_bytes`, if not its default; no other engine looks at it.
+    pub extentdb_writeback_bytes: Option<u64>,
 }
 
 /// The engines kvbench can run; a peer is there only when its cargo feature was compiled in.

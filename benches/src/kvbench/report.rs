@@ -62,6 +62,10 @@ pub struct SummaryRow {
     pub p99_busy_over_idle: Option<f64>,
     /// `deleterange`: seconds to read the keys left.
     pub read_rest_seconds: Option<f64>,
+    /// Writing workloads: milliseconds of the sync that ends the timed window. Absent from
+    /// reports written before it was measured.
+    #[serde(default)]
+    pub sync_ms: Option<f64>,
 }
 
 /// The parts of a JSON report that `kvbench --replot` reads back.
@@ -197,6 +201,7 @@ pub fn summarize(records: &[Record], machines: &[RunMachine]) -> Vec<SummaryRow>
                     r.outcome.latency.map(|l| l.busy.p99_us / l.idle.p99_us)
                 }),
                 read_rest_seconds: each(&|r| r.outcome.read_rest_seconds),
+                sync_ms: each(&|r| r.outcome.sync_seconds.map(|s| s * 1e3)),
             }
         })
         .collect();
@@ -270,8 +275,12 @@ pub fn table(rows: &[SummaryRow], machines: &[RunMachine]) -> String {
                     opt(r.p99_busy_over_idle, 2)
                 );
             }
+            let sep = |notes: &String| if notes.is_empty() { "" } else { "; " };
+            if let Some(ms) = r.sync_ms {
+                let _ = write!(notes, "{}sync {ms:.1} ms", sep(&notes));
+            }
             if let Some(s) = r.read_rest_seconds {
-                let _ = write!(notes, "rest read in {s:.2} s");
+                let _ = write!(notes, "{}rest read in {s:.2} s", sep(&notes));
             }
             let _ = writeln!(
                 out,

@@ -59,6 +59,7 @@ pub fn run_engine(
     let config = EngineConfig {
         cache_bytes: pass.cache_bytes,
         value_bytes,
+        extentdb_writeback_bytes: pass.settings.extentdb_writeback_bytes,
     };
     let mut records = Vec::new();
     let mut open: Option<(Session<'_>, PathBuf)> = None;

@@ -128,6 +128,9 @@ pub struct Settings {
     pub writer_bytes_per_sec: u64,
     /// Seed of every random choice.
     pub seed: u64,
+    /// extentdb's `Options::writeback_bytes` (`--extentdb-writeback-bytes`); `None` for its
+    /// default.
+    pub extentdb_writeback_bytes: Option<u64>,
 }
 
 /// Percentiles of a latency sample.
@@ -196,6 +199,9 @@ pub struct Outcome {
     pub live_bytes: Option<u64>,
     /// `deleterange`: seconds to read (and check) the keys left.
     pub read_rest_seconds: Option<f64>,
+    /// Writing workloads: seconds of the one sync that ends the timed window (part of
+    /// `seconds`), which writes whatever the engine left unwritten.
+    pub sync_seconds: Option<f64>,
     /// `readwhilewriting`'s latencies.
     pub latency: Option<ReaderLatency>,
 }
@@ -313,6 +319,13 @@ impl<'a> Session<'a> {
         Ok((seconds, written_bytes()?.saturating_sub(before)))
     }
 
+    /// Syncs the engine: its seconds.
+    fn timed_sync(&mut self) -> Result<f64> {
+        let start = Instant::now();
+        self.engine.sync()?;
+        Ok(start.elapsed().as_secs_f64())
+    }
+
     /// Settles the engine (untimed in the workload's figures): seconds and disk bytes written.
     fn settle(&mut self) -> Result<(f64, u64)> {
         self.timed(|s| s.engine.settle())
@@ -323,9 +336,11 @@ impl<'a> Session<'a> {
     }
 
     fn fill(&mut self, order: Vec<u64>) -> Result<Outcome> {
+        let mut sync_seconds = 0.0;
         let (seconds, written) = self.timed(|s| {
             s.write_keys(&order)?;
-            s.engine.sync()
+            sync_seconds = s.timed_sync()?;
+            Ok(())
         })?;
         let disk_bytes = self.engine.disk_bytes()?;
         let (settle_seconds, settle_written) = self.settle()?;
@@ -340,15 +355,18 @@ impl<'a> Session<'a> {
             settle_disk_write_bytes: Some(settle_written),
             disk_bytes: Some(disk_bytes),
             live_bytes: Some(self.live_bytes()),
+            sync_seconds: Some(sync_seconds),
             ..Outcome::default()
         })
     }
 
     fn overwrite(&mut self) -> Result<Outcome> {
         let order = shuffled(self.expected.keys(), &mut self.rng);
+        let mut sync_seconds = 0.0;
         let (seconds, written) = self.timed(|s| {
             s.write_keys(&order)?;
-            s.engine.sync()
+            sync_seconds = s.timed_sync()?;
+            Ok(())
         })?;
         let (settle_seconds, settle_written) = self.settle()?;
         let bytes = order.len() as u64 * self.entry_bytes();
@@ -362,6 +380,7 @@ impl<'a> Session<'a> {
             settle_disk_write_bytes: Some(settle_written),
             disk_bytes: Some(self.engine.disk_bytes()?),
             live_bytes: Some(self.live_bytes()),
+            sync_seconds: Some(sync_seconds),
             ..Outcome::default()
         })
     }
@@ -641,9 +660,11 @@ impl<'a> Session<'a> {
         let from = num / 2 - num / 20;
         let to = from + (num / 10).max(1);
         let live_before = self.expected.live();
+        let mut sync_seconds = 0.0;
         let (seconds, written) = self.timed(|s| {
             s.engine.delete_range(&key(from), &key(to))?;
-            s.engine.sync()
+            sync_seconds = s.timed_sync()?;
+            Ok(())
         })?;
         for i in from..to {
             self.expected.delete(i);
@@ -669,6 +690,7 @@ impl<'a> Session<'a> {
             disk_bytes: Some(disk_bytes),
             live_bytes: Some(self.live_bytes()),
             read_rest_seconds: Some(read_rest_seconds),
+            sync_seconds: Some(sync_seconds),
             ..Outcome::default()
         })
     }

@@ -4,7 +4,8 @@
 //! The cache budget is split between extentdb's two caches by where the values live: values
 //! below the value threshold (1 KiB by default) are stored inline in the index's tables, so
 //! the table cache gets 7/8 of the budget; larger values live in value files, so the buffer
-//! pool gets 7/8. Everything else is `Options::new()`'s default.
+//! pool gets 7/8. Everything else is `Options::new()`'s default, except `writeback_bytes` when
+//! `--extentdb-writeback-bytes` gives it.
 
 use std::path::{Path, PathBuf};
 
@@ -36,11 +37,14 @@ pub fn open(dir: &Path, config: &EngineConfig) -> Result<Box<dyn Engine>> {
     } else {
         (minor, major)
     };
-    let db = Options::new()
+    let mut options = Options::new()
         .cache_bytes(pool)
         .table_cache_bytes(tables)
-        .durability(Durability::Buffered)
-        .open(dir)?;
+        .durability(Durability::Buffered);
+    if let Some(bytes) = config.extentdb_writeback_bytes {
+        options = options.writeback_bytes(bytes);
+    }
+    let db = options.open(dir)?;
     Ok(Box::new(Extentdb {
         db,
         dir: dir.to_path_buf(),
