@@ -448,12 +448,7 @@ fn seqfill(p: &Params) -> Res<()> {
         disk.push(machine::disk_write_mb_per_s(dir.path(), p.fill_mib)?);
         fill.push(fill_bandwidth(dir.path(), p.fill_mib)?);
     }
-    let show = |xs: &[f64]| {
-        xs.iter()
-            .map(|x| format!("{x:.0}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let show = |xs: &[f64]| joined(xs, 0);
     println!(
         "seqfill: {} MiB of 64 KiB single puts (Buffered) then Db::sync, vs {} MiB of 1 MiB \
          writes (write-back started as written) + fdatasync, alternated {} times",
@@ -506,12 +501,7 @@ fn sync_after_puts(p: &Params) -> Res<()> {
                 sync_ms.push(start.elapsed().as_secs_f64() * 1e3);
             }
         }
-        let show = |xs: &[f64]| {
-            xs.iter()
-                .map(|x| format!("{x:.1}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let show = |xs: &[f64]| joined(xs, 1);
         println!(
             "  {value_bytes} B values: sync ms with write-back every MiB {} (median {:.1}), off {} \
              (median {:.1}); the puts before it, ms: {} and {}",
@@ -524,6 +514,14 @@ fn sync_after_puts(p: &Params) -> Res<()> {
         );
     }
     Ok(())
+}
+
+/// `xs` with `digits` decimals, space-separated.
+fn joined(xs: &[f64], digits: usize) -> String {
+    xs.iter()
+        .map(|x| format!("{x:.digits$}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Sorted latencies in nanoseconds -> the `q` quantile, in microseconds.
