@@ -31,6 +31,9 @@ use crate::key::{self, Entry, EntryRef, InternalKey, SeqNo, ValueKind};
 
 /// Bytes of the restart array entry and of the restart count.
 const RESTART_BYTES: usize = 4;
+/// Entries per restart point that tables are written with (`TableOptions::restart_interval`'s
+/// default): what a decoder expects when it sizes its buffers for a block.
+const TYPICAL_RESTART_INTERVAL: usize = 16;
 
 /// Builds one block's contents from keys added in increasing order.
 #[derive(Debug)]
@@ -461,6 +464,14 @@ impl Block {
 
     fn decode_from(&self, path: &Path, first_restart: usize, out: &mut BlockEntries) -> Result<()> {
         out.clear();
+        if out.slots.capacity() == 0 {
+            // A new scan's first block: its buffers are sized for it at once rather than grown
+            // entry by entry (a short scan decodes one block of every table it touches).
+            let restarts = self.num_restarts.saturating_sub(first_restart);
+            out.slots
+                .reserve(restarts.saturating_mul(TYPICAL_RESTART_INTERVAL));
+            out.keys.reserve(self.restarts_offset);
+        }
         out.block = Some(self.clone());
         let mut key = std::mem::take(&mut out.scratch);
         key.clear();
