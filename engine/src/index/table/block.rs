@@ -32,8 +32,10 @@ use crate::key::{self, Entry, EntryRef, InternalKey, SeqNo, ValueKind};
 /// Bytes of the restart array entry and of the restart count.
 const RESTART_BYTES: usize = 4;
 /// Entries per restart point that tables are written with (`TableOptions::restart_interval`'s
-/// default): what a decoder expects when it sizes its buffers for a block.
-const TYPICAL_RESTART_INTERVAL: usize = 16;
+/// default), and what a decoder expects when it sizes its buffers for a block.
+pub(crate) const DEFAULT_RESTART_INTERVAL: usize = 16;
+/// The smallest entry: three one-byte header varints and nothing else.
+const MIN_ENTRY_BYTES: usize = 3;
 
 /// Builds one block's contents from keys added in increasing order.
 #[derive(Debug)]
@@ -467,9 +469,12 @@ impl Block {
         if out.slots.capacity() == 0 {
             // A new scan's first block: its buffers are sized for it at once rather than grown
             // entry by entry (a short scan decodes one block of every table it touches).
+            // Never more slots than the block can hold entries, whatever its restarts claim.
             let restarts = self.num_restarts.saturating_sub(first_restart);
-            out.slots
-                .reserve(restarts.saturating_mul(TYPICAL_RESTART_INTERVAL));
+            let entries = restarts
+                .saturating_mul(DEFAULT_RESTART_INTERVAL)
+                .min(self.restarts_offset / MIN_ENTRY_BYTES);
+            out.slots.reserve(entries);
             out.keys.reserve(self.restarts_offset);
         }
         out.block = Some(self.clone());
@@ -708,6 +713,26 @@ mod tests {
             assert_eq!(hit.value, "v0");
             assert!(block.seek(p, b"bcd", SeqNo(0)).unwrap().is_none());
             assert!(block.seek(p, b"z", SeqNo::MAX).unwrap().is_none());
+        }
+    }
+
+    /// A fresh scan buffer is sized for the block, but never for more entries than its bytes
+    /// can hold, however many restart points it has.
+    #[test]
+    fn a_fresh_buffer_is_sized_within_what_the_block_can_hold() {
+        let names: Vec<String> = (0..200).map(|i| format!("k{i:04}")).collect();
+        let keys: Vec<(&str, u64)> = names.iter().map(|k| (k.as_str(), 1)).collect();
+        for interval in [1, 16] {
+            let block = build(&keys, interval);
+            let mut out = BlockEntries::default();
+            block.decode_from(Path::new("t"), 0, &mut out).unwrap();
+            assert_eq!(out.len(), 200);
+            assert!(out.slots.capacity() >= 200, "interval {interval}");
+            assert!(
+                out.slots.capacity() <= block.restarts_offset / MIN_ENTRY_BYTES,
+                "interval {interval}: {} slots",
+                out.slots.capacity()
+            );
         }
     }
 

@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use super::block::BlockBuilder;
+use super::block::{BlockBuilder, DEFAULT_RESTART_INTERVAL};
 use super::bloom::BloomBuilder;
 use super::format::{self, BlockHandle, BlockType, Footer, MAX_BLOCK_SIZE_BYTES};
 use crate::error::{Error, Result};
@@ -42,7 +42,7 @@ impl Default for TableOptions {
     fn default() -> Self {
         Self {
             block_size_bytes: 4096,
-            restart_interval: 16,
+            restart_interval: DEFAULT_RESTART_INTERVAL,
             bloom_bits_per_key: 10,
         }
     }
