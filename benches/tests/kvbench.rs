@@ -384,6 +384,16 @@ fn a_tiny_run_writes_a_report_with_every_workload_of_every_engine() -> Result<()
                     .ok_or_else(|| error(format!("no summary of {engine} {size} {}", w.name())))?;
                 let ops = row["ops_per_sec"].as_f64().unwrap_or(0.0);
                 assert!(ops > 0.0, "{engine} {size} {}: {ops} ops/s", w.name());
+                // The workloads that end with a timed sync report it, and only they.
+                let synced =
+                    w.is_fill() || matches!(w, Workload::Overwrite | Workload::Deleterange);
+                assert_eq!(
+                    row["sync_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+                    synced,
+                    "{engine} {size} {}: sync_ms {}",
+                    w.name(),
+                    row["sync_ms"]
+                );
             }
         }
     }
