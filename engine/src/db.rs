@@ -586,15 +586,24 @@ fn replay_wals(
             ),
         ));
     }
-    // Replay holds every log not yet flushed, of any size: the largest arena chunks.
-    let mem = Memtable::new(0, usize::MAX);
+    let logs = wals
+        .iter()
+        .map(|&number| {
+            let path = dir.join(filename::wal(number));
+            fs.open(&path).map(|file| (path, file))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Replay holds every log not yet flushed: a memtable sized for all of them, which their
+    // records take about as many bytes in as on disk.
+    let log_bytes = logs.iter().map(|(_, file)| file.len()).sum::<u64>();
+    let mem = Memtable::new(0, usize::try_from(log_bytes).unwrap_or(usize::MAX));
     let mut last = versions.flushed_seq;
     let mut reaches: BTreeMap<ValueFileId, u64> = BTreeMap::new();
     let mut newest = Vec::new();
-    for (i, &number) in wals.iter().enumerate() {
-        let path = dir.join(filename::wal(number));
-        let is_newest = i + 1 == wals.len();
-        let mut reader = LogReader::new(fs.open(&path)?);
+    let count = logs.len();
+    for (i, (path, file)) in logs.into_iter().enumerate() {
+        let is_newest = i + 1 == count;
+        let mut reader = LogReader::new(file);
         while let Some((offset, payload)) = reader.next_record()? {
             let decoded = batch::decode(Bytes::from(payload), &path, offset)?;
             if is_newest && stop == Some(decoded.first) {

@@ -38,9 +38,11 @@ use common::{Model, try_scan as scan};
 use extentdb::{Db, Error, Options};
 
 /// Files stay where they were written: no background flush or compaction. Values of 1 KiB and
-/// more go to value files, over 64 KiB segments.
+/// more go to value files, over 64 KiB segments. A 4 MiB memtable, whose hash index (256 KiB)
+/// stays under the allocation bound the sweeps hold every case to.
 fn still() -> Options {
     Options::new()
+        .memtable_bytes(4 << 20)
         .block_size_bytes(256)
         .value_segment_bytes(64 << 10)
         .background_compaction(false)

@@ -18,7 +18,7 @@ use crate::sync::ordered::RwLock;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::index::skiplist::{KeyRef, Node, SkipList, chunk_bytes_for};
+use crate::index::skiplist::{KeyRef, Node, SkipList, buckets_for, chunk_bytes_for};
 use crate::index::table::ReadMode;
 use crate::key::{Entry, EntryRef, Found, InternalKey, RangeTombstone, SeqNo, ValueKind};
 
@@ -48,12 +48,17 @@ pub(crate) struct Memtable {
 
 impl Memtable {
     /// An empty memtable for the log `wal_number`, expected to hold about `size_hint_bytes`
-    /// (its budget; this sizes its arena's chunks).
+    /// (its budget; this sizes its arena's chunks and its hash index, whose bytes it charges
+    /// from the start).
     pub fn new(wal_number: u64, size_hint_bytes: usize) -> Self {
+        let entries = SkipList::new(
+            chunk_bytes_for(size_hint_bytes),
+            buckets_for(size_hint_bytes),
+        );
         Self {
-            entries: SkipList::new(chunk_bytes_for(size_hint_bytes)),
+            approximate_bytes: AtomicUsize::new(entries.index_bytes()),
+            entries,
             tombstones: RwLock::ranked(Rank::Leaf, Vec::new()),
-            approximate_bytes: AtomicUsize::new(0),
             value_bytes: AtomicU64::new(0),
             max_seq: AtomicU64::new(0),
             wal_number,
@@ -110,8 +115,8 @@ impl Memtable {
 
     /// The newest version of `user_key` visible at `snapshot`, tombstones included.
     pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Option<Found> {
-        let node = self.entries.seek(&KeyRef::new(user_key, snapshot))?;
-        (node.user_key() == user_key).then(|| Found {
+        let node = self.entries.get(user_key, snapshot)?;
+        Some(Found {
             seq: node.seq(),
             kind: node.kind(),
             value: Bytes::copy_from_slice(node.value()),

@@ -24,6 +24,7 @@ mod cache;
 mod format;
 mod reader;
 
+pub(crate) use bloom::bloom_hash;
 #[cfg(feature = "benching")]
 pub(crate) use bloom::{BloomBuilder, BloomFilter};
 pub(crate) use builder::{TableBuilder, TableOptions};
