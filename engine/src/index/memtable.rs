@@ -559,6 +559,15 @@ mod tests {
     }
 
     #[test]
+    fn a_new_memtable_charges_its_hash_index() {
+        let m = Memtable::new(1, 32 << 20);
+        assert!(m.is_empty());
+        assert_eq!(m.approximate_bytes(), 2 << 20);
+        m.insert(b"k", SeqNo(1), ValueKind::Put, b"v");
+        assert!(m.approximate_bytes() > 2 << 20);
+    }
+
+    #[test]
     fn get_returns_newest_version_visible_at_snapshot() {
         let m = table_with(&[("a", 1), ("a", 5), ("b", 3)]);
         assert_eq!(m.get(b"a", SeqNo(10)).unwrap().seq, SeqNo(5));

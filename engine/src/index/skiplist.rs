@@ -916,6 +916,17 @@ pub(crate) mod tests {
         assert_eq!(chunk_bytes_for(usize::MAX), MAX_CHUNK_BYTES);
     }
 
+    #[test]
+    fn buckets_are_one_per_128_bytes_of_the_size_hint_within_bounds() {
+        assert_eq!(buckets_for(0), MIN_BUCKETS);
+        assert_eq!(buckets_for(4 << 10), 32);
+        assert_eq!(buckets_for(32 << 20), 256 << 10);
+        assert_eq!(buckets_for((32 << 20) + 128), 512 << 10);
+        assert_eq!(buckets_for(usize::MAX), MAX_BUCKETS);
+        let list = SkipList::new(MIN_CHUNK_BYTES, 256);
+        assert_eq!(list.index_bytes(), 256 * size_of::<usize>());
+    }
+
     /// One writer inserts versions in a random order while readers search: every version the
     /// writer had finished before a reader looked must be found whole, the node before it must
     /// sort before it, and a walk must see the versions in order with the bytes they were
