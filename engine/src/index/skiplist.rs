@@ -23,11 +23,11 @@
 //! Point lookups go through a hash index instead of the towers. A search down the towers of a
 //! list larger than the CPU's cache misses the cache about once per level, and a reader beside a
 //! writer spent nearly half its time there. The index is an array of buckets, each the head of a
-//! chain through the nodes' `chain` links, holding the newest version of each user key; the
-//! older versions follow it at level 0. It is written by the writer under its lock and read
-//! lock-free: a node enters the index with a release store after it is linked into the list, and
-//! one that a newer version replaces keeps its chain link, so a reader standing on it goes on
-//! down the chain.
+//! chain through the nodes' `chain` links, holding the newest version of each user key; a
+//! lookup at a snapshot older than that version searches the towers instead. The writer updates
+//! the index under its lock; readers follow it lock-free. A node enters the index with a
+//! release store after it is linked into the list, and one that a newer version replaces keeps
+//! its chain link, so a reader standing on it goes on down the chain.
 //!
 //! Memory: chunks are sized from the memtable's budget ([`chunk_bytes_for`]), so the arena holds
 //! at most the bytes of its nodes, plus the free end of the current chunk, plus up to a quarter
@@ -444,20 +444,29 @@ impl SkipList {
     }
 
     /// The newest version of `user_key` at or below `seq`: what [`Self::seek`] to `(user_key,
-    /// seq)` finds if it is a version of `user_key`, through the hash index.
+    /// seq)` finds if it is a version of `user_key`. The hash index answers when the key's
+    /// newest version is visible at `seq`, or the key has none; otherwise (a snapshot older
+    /// than the key's last write) the towers do, in logarithmic time however many versions
+    /// are newer than the snapshot.
     pub fn get(&self, user_key: &[u8], seq: SeqNo) -> Option<Node<'_>> {
         let probe = KeyRef::new(user_key, seq);
+        let newest = self.newest(&probe)?;
+        if newest.seq() <= seq {
+            return Some(newest);
+        }
+        self.seek(&probe).filter(|n| probe.same_user_key(&n.key()))
+    }
+
+    /// The newest version of `key`'s user key, from the hash index.
+    fn newest(&self, key: &KeyRef<'_>) -> Option<Node<'_>> {
         // Acquire: pairs with the release store that put each node in the index.
-        let mut at = self.bucket(user_key).load(AtomicOrdering::Acquire);
+        let mut at = self.bucket(key.user_key).load(AtomicOrdering::Acquire);
         while let Some(ptr) = NonNull::new(at) {
-            let newest = Node::new(ptr);
-            if probe.same_user_key(&newest.key()) {
-                // Older versions follow the newest at level 0, newest first.
-                return std::iter::successors(Some(newest), Node::next)
-                    .take_while(|n| probe.same_user_key(&n.key()))
-                    .find(|n| n.seq() <= seq);
+            let node = Node::new(ptr);
+            if key.same_user_key(&node.key()) {
+                return Some(node);
             }
-            at = newest.header().chain.load(AtomicOrdering::Acquire);
+            at = node.header().chain.load(AtomicOrdering::Acquire);
         }
         None
     }
