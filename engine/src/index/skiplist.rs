@@ -393,15 +393,7 @@ impl SkipList {
         }
         // Where the index will point at the node, if it becomes its key's newest version.
         let indexed = self.index_slot(&key);
-        if let Some(slot) = indexed {
-            // The rest of the chain, which the node takes over (an older version of its key it
-            // replaces is not part of that rest: it stays reachable at level 0).
-            let rest = match NonNull::new(slot.load(AtomicOrdering::Relaxed)) {
-                Some(old) if key.same_user_key(&Node::new(old).key()) => {
-                    Node::new(old).header().chain.load(AtomicOrdering::Relaxed)
-                }
-                _ => slot.load(AtomicOrdering::Relaxed),
-            };
+        if let Some((_, rest)) = indexed {
             // SAFETY: the node is initialized and unpublished; only its writer touches it.
             unsafe { node.as_ref() }
                 .chain
@@ -413,7 +405,7 @@ impl SkipList {
                 .store(node.as_ptr(), AtomicOrdering::Release);
         }
         // Then in the index, once the node is in the list.
-        if let Some(slot) = indexed {
+        if let Some((slot, _)) = indexed {
             slot.store(node.as_ptr(), AtomicOrdering::Release);
         }
         if node_height > height {
@@ -423,24 +415,28 @@ impl SkipList {
         size_bytes
     }
 
-    /// The link of the index to set to a new version of `key`: the one that holds its key's
-    /// newest version, or the head of its bucket if the key has none yet. `None` if the newest
-    /// version is newer than `key` (inserts may come out of sequence order): the index keeps it.
+    /// Where a new version of `key` goes in the index: the link to point at it, and the rest of
+    /// the chain it continues. That is the link holding its key's newest version, which it
+    /// replaces (the replaced version stays reachable at level 0), or else the head of its
+    /// bucket, which it goes in front of. `None` if the newest version is newer than `key`
+    /// (inserts may come out of sequence order): the index keeps it.
     ///
     /// # Locking
     /// REQUIRES: the writer lock, so that the chains cannot change meanwhile.
-    fn index_slot(&self, key: &KeyRef<'_>) -> Option<&Link> {
+    fn index_slot(&self, key: &KeyRef<'_>) -> Option<(&Link, *mut Header)> {
         let bucket = self.bucket(key.user_key);
         let mut slot = bucket;
         // Relaxed: only the writer stores to the index, and it holds the lock.
         while let Some(at) = NonNull::new(slot.load(AtomicOrdering::Relaxed)) {
             let other = Node::new(at);
+            let chain = &other.header().chain;
             if key.same_user_key(&other.key()) {
-                return (other.seq() < key.seq).then_some(slot);
+                return (other.seq() < key.seq)
+                    .then(|| (slot, chain.load(AtomicOrdering::Relaxed)));
             }
-            slot = &other.header().chain;
+            slot = chain;
         }
-        Some(bucket)
+        Some((bucket, bucket.load(AtomicOrdering::Relaxed)))
     }
 
     /// The newest version of `user_key` at or below `seq`: what [`Self::seek`] to `(user_key,
@@ -623,10 +619,7 @@ impl<'a> Node<'a> {
     /// The successor at `level`, which must be below this node's height.
     fn next_at(&self, level: usize) -> Option<Node<'a>> {
         // Acquire: pairs with the release store that published the successor.
-        NonNull::new(self.link(level).load(AtomicOrdering::Acquire)).map(|ptr| Node {
-            ptr,
-            _list: PhantomData,
-        })
+        NonNull::new(self.link(level).load(AtomicOrdering::Acquire)).map(Node::new)
     }
 
     /// The next node in order.
