@@ -190,7 +190,9 @@ impl Options {
         self
     }
 
-    /// Size at which the memtable is frozen and flushed to a table. Default = 32 MiB.
+    /// Size at which the memtable is frozen and flushed to a table. It counts the versions
+    /// written and, from the start, the memtable's hash index: one pointer per 128 bytes of
+    /// this size, rounded up to a power of two (2 MiB of the default). Default = 32 MiB.
     pub fn memtable_bytes(mut self, size_bytes: usize) -> Self {
         self.memtable_bytes = size_bytes;
         self
