@@ -1153,10 +1153,7 @@ impl DbInner {
             }
         }
         for (_, file) in sv.version.files() {
-            for entry in file
-                .table
-                .iter(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
-            {
+            for entry in file.table.iter_past_cache() {
                 note(&entry?, file.table.path())?;
             }
         }

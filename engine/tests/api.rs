@@ -42,6 +42,30 @@ fn empty_key_is_an_ordinary_key() {
 }
 
 #[test]
+fn compaction_leaves_the_block_cache_to_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tiny().open(dir.path()).unwrap();
+    for i in 0..2000u32 {
+        db.put(format!("key{:06}", i * 7919 % 2000), format!("value-{i}"))
+            .unwrap();
+    }
+    db.flush().unwrap();
+    assert!(db.get("key000042").unwrap().is_some());
+    let before = db.stats();
+    db.compact().unwrap();
+    let after = db.stats();
+    assert!(
+        after.compactions > before.compactions,
+        "the test needs a compaction"
+    );
+    assert_eq!(
+        (after.block_cache_hits, after.block_cache_misses),
+        (before.block_cache_hits, before.block_cache_misses),
+        "compaction went through the block cache"
+    );
+}
+
+#[test]
 fn data_survives_reopen_through_flushes_and_compactions() {
     let dir = tempfile::tempdir().unwrap();
     let expected: Vec<(Vec<u8>, Vec<u8>)> = (0..3000u32)

@@ -360,7 +360,7 @@ impl DbInner {
         let read_bytes = inputs.iter().map(|f| f.meta.size_bytes).sum();
         let sources: Vec<Source> = inputs
             .iter()
-            .map(|f| Box::new(f.table.iter(Bound::Unbounded, Bound::Unbounded)) as Source)
+            .map(|f| Box::new(f.table.iter_past_cache()) as Source)
             .collect();
         let tombstones: Vec<RangeTombstone> = inputs
             .iter()

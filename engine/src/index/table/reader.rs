@@ -176,7 +176,20 @@ impl Table {
     /// read lazily, through the cache, as the iterator reaches them.
     #[must_use]
     pub fn iter(self: &Arc<Self>, lower: Bound<Bytes>, upper: Bound<Bytes>) -> TableIter {
-        TableIter::new(Arc::clone(self), lower, upper)
+        TableIter::new(Arc::clone(self), lower, upper, BlockSource::Cache)
+    }
+
+    /// Every version, in internal order, with data blocks read from the file and not kept in
+    /// the cache: for passes over whole tables (compaction, accounting checks), which would
+    /// otherwise evict the blocks point reads and scans are using for blocks read once.
+    #[must_use]
+    pub fn iter_past_cache(self: &Arc<Self>) -> TableIter {
+        TableIter::new(
+            Arc::clone(self),
+            Bound::Unbounded,
+            Bound::Unbounded,
+            BlockSource::File,
+        )
     }
 
     /// Reads every data block from the file (bypassing the cache), checking CRCs, key order
@@ -237,6 +250,13 @@ impl Table {
             key::compare_internal(&e.last_key.user_key, e.last_key.seq, user_key, seq)
                 == Ordering::Less
         })
+    }
+
+    fn data_block_from(&self, handle: BlockHandle, source: BlockSource) -> Result<Block> {
+        match source {
+            BlockSource::Cache => self.data_block(handle, ReadMode::Blocking),
+            BlockSource::File => self.read_data_block(handle),
+        }
     }
 
     fn data_block(&self, handle: BlockHandle, mode: ReadMode) -> Result<Block> {
@@ -392,13 +412,28 @@ pub(crate) struct TableIter {
     table: Arc<Table>,
     lower: Bound<Bytes>,
     upper: Bound<Bytes>,
+    source: BlockSource,
     front: IterEnd,
     back: IterEnd,
     done: bool,
 }
 
+/// Where a [`TableIter`] gets its data blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockSource {
+    /// The block cache, which keeps the blocks read.
+    Cache,
+    /// The file, leaving the cache as it was.
+    File,
+}
+
 impl TableIter {
-    fn new(table: Arc<Table>, lower: Bound<Bytes>, upper: Bound<Bytes>) -> Self {
+    fn new(
+        table: Arc<Table>,
+        lower: Bound<Bytes>,
+        upper: Bound<Bytes>,
+        source: BlockSource,
+    ) -> Self {
         let blocks = table.index.len();
         let front_block = match &lower {
             Bound::Unbounded => 0,
@@ -417,6 +452,7 @@ impl TableIter {
             table,
             lower,
             upper,
+            source,
             front: IterEnd {
                 block: front_block,
                 entries: None,
@@ -460,7 +496,7 @@ impl TableIter {
         };
         let data = self
             .table
-            .data_block(index_entry.handle, ReadMode::Blocking)?;
+            .data_block_from(index_entry.handle, self.source)?;
         Ok(Arc::new(self.table.checked_entries(block, &data)?))
     }
 
@@ -1056,6 +1092,26 @@ mod tests {
             f.entries.len()
         );
         assert_eq!(cache.misses(), misses);
+    }
+
+    #[test]
+    fn a_pass_past_the_cache_reads_every_entry_and_leaves_the_cache_alone() {
+        let f = fixture(50, &tiny_options());
+        let cache = Arc::new(BlockCache::new(BIG_CACHE_BYTES));
+        let table = open(&f.path, &cache).unwrap();
+        let got: Vec<Entry> = table.iter_past_cache().map(Result::unwrap).collect();
+        assert_eq!(got, f.entries);
+        assert_eq!(
+            (cache.hits(), cache.misses(), cache.weight_bytes()),
+            (0, 0, 0)
+        );
+        // A block cached by a reader is not what the pass uses either.
+        table
+            .get(b"key0010", SeqNo::MAX, ReadMode::Blocking)
+            .unwrap();
+        let before = (cache.hits(), cache.misses(), cache.weight_bytes());
+        assert_eq!(table.iter_past_cache().rev().count(), f.entries.len());
+        assert_eq!((cache.hits(), cache.misses(), cache.weight_bytes()), before);
     }
 
     #[test]
