@@ -5,8 +5,8 @@
 //! `worker.rs`.
 //!
 //! State that readers need is published as one [`SuperVersion`] (active memtable, frozen
-//! memtables, table version) behind a read-write lock held only to clone an `Arc`: a read
-//! pins what it reads and never blocks a writer for longer than that clone.
+//! memtables, table version) in a [`Published`] cell: a read loads it without a lock, and an
+//! installer replaces it whole.
 //!
 //! Lock order (`docs/locking.md`): commit queue, then the WAL, then the flush or compaction
 //! job lock, then the version set, then the super version.
@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::sync::Rank;
-use crate::sync::ordered::{Condvar, Mutex, RwLock};
+use crate::sync::ordered::{Condvar, Mutex};
+use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
 
 use crate::batch::{self, BatchOp, OpRef, WriteBatch};
@@ -47,6 +48,59 @@ use crate::value::{ValueLog, ValueOptions, ValueStore};
 use crate::wal::{LogReader, LogWriter};
 use crate::worker::Workers;
 use crate::write::{CommitQueue, WalState};
+
+/// The current [`SuperVersion`].
+///
+/// A reader loads it without a lock and without writing to memory that another thread reads
+/// (`arc_swap` keeps a reader's claim in a slot of its own thread). A read-write lock and an
+/// `Arc` clone would cost every get two atomic updates of cache lines that the writer, which
+/// loads the super version on every write, keeps moving between cores. Installers (rotation,
+/// flush, compaction) derive the next super version from the current one, so they take turns
+/// under `install`.
+pub(crate) struct Published {
+    current: ArcSwap<SuperVersion>,
+    install: Mutex<()>,
+}
+
+impl Published {
+    fn new(sv: SuperVersion) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(sv),
+            install: Mutex::ranked(Rank::SuperVersion, ()),
+        }
+    }
+
+    /// The current super version, held for a short read: loading takes no lock and makes no
+    /// reference count move. A long-lived holder takes [`Self::load_full`].
+    pub fn load(&self) -> Guard<Arc<SuperVersion>> {
+        self.current.load()
+    }
+
+    /// The current super version, as an `Arc` of its own.
+    pub fn load_full(&self) -> Arc<SuperVersion> {
+        self.current.load_full()
+    }
+
+    /// Replaces the current super version with what `next` derives from it, and returns the
+    /// one replaced: the caller drops it once it holds no lock, as it may be the last
+    /// reference to a memtable or to the tables of an old version.
+    ///
+    /// # Locking
+    /// Takes the install lock (rank `SuperVersion`) for the derivation and the store.
+    pub fn install(&self, next: impl FnOnce(&SuperVersion) -> SuperVersion) -> Arc<SuperVersion> {
+        let _turn = self.install.lock();
+        let current = self.current.load_full();
+        self.current.swap(Arc::new(next(&current)))
+    }
+}
+
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Published")
+            .field("current", &self.current.load())
+            .finish_non_exhaustive()
+    }
+}
 
 /// What a read sees: the memtables and the table version, pinned together.
 #[derive(Debug)]
@@ -126,7 +180,7 @@ pub(crate) struct DbInner {
     pub options: Options,
     pub table_options: TableOptions,
     pub cache: Arc<BlockCache>,
-    pub super_version: RwLock<Arc<SuperVersion>>,
+    pub super_version: Published,
     pub values: Arc<ValueStore>,
     pub versions: Mutex<VersionSet>,
     pub commit: CommitQueue,
@@ -297,7 +351,7 @@ impl Db {
     /// # Errors
     /// `Corruption` or `Io` if a table cannot be read.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
-        let (sv, seq) = self.inner.pin();
+        let (sv, seq) = self.inner.pin_briefly();
         self.inner
             .get_in(&sv, key.as_ref(), seq, ReadMode::Blocking)
     }
@@ -312,14 +366,7 @@ impl Db {
     /// # Errors
     /// `WouldBlock`, or `Corruption` if a cached block is damaged.
     pub fn try_get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
-        let sv = self
-            .inner
-            .super_version
-            .try_read()
-            .map(|g| Arc::clone(&g))
-            .ok_or(Error::WouldBlock)?;
-        // After pinning: see `DbInner::pin`.
-        let seq = self.inner.visible();
+        let (sv, seq) = self.inner.pin_briefly();
         self.inner
             .get_in(&sv, key.as_ref(), seq, ReadMode::CacheOnly)
     }
@@ -780,7 +827,7 @@ fn recover_wals(
         options,
         table_options,
         cache,
-        super_version: RwLock::ranked(Rank::SuperVersion, Arc::new(sv)),
+        super_version: Published::new(sv),
         values: Arc::new(values),
         versions: Mutex::ranked(Rank::Versions, versions),
         commit: CommitQueue::default(),
@@ -901,7 +948,7 @@ impl DbInner {
 
     /// The current super version.
     pub fn super_version(&self) -> Arc<SuperVersion> {
-        Arc::clone(&self.super_version.read())
+        self.super_version.load_full()
     }
 
     /// What an unregistered read (a `get`, an iterator) reads: a super version and, taken
@@ -917,6 +964,13 @@ impl DbInner {
     /// the pin, a prefix of the history.
     pub fn pin(&self) -> (Arc<SuperVersion>, SeqNo) {
         let sv = self.super_version();
+        (sv, self.visible())
+    }
+
+    /// As [`Self::pin`], for a read that ends before the caller's next one (a get): see
+    /// [`Published::load`].
+    pub fn pin_briefly(&self) -> (Guard<Arc<SuperVersion>>, SeqNo) {
+        let sv = self.super_version.load();
         (sv, self.visible())
     }
 

@@ -180,14 +180,15 @@ impl DbInner {
             Counters::add(&self.counters.wal_syncs, 1);
         }
         wal.last_seq = seq;
-        let mem = Arc::clone(&self.super_version().mem);
+        let sv = self.super_version.load();
+        let mem = &sv.mem;
         let path = wal.writer()?.path().to_path_buf();
         for p in group.iter() {
             // The batch was encoded here and already logged: an error is a bug, and poisons.
             // Operations applied before it stay in the memtable, unseen: the visible sequence
             // number is not advanced, and a poisoned database neither flushes nor writes.
             let r = batch::decode_each(p.batch.encoded(), &path, 0, |seq, op| {
-                apply_op(&mem, seq, op);
+                apply_op(mem, seq, op);
             });
             self.poison_on_error(r)?;
         }
@@ -209,17 +210,19 @@ impl DbInner {
         let mut stalled = false;
         loop {
             self.check_writable()?;
-            let sv = self.super_version();
-            let l0_tables = sv.version.levels[0].len();
-            // Also full once its pointers name enough value bytes: the memtable of large values
-            // is small, and until it is flushed and compacted, the values its writes overwrite
-            // or delete cannot be counted dead nor their space reclaimed.
-            let full = sv.mem.approximate_bytes() >= self.options.memtable_bytes
-                || sv.mem.value_bytes() >= self.options.memtable_value_bytes;
-            let (wait_flush, wait_l0) = (
-                full && sv.imm.len() >= self.options.max_immutable_memtables,
-                l0_tables >= self.options.l0_stop_writes,
-            );
+            let (full, wait_flush, wait_l0) = {
+                let sv = self.super_version.load();
+                // Also full once its pointers name enough value bytes: the memtable of large
+                // values is small, and until it is flushed and compacted, the values its writes
+                // overwrite or delete cannot be counted dead nor their space reclaimed.
+                let full = sv.mem.approximate_bytes() >= self.options.memtable_bytes
+                    || sv.mem.value_bytes() >= self.options.memtable_value_bytes;
+                (
+                    full,
+                    full && sv.imm.len() >= self.options.max_immutable_memtables,
+                    sv.version.levels[0].len() >= self.options.l0_stop_writes,
+                )
+            };
             if !wait_flush && !wait_l0 {
                 if full {
                     self.rotate(wal)?;
@@ -262,18 +265,13 @@ impl DbInner {
         let file = self.poison_on_error(created)?;
         wal.writer = Some(LogWriter::new(file).with_writeback_bytes(self.options.writeback_bytes));
         wal.number = number;
-        {
-            let mut current = self.super_version.write();
+        let mem = Arc::new(Memtable::new(number, self.options.memtable_bytes));
+        self.super_version.install(|current| {
             let mut imm = Vec::with_capacity(current.imm.len() + 1);
             imm.push(Arc::clone(&current.mem));
             imm.extend(current.imm.iter().cloned());
-            let next = current.derive(
-                Arc::new(Memtable::new(number, self.options.memtable_bytes)),
-                imm,
-                Arc::clone(&current.version),
-            );
-            *current = Arc::new(next);
-        }
+            current.derive(mem, imm, Arc::clone(&current.version))
+        });
         self.request_jobs(true, false);
         Ok(())
     }
@@ -292,7 +290,7 @@ impl DbInner {
     pub fn freeze_memtable(&self) -> Result<()> {
         self.check_writable()?;
         let mut wal = self.wal.lock();
-        if self.super_version().mem.is_empty() {
+        if self.super_version.load().mem.is_empty() {
             return Ok(());
         }
         self.rotate(&mut wal)

@@ -333,10 +333,9 @@ impl DbInner {
         let mut versions = self.versions.lock();
         let version = versions.log_and_apply(edit, opened)?;
         let obsolete = Arc::clone(versions.obsolete());
-        let mut current = self.super_version.write();
-        let next = current.derive(Arc::clone(&current.mem), current.imm.clone(), version);
-        let old = std::mem::replace(&mut *current, Arc::new(next));
-        drop(current);
+        let old = self.super_version.install(|current| {
+            current.derive(Arc::clone(&current.mem), current.imm.clone(), version)
+        });
         drop(versions);
         drop(old);
         obsolete.delete_queued();

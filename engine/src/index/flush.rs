@@ -157,17 +157,16 @@ impl DbInner {
             let flushed = versions.flushed_seq;
             edit.last_seq = edit.last_seq.max(Some(flushed));
             let version = versions.log_and_apply(edit, opened)?;
-            let mut current = self.super_version.write();
-            let imm = current
-                .imm
-                .iter()
-                .filter(|m| !Arc::ptr_eq(m, mem))
-                .cloned()
-                .collect();
-            let next = current.derive(Arc::clone(&current.mem), imm, Arc::clone(&version));
             // Released after the locks: it may hold the last reference to the flushed memtable.
-            let old = std::mem::replace(&mut *current, Arc::new(next));
-            drop(current);
+            let old = self.super_version.install(|current| {
+                let imm = current
+                    .imm
+                    .iter()
+                    .filter(|m| !Arc::ptr_eq(m, mem))
+                    .cloned()
+                    .collect();
+                current.derive(Arc::clone(&current.mem), imm, Arc::clone(&version))
+            });
             drop(versions);
             drop(old);
             version.levels[0].len()
