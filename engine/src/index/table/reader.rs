@@ -60,6 +60,8 @@ pub(crate) struct Table {
     cache: Arc<BlockCache>,
     /// Data blocks in file (and key) order.
     index: Vec<IndexEntry>,
+    /// The index's keys, arranged for the binary search of [`Table::block_for`].
+    search: IndexSearch,
     filter: BloomFilter,
     range_tombstones: Vec<RangeTombstone>,
 }
@@ -121,7 +123,9 @@ impl Table {
         let index = read(footer.index, BlockType::Index)?;
         let index = Block::new(index, &path, footer.index.offset)?;
         let index = decode_index(&index, &path, footer.index.offset, footer.filter.offset)?;
+        let search = IndexSearch::new(&index);
         Ok(Arc::new(Table {
+            search,
             file: Some(file),
             retired: OnceLock::new(),
             id,
@@ -246,10 +250,15 @@ impl Table {
     /// The first data block whose last key is at or after `user_key@seq`: the only block
     /// that can hold the first entry at or after it. `index.len()` if there is none.
     fn block_for(&self, user_key: &[u8], seq: SeqNo) -> usize {
-        self.index.partition_point(|e| {
-            key::compare_internal(&e.last_key.user_key, e.last_key.seq, user_key, seq)
-                == Ordering::Less
-        })
+        let (lo, hi) = self.search.narrow(user_key);
+        lo + self
+            .index
+            .get(lo..hi)
+            .unwrap_or_default()
+            .partition_point(|e| {
+                key::compare_internal(&e.last_key.user_key, e.last_key.seq, user_key, seq)
+                    == Ordering::Less
+            })
     }
 
     fn data_block_from(&self, handle: BlockHandle, source: BlockSource) -> Result<Block> {
@@ -367,6 +376,71 @@ fn check_metadata_layout(path: &Path, footer: &Footer, footer_offset: u64) -> Re
 
 /// Decodes the index block: each value is a data block handle; the blocks must tile the file
 /// from 0 to `data_end` in order (key order within the index is checked by `entries`).
+/// The user keys of a table's index as a binary search wants them: the prefix they all share,
+/// and each key's next 8 bytes as a big-endian word. Searching the words touches a few cache
+/// lines of one array, where searching the keys themselves would load an entry and then its
+/// key at every step: two cache misses a step on a table that a reader has not used lately
+/// (a new one from a flush or a compaction, say).
+///
+/// Word order follows key order: keys that both start with the shared prefix and whose words
+/// differ compare as their words do (a key shorter than the word is padded with zeros, which
+/// sort first, as a shorter key does). Equal words say nothing, and the keys decide.
+#[derive(Debug)]
+struct IndexSearch {
+    shared: Bytes,
+    words: Vec<u64>,
+}
+
+impl IndexSearch {
+    fn new(index: &[IndexEntry]) -> Self {
+        // Common to every key, not only to the first and the last, so that it holds in a
+        // damaged index whose keys are out of order as well.
+        let shared = index.first().map_or_else(Bytes::new, |first| {
+            let first = &first.last_key.user_key;
+            let n = index.iter().fold(first.len(), |n, e| {
+                common_prefix_len(first.get(..n).unwrap_or_default(), &e.last_key.user_key)
+            });
+            first.slice(..n)
+        });
+        let words = index
+            .iter()
+            .map(|e| word_after(&e.last_key.user_key, shared.len()))
+            .collect();
+        Self { shared, words }
+    }
+
+    /// Entries `lo..hi` of the index: those before `lo` have user keys below `user_key`, those
+    /// from `hi` on above it.
+    fn narrow(&self, user_key: &[u8]) -> (usize, usize) {
+        let n = self.shared.len();
+        // A key shorter than the prefix is either a prefix of it (and below every key) or
+        // differs from it within its length.
+        match user_key.get(..n).unwrap_or(user_key).cmp(&self.shared) {
+            Ordering::Less => (0, 0),
+            Ordering::Greater => (self.words.len(), self.words.len()),
+            Ordering::Equal => {
+                let word = word_after(user_key, n);
+                let lo = self.words.partition_point(|&w| w < word);
+                let equal = self.words.get(lo..).unwrap_or_default();
+                (lo, lo + equal.partition_point(|&w| w == word))
+            }
+        }
+    }
+}
+
+fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Bytes `skip..skip + 8` of `key`, zero-padded, as a word whose order is theirs (the first
+/// byte the most significant).
+fn word_after(key: &[u8], skip: usize) -> u64 {
+    let rest = key.get(skip..).unwrap_or_default();
+    (0..8).fold(0, |word, i| {
+        (word << 8) | u64::from(rest.get(i).copied().unwrap_or(0))
+    })
+}
+
 fn decode_index(
     block: &Block,
     path: &Path,
@@ -696,6 +770,8 @@ impl TableScan {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    use proptest::prelude::*;
 
     use super::*;
     use crate::fs::{FileSystem, RealFs};
@@ -1092,6 +1168,53 @@ mod tests {
             f.entries.len()
         );
         assert_eq!(cache.misses(), misses);
+    }
+
+    /// Keys over a few byte values (zero among them, as the search pads with zeros), behind one
+    /// of a few shared prefixes, some shorter than the search's 8-byte words and some longer.
+    fn search_key() -> impl Strategy<Value = Vec<u8>> {
+        let prefix = prop::sample::select(vec![&b""[..], b"p", b"prefix/"]);
+        let tail = prop::collection::vec(prop::sample::select(vec![0u8, 1, b'a', 0xff]), 0..12);
+        (prefix, tail).prop_map(|(p, t)| [p, &t[..]].concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The search through the index's words finds the block a search of its keys finds.
+        #[test]
+        fn index_search_agrees_with_a_search_of_the_keys(
+            keys in prop::collection::btree_set(search_key(), 1..60),
+            probes in prop::collection::vec(search_key(), 0..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("1.sst");
+            let entries: Vec<Entry> = keys
+                .iter()
+                .enumerate()
+                .flat_map(|(i, k)| {
+                    (0..=i % 2).map(move |v| Entry {
+                        key: InternalKey::new(
+                            Bytes::from(k.clone()),
+                            SeqNo(10 - v as u64 * 5),
+                            ValueKind::Put,
+                        ),
+                        value: Bytes::from_static(b"v"),
+                    })
+                })
+                .collect();
+            write_table(&path, &entries, &[], &tiny_options());
+            let table = open(&path, &Arc::new(BlockCache::new(BIG_CACHE_BYTES))).unwrap();
+            for probe in keys.iter().chain(&probes) {
+                for seq in [SeqNo(0), SeqNo(7), SeqNo::MAX] {
+                    let by_keys = table.index.partition_point(|e| {
+                        key::compare_internal(&e.last_key.user_key, e.last_key.seq, probe, seq)
+                            == Ordering::Less
+                    });
+                    prop_assert_eq!(table.block_for(probe, seq), by_keys, "{:?} @ {:?}", probe, seq);
+                }
+            }
+        }
     }
 
     #[test]
