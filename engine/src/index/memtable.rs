@@ -11,10 +11,10 @@
 
 use std::collections::VecDeque;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 
-use crate::sync::Rank;
 use crate::sync::ordered::RwLock;
+use crate::sync::{CachePadded, Rank};
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
@@ -37,13 +37,22 @@ const ITER_BATCH_BYTES: usize = 256 << 10;
 pub(crate) struct Memtable {
     entries: SkipList,
     tombstones: RwLock<Vec<RangeTombstone>>,
+    /// Set once `tombstones` is not empty: a read skips their lock until then.
+    has_tombstones: AtomicBool,
+    /// Updated by every write: padded, so that a read's loads of the fields above do not miss
+    /// after each one.
+    sizes: CachePadded<Sizes>,
+    /// The write-ahead log file that holds this memtable's writes.
+    wal_number: u64,
+}
+
+#[derive(Debug)]
+struct Sizes {
     approximate_bytes: AtomicUsize,
     /// Bytes of the separated values its pointers name (they are not in the memtable).
     value_bytes: AtomicU64,
     /// The highest sequence number inserted.
     max_seq: AtomicU64,
-    /// The write-ahead log file that holds this memtable's writes.
-    wal_number: u64,
 }
 
 impl Memtable {
@@ -56,11 +65,14 @@ impl Memtable {
             buckets_for(size_hint_bytes),
         );
         Self {
-            approximate_bytes: AtomicUsize::new(entries.index_bytes()),
+            sizes: CachePadded(Sizes {
+                approximate_bytes: AtomicUsize::new(entries.index_bytes()),
+                value_bytes: AtomicU64::new(0),
+                max_seq: AtomicU64::new(0),
+            }),
             entries,
             tombstones: RwLock::ranked(Rank::Leaf, Vec::new()),
-            value_bytes: AtomicU64::new(0),
-            max_seq: AtomicU64::new(0),
+            has_tombstones: AtomicBool::new(false),
             wal_number,
         }
     }
@@ -71,20 +83,20 @@ impl Memtable {
 
     /// Records that every write up to `seq` is in this memtable.
     pub fn note_max_seq(&self, seq: SeqNo) {
-        self.max_seq.fetch_max(seq.0, AtomicOrdering::Release);
+        self.sizes.max_seq.fetch_max(seq.0, AtomicOrdering::Release);
     }
 
     pub fn max_seq(&self) -> SeqNo {
-        SeqNo(self.max_seq.load(AtomicOrdering::Acquire))
+        SeqNo(self.sizes.max_seq.load(AtomicOrdering::Acquire))
     }
 
     pub fn approximate_bytes(&self) -> usize {
-        self.approximate_bytes.load(AtomicOrdering::Relaxed)
+        self.sizes.approximate_bytes.load(AtomicOrdering::Relaxed)
     }
 
     /// Bytes of the separated values the memtable's pointers name.
     pub fn value_bytes(&self) -> u64 {
-        self.value_bytes.load(AtomicOrdering::Relaxed)
+        self.sizes.value_bytes.load(AtomicOrdering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -95,22 +107,28 @@ impl Memtable {
     /// sequence number.
     pub fn insert(&self, key: &[u8], seq: SeqNo, kind: ValueKind, value: &[u8]) {
         let bytes = self.entries.insert(key, seq, kind, value);
-        self.approximate_bytes
+        self.sizes
+            .approximate_bytes
             .fetch_add(bytes, AtomicOrdering::Relaxed);
     }
 
     /// Adds a version whose value, of `value_len` bytes, is in a value file.
     pub fn insert_pointer(&self, key: &[u8], seq: SeqNo, pointer: &[u8], value_len: u64) {
-        self.value_bytes
+        self.sizes
+            .value_bytes
             .fetch_add(value_len, AtomicOrdering::Relaxed);
         self.insert(key, seq, ValueKind::Pointer, pointer);
     }
 
     pub fn insert_range_tombstone(&self, tombstone: RangeTombstone) {
         let bytes = tombstone.start.len() + tombstone.end.as_ref().map_or(0, Bytes::len);
-        self.approximate_bytes
+        self.sizes
+            .approximate_bytes
             .fetch_add(bytes + TOMBSTONE_OVERHEAD_BYTES, AtomicOrdering::Relaxed);
         self.tombstones.write().push(tombstone);
+        // Before the write's sequence number is made visible, which a read that must see the
+        // tombstone loads (acquire) before this flag.
+        self.has_tombstones.store(true, AtomicOrdering::Release);
     }
 
     /// The newest version of `user_key` visible at `snapshot`, tombstones included.
@@ -133,6 +151,9 @@ impl Memtable {
         snapshot: SeqNo,
         mode: ReadMode,
     ) -> Result<Option<SeqNo>> {
+        if !self.has_tombstones.load(AtomicOrdering::Acquire) {
+            return Ok(None);
+        }
         let tombstones = match mode {
             ReadMode::Blocking => self.tombstones.read(),
             ReadMode::CacheOnly => self.tombstones.try_read().ok_or(Error::WouldBlock)?,
@@ -565,6 +586,37 @@ mod tests {
         assert_eq!(m.approximate_bytes(), 2 << 20);
         m.insert(b"k", SeqNo(1), ValueKind::Put, b"v");
         assert!(m.approximate_bytes() > 2 << 20);
+    }
+
+    #[test]
+    fn range_tombstones_cover_keys_at_snapshots_that_see_them() {
+        let m = table_with(&[("a", 1), ("c", 2)]);
+        let covering = |key: &[u8], snapshot| {
+            m.max_covering_tombstone(key, SeqNo(snapshot), ReadMode::Blocking)
+                .unwrap()
+        };
+        assert_eq!(covering(b"b", 10), None);
+        m.insert_range_tombstone(RangeTombstone {
+            start: Bytes::from_static(b"b"),
+            end: Some(Bytes::from_static(b"d")),
+            seq: SeqNo(3),
+        });
+        m.insert_range_tombstone(RangeTombstone {
+            start: Bytes::from_static(b"c"),
+            end: None,
+            seq: SeqNo(5),
+        });
+        assert_eq!(covering(b"a", 10), None);
+        assert_eq!(covering(b"b", 10), Some(SeqNo(3)));
+        assert_eq!(covering(b"c", 10), Some(SeqNo(5)));
+        assert_eq!(covering(b"c", 4), Some(SeqNo(3)));
+        assert_eq!(covering(b"c", 2), None);
+        assert_eq!(covering(b"zz", 10), Some(SeqNo(5)));
+        assert_eq!(
+            m.max_covering_tombstone(b"b", SeqNo(10), ReadMode::CacheOnly)
+                .unwrap(),
+            Some(SeqNo(3))
+        );
     }
 
     #[test]

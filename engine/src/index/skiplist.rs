@@ -45,8 +45,8 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering as AtomicOrdering};
 
 use crate::index::table::bloom_hash;
 use crate::key::{SeqNo, ValueKind, compare_internal};
-use crate::sync::Rank;
 use crate::sync::ordered::Mutex;
+use crate::sync::{CachePadded, Rank};
 
 /// Levels of the tallest tower. Each level keeps half of the nodes of the one below, so 24 levels
 /// index about 2^24 = 16 million versions (a 1 GiB memtable of tiny entries) before searches
@@ -282,7 +282,9 @@ pub(crate) struct SkipList {
     height: AtomicUsize,
     /// The hash index: a power-of-two number of chain heads.
     buckets: Box<[Link]>,
-    writer: Mutex<Arena>,
+    /// Taken by every insert: padded, so that the lock's and the arena's writes leave alone
+    /// the line of `head` and `buckets`, which every read loads.
+    writer: CachePadded<Mutex<Arena>>,
 }
 
 // SAFETY: the list owns its arena, whose memory is only freed on drop. Shared access reads node
@@ -323,7 +325,7 @@ impl SkipList {
             head,
             height: AtomicUsize::new(1),
             buckets: null_links(buckets),
-            writer: Mutex::ranked(Rank::Leaf, arena),
+            writer: CachePadded(Mutex::ranked(Rank::Leaf, arena)),
         }
     }
 
