@@ -129,7 +129,8 @@ impl BlockBuilder {
     }
 }
 
-fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
+/// The length of the longest prefix `a` and `b` share.
+pub(super) fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 

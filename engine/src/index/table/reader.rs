@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::block::{Block, BlockEntries};
+use super::block::{Block, BlockEntries, common_prefix_len};
 use super::bloom::BloomFilter;
 use super::cache::BlockCache;
 use super::format::{self, BlockHandle, BlockType, FOOTER_BYTES, Footer};
@@ -426,10 +426,6 @@ impl IndexSearch {
             }
         }
     }
-}
-
-fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Bytes `skip..skip + 8` of `key`, zero-padded, as a word whose order is theirs (the first
