@@ -223,6 +223,12 @@ pub struct Db {
 }
 
 impl Db {
+    /// The shared state, for unit tests of the modules that work on it.
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &DbInner {
+        &self.inner
+    }
+
     /// Opens the database in `path` with default [`Options`], creating it if needed.
     ///
     /// # Errors
@@ -1072,13 +1078,13 @@ impl DbInner {
         }
     }
 
-    /// Wakes the background jobs.
     /// Wakes the value thread: a compaction made values dead.
     pub fn request_values(&self) {
         self.jobs.lock().values_requested = true;
         self.jobs_changed.notify_all();
     }
 
+    /// Wakes the flush thread, the compaction thread, or both.
     pub fn request_jobs(&self, flush: bool, compaction: bool) {
         let mut jobs = self.jobs.lock();
         jobs.flush_requested |= flush;

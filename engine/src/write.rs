@@ -153,10 +153,34 @@ impl DbInner {
     }
 
     /// Writes a group to the log and the memtable. Runs on the leader, one group at a time.
+    ///
+    /// # Errors
+    /// `Poisoned` only if nothing of the group was written: a flush or compaction that fails
+    /// leaves the manifest refusing edits a moment before it poisons the database, and a batch
+    /// whose value file needs the manifest in that moment may follow batches already logged.
+    /// Their writers then get an I/O error, whose outcome is unknown.
     fn commit_group(&self, group: &mut [Pending]) -> Result<()> {
         let mut wal = self.wal.lock();
         self.check_writable()?;
         self.make_room(&mut wal)?;
+        let mut logged = false;
+        self.log_group(&mut wal, group, &mut logged)
+            .map_err(|e| match e {
+                Error::Poisoned if logged => Error::Io(std::io::Error::other(
+                    "the database was poisoned by a concurrent failure after part of this \
+                     write's group was logged: the write may or may not be there",
+                )),
+                e => e,
+            })
+    }
+
+    /// [`Self::commit_group`] once there is room; sets `logged` once a record is in the log.
+    fn log_group(
+        &self,
+        wal: &mut WalState,
+        group: &mut [Pending],
+        logged: &mut bool,
+    ) -> Result<()> {
         let mut seq = wal.last_seq;
         let mut bytes = 0;
         let threshold = self.options.value_threshold_bytes;
@@ -171,11 +195,12 @@ impl DbInner {
             bytes += payload.len();
             let r = wal.writer().and_then(|w| w.add_record(payload));
             self.poison_on_error(r)?;
+            *logged = true;
         }
         let r = wal.writer().and_then(LogWriter::flush);
         self.poison_on_error(r)?;
         if group.iter().any(|p| p.sync) {
-            let r = self.sync_log(&mut wal);
+            let r = self.sync_log(wal);
             self.poison_on_error(r)?;
             Counters::add(&self.counters.wal_syncs, 1);
         }
@@ -294,5 +319,55 @@ impl DbInner {
             return Ok(());
         }
         self.rotate(&mut wal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Db;
+    use crate::fs::{CallKind, FaultFs, Trigger};
+    use crate::options::Options;
+
+    fn pending(ticket: u64, batch: WriteBatch) -> Pending {
+        Pending {
+            ticket,
+            batch,
+            sync: false,
+        }
+    }
+
+    /// A flush or compaction that fails leaves the manifest refusing appends a moment before
+    /// it poisons the database. A leader in that moment may have logged part of its group
+    /// when a later batch's value file needs the manifest. `Poisoned` promises that nothing
+    /// was written, which no longer holds: the group gets an I/O error, whose outcome is
+    /// unknown, and the batch logged before the failure is there after a reopen.
+    #[test]
+    fn a_group_cut_short_by_a_concurrent_failure_is_not_reported_as_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::default();
+        let mut options = Options::new().background_compaction(false);
+        options.fs = Some(Arc::new(fs.clone()));
+        let db: Db = options.clone().open(dir.path()).unwrap();
+        let inner = db.inner();
+        // The failing job's append: the manifest now refuses every edit, the database is not
+        // poisoned yet.
+        fs.arm(Trigger::nth(1).only(&[CallKind::Append]));
+        assert!(inner.versions.lock().log_values(Vec::new()).is_err());
+        fs.disarm();
+        assert!(!inner.is_poisoned());
+        let mut logged = WriteBatch::new();
+        logged.put("logged", "1");
+        // Its value starts the first value file, which the manifest must record.
+        let mut refused = WriteBatch::new();
+        refused.put("refused", vec![7u8; 64 << 10]);
+        let mut group = vec![pending(0, logged), pending(1, refused)];
+        let r = inner.commit_group(&mut group);
+        assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+        assert!(inner.is_poisoned());
+        drop(db);
+        let db = options.open(dir.path()).unwrap();
+        assert_eq!(db.get("logged").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(db.get("refused").unwrap(), None);
     }
 }
