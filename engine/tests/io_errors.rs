@@ -517,9 +517,20 @@ fn concurrent_case(n: u64, sticky: bool, background: bool) -> Result<bool, Probl
                 allowed.push(None);
             }
             if !allowed.contains(&got.as_deref()) {
+                // Which of the key's puts came back, if any: an older one points at a lost log
+                // tail, bytes of none at a damaged value.
+                let read = match got.as_deref() {
+                    None => "nothing".to_string(),
+                    Some(v) => puts.iter().position(|(_, p, _)| p == v).map_or_else(
+                        || format!("{} bytes of none of its puts", v.len()),
+                        |i| format!("its put {i}"),
+                    ),
+                };
                 return Err(Problem::Recovery(format!(
-                    "{} lost its last acknowledged put (injected {:?})",
+                    "{} lost its last acknowledged put, {} of {}, and read {read} (injected {:?})",
                     String::from_utf8_lossy(key),
+                    from.map_or(0, |i| i + 1),
+                    puts.len(),
                     fs.injected()
                 )));
             }
