@@ -30,8 +30,8 @@ use criterion::{
     measurement::WallTime,
 };
 use extentdb::benching::{
-    Allocator, BloomFilter, BufferPool, Bytes, ExtentMap, LogWriter, Lookup, Memtable, SeqNo,
-    Table, TableBuilder, ValueFileId, bloom_build, log_records, value_crc,
+    Allocator, BloomFilter, BloomLayout, BufferPool, Bytes, ExtentMap, LogWriter, Lookup, Memtable,
+    SeqNo, Table, TableBuilder, ValueFileId, bloom_build, log_records, value_crc,
 };
 use extentdb::fs::{FileSystem, RealFs};
 use extentdb::{Db, Durability, Options};
@@ -357,31 +357,60 @@ fn table(c: &mut Criterion) {
     group.finish();
 }
 
-/// Building the filter of a 100 000-key table, and probing it for present and absent keys.
+/// Building the filter of a 100 000-key table, and probing it for present and absent keys, in
+/// both layouts: flat (table format version 1) and blocked (version 2). The `cold` probes go
+/// round a set of filters larger than the L2 cache, as a get does over the filters of tables
+/// a writer has just made, so most probes miss the cache.
 fn bloom(c: &mut Criterion) {
     let mut group = fast_group(c, "bloom");
     let keys: Vec<[u8; KEY_BYTES]> = (0..TABLE_KEYS).map(key).collect();
     let slices = || keys.iter().map(<[u8; KEY_BYTES]>::as_slice);
-    group.throughput(Throughput::Elements(TABLE_KEYS));
-    group.bench_function("build_100k_keys", |b| {
-        b.iter(|| black_box(bloom_build(BLOOM_BITS_PER_KEY, slices())));
-    });
-    let filter = BloomFilter::decode(bloom_build(BLOOM_BITS_PER_KEY, slices())).unwrap();
-    assert!(slices().all(|k| filter.may_contain(k)));
-    let absent = TABLE_KEYS..2 * TABLE_KEYS;
-    let false_positives = absent.filter(|&i| filter.may_contain(&key(i))).count();
-    assert!(
-        false_positives < 2 * TABLE_KEYS as usize / 100,
-        "{false_positives} false positives"
-    );
-    group.throughput(Throughput::Elements(1));
-    let mut rng = Rng(7);
-    group.bench_function("probe_hit", |b| {
-        b.iter(|| black_box(filter.may_contain(&key(rng.below(TABLE_KEYS)))));
-    });
-    group.bench_function("probe_miss", |b| {
-        b.iter(|| black_box(filter.may_contain(&key(TABLE_KEYS + rng.below(TABLE_KEYS)))));
-    });
+    for (name, layout) in [
+        ("flat", BloomLayout::Flat),
+        ("blocked", BloomLayout::Blocked),
+    ] {
+        group.throughput(Throughput::Elements(TABLE_KEYS));
+        group.bench_function(format!("build_100k_keys/{name}"), |b| {
+            b.iter(|| black_box(bloom_build(BLOOM_BITS_PER_KEY, layout, slices())));
+        });
+        let filter =
+            BloomFilter::decode(bloom_build(BLOOM_BITS_PER_KEY, layout, slices()), layout).unwrap();
+        assert!(slices().all(|k| filter.may_contain(k)));
+        let absent = TABLE_KEYS..2 * TABLE_KEYS;
+        let false_positives = absent.filter(|&i| filter.may_contain(&key(i))).count();
+        assert!(
+            false_positives < 2 * TABLE_KEYS as usize / 100,
+            "{false_positives} false positives"
+        );
+        group.throughput(Throughput::Elements(1));
+        let mut rng = Rng(7);
+        group.bench_function(format!("probe_hit/{name}"), |b| {
+            b.iter(|| black_box(filter.may_contain(&key(rng.below(TABLE_KEYS)))));
+        });
+        group.bench_function(format!("probe_miss/{name}"), |b| {
+            b.iter(|| black_box(filter.may_contain(&key(TABLE_KEYS + rng.below(TABLE_KEYS)))));
+        });
+        // 64 filters of 122 KiB: 7.6 MiB, past the L2 cache of this machine (2 MiB a core).
+        let filters: Vec<BloomFilter> = (0..64u64)
+            .map(|f| {
+                let keys: Vec<[u8; KEY_BYTES]> =
+                    (0..TABLE_KEYS).map(|i| key(f * TABLE_KEYS + i)).collect();
+                let block = bloom_build(
+                    BLOOM_BITS_PER_KEY,
+                    layout,
+                    keys.iter().map(<[u8; KEY_BYTES]>::as_slice),
+                );
+                BloomFilter::decode(block, layout).unwrap()
+            })
+            .collect();
+        let mut round = (0u64..).zip(&filters).cycle();
+        group.bench_function(format!("probe_hit_cold/{name}"), |b| {
+            b.iter(|| {
+                let (f, filter) = round.next().unwrap();
+                black_box(filter.may_contain(&key(f * TABLE_KEYS + rng.below(TABLE_KEYS))))
+            });
+        });
+    }
     group.finish();
 }
 

@@ -207,14 +207,36 @@ impl Table {
     }
 }
 
+/// Where a bloom filter puts a key's probes (`index/table/bloom.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BloomLayout {
+    /// Anywhere in the bit array: table format version 1.
+    Flat,
+    /// All in one 64-byte line: table format version 2, the one written.
+    Blocked,
+}
+
+impl BloomLayout {
+    fn internal(self) -> table::FilterLayout {
+        match self {
+            Self::Flat => table::FilterLayout::Flat,
+            Self::Blocked => table::FilterLayout::Blocked,
+        }
+    }
+}
+
 /// The contents of the filter block of a table holding `keys` (`index/table/bloom.rs`).
 #[must_use]
-pub fn bloom_build<'a>(bits_per_key: u32, keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+pub fn bloom_build<'a>(
+    bits_per_key: u32,
+    layout: BloomLayout,
+    keys: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<u8> {
     let mut builder = table::BloomBuilder::new(bits_per_key);
     for key in keys {
         builder.add_key(key);
     }
-    builder.finish()
+    builder.finish(layout.internal())
 }
 
 /// A table's bloom filter (`index/table/bloom.rs`).
@@ -222,14 +244,15 @@ pub fn bloom_build<'a>(bits_per_key: u32, keys: impl IntoIterator<Item = &'a [u8
 pub struct BloomFilter(table::BloomFilter);
 
 impl BloomFilter {
-    /// Decodes a filter block made by [`bloom_build`].
+    /// Decodes a filter block made by [`bloom_build`] with `layout`.
     ///
     /// # Errors
     /// As `BloomFilter::decode`.
-    pub fn decode(block: Vec<u8>) -> Result<Self> {
+    pub fn decode(block: Vec<u8>, layout: BloomLayout) -> Result<Self> {
         let path = std::path::Path::new("bench.sst");
         Ok(Self(table::BloomFilter::decode(
             Bytes::from(block),
+            layout.internal(),
             path,
             0,
         )?))

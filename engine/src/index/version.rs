@@ -26,7 +26,7 @@ use crate::filename;
 use crate::fs::{FileSystem, ReadableFile};
 use crate::index::edit::{NUM_LEVELS, TableMeta, VersionEdit};
 use crate::index::obsolete::ObsoleteFiles;
-use crate::index::table::{BlockCache, ReadMode, Table};
+use crate::index::table::{BlockCache, ReadMode, Table, bloom_hash};
 use crate::index::tombstones::TombstoneIndex;
 use crate::key::{Found, RangeTombstone, SeqNo};
 use crate::value::edit::ValueEdit;
@@ -110,13 +110,14 @@ impl Version {
     /// The newest version of `key` at `snapshot` in the tables (tombstones included; range
     /// tombstones not applied).
     pub fn get(&self, key: &[u8], snapshot: SeqNo, mode: ReadMode) -> Result<Option<Found>> {
+        let hash = bloom_hash(key);
         // Level 0 tables overlap and are newest first; the newest match wins.
         let mut best: Option<Found> = None;
         for file in self.levels[0].iter().filter(|f| f.contains_key(key)) {
             if best.as_ref().is_some_and(|b| b.seq >= file.meta.max_seq) {
                 continue;
             }
-            if let Some(e) = file.table.get(key, snapshot, mode)?
+            if let Some(e) = file.table.get_hashed(key, hash, snapshot, mode)?
                 && best.as_ref().is_none_or(|b| e.seq > b.seq)
             {
                 best = Some(e);
@@ -128,7 +129,7 @@ impl Version {
         for level in &self.levels[1..] {
             let i = level.partition_point(|f| !f.contains_key_or_after(key));
             if let Some(file) = level.get(i).filter(|f| f.contains_key(key))
-                && let Some(e) = file.table.get(key, snapshot, mode)?
+                && let Some(e) = file.table.get_hashed(key, hash, snapshot, mode)?
             {
                 return Ok(Some(e));
             }

@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use super::block::{BlockBuilder, DEFAULT_RESTART_INTERVAL};
 use super::bloom::BloomBuilder;
-use super::format::{self, BlockHandle, BlockType, Footer, MAX_BLOCK_SIZE_BYTES};
+use super::format::{self, BlockHandle, BlockType, Footer, FormatVersion, MAX_BLOCK_SIZE_BYTES};
 use crate::error::{Error, Result};
 use crate::fs::WritableFile;
 use crate::key::{self, InternalKey, RangeTombstone, SeqNo, ValueKind};
@@ -34,8 +34,11 @@ pub(crate) struct TableOptions {
     /// Default = 16.
     pub restart_interval: usize,
     /// Bloom filter bits per distinct user key; 0 writes a filter that matches everything.
-    /// Default = 10 (about 0.8 % false positives).
+    /// Default = 10 (about 1 % false positives).
     pub bloom_bits_per_key: u32,
+    /// The format version written. Default = [`FormatVersion::CURRENT`]; an older one only
+    /// for the tests that show older tables still read.
+    pub format_version: FormatVersion,
 }
 
 impl Default for TableOptions {
@@ -44,6 +47,7 @@ impl Default for TableOptions {
             block_size_bytes: 4096,
             restart_interval: DEFAULT_RESTART_INTERVAL,
             bloom_bits_per_key: 10,
+            format_version: FormatVersion::CURRENT,
         }
     }
 }
@@ -74,6 +78,7 @@ pub(crate) struct TableBuilder {
     /// Index entries: every key is stored whole, so a reader can binary-search them all.
     index: BlockBuilder,
     filter: BloomBuilder,
+    version: FormatVersion,
     tombstones: Vec<RangeTombstone>,
     /// The last key added, in on-disk form; empty before the first add.
     last_key: Vec<u8>,
@@ -95,6 +100,7 @@ impl TableBuilder {
             data: BlockBuilder::new(options.restart_interval),
             index: BlockBuilder::new(1),
             filter: BloomBuilder::new(options.bloom_bits_per_key),
+            version: options.format_version,
             tombstones: Vec::new(),
             last_key: Vec::new(),
             first_user_key: None,
@@ -219,7 +225,9 @@ impl TableBuilder {
         if !self.data.is_empty() {
             self.flush_data_block()?;
         }
-        let filter = self.write_block(&self.filter.finish(), BlockType::Filter)?;
+        let version = self.version;
+        let filter = self.filter.finish(version.filter_layout());
+        let filter = self.write_block(&filter, BlockType::Filter)?;
         let range_del = format::encode_range_tombstones(&self.tombstones);
         let range_del = self.write_block(&range_del, BlockType::RangeDel)?;
         let index = self.index.finish();
@@ -228,6 +236,7 @@ impl TableBuilder {
             index,
             filter,
             range_del,
+            version,
         };
         self.file.append(&footer.encode())?;
         self.file.sync()?;

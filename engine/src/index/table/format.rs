@@ -15,6 +15,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 
+use super::bloom::FilterLayout;
 use crate::coding::{self, Decoder};
 use crate::error::{Error, Result};
 use crate::fs::ReadableFile;
@@ -24,8 +25,38 @@ use crate::key::{self, RangeTombstone, SeqNo, ValueKind};
 /// on disk spell `xdbtabl1` (`78 64 62 74 61 62 6c 31`).
 pub(crate) const TABLE_MAGIC: u64 = 0x316c_6261_7462_6478;
 
-/// The only format version written and accepted. DO NOT REUSE a number for another layout.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// A table format version: the footer's version field. DO NOT RENUMBER or reuse a number for
+/// another layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum FormatVersion {
+    /// The first format: a flat bloom filter. Read, and written only on request.
+    V1 = 1,
+    /// A blocked bloom filter, each key's probes in one 64-byte line. Written by default.
+    V2 = 2,
+}
+
+impl FormatVersion {
+    /// The version tables are written in.
+    pub const CURRENT: Self = Self::V2;
+
+    fn from_u32(version: u32) -> Option<Self> {
+        match version {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+
+    /// Where the version's bloom filter puts a key's probes.
+    #[must_use]
+    pub fn filter_layout(self) -> FilterLayout {
+        match self {
+            Self::V1 => FilterLayout::Flat,
+            Self::V2 => FilterLayout::Blocked,
+        }
+    }
+}
 
 /// Size of the footer: three handles (16 bytes each), version, CRC, magic.
 pub(crate) const FOOTER_BYTES: usize = 64;
@@ -112,6 +143,8 @@ pub(crate) struct Footer {
     pub filter: BlockHandle,
     /// The range tombstone block.
     pub range_del: BlockHandle,
+    /// The layout of the rest.
+    pub version: FormatVersion,
 }
 
 impl Footer {
@@ -122,7 +155,7 @@ impl Footer {
         self.index.encode_fixed(&mut buf);
         self.filter.encode_fixed(&mut buf);
         self.range_del.encode_fixed(&mut buf);
-        coding::put_u32(&mut buf, FORMAT_VERSION);
+        coding::put_u32(&mut buf, self.version as u32);
         let crc = crc32fast::hash(&buf);
         coding::put_u32(&mut buf, crc);
         coding::put_u64(&mut buf, TABLE_MAGIC);
@@ -159,13 +192,13 @@ impl Footer {
         let filter = BlockHandle::decode_fixed(&mut d)?;
         let range_del = BlockHandle::decode_fixed(&mut d)?;
         let version = d.u32()?;
-        if version != FORMAT_VERSION {
-            return Err(d.error(&format!("unsupported format version {version}")));
-        }
+        let version = FormatVersion::from_u32(version)
+            .ok_or_else(|| d.error(&format!("unsupported format version {version}")))?;
         Ok(Self {
             index,
             filter,
             range_del,
+            version,
         })
     }
 }
@@ -343,6 +376,7 @@ mod tests {
                 offset: 250,
                 size_bytes: 45,
             },
+            version: FormatVersion::CURRENT,
         }
     }
 
@@ -355,9 +389,32 @@ mod tests {
 
     #[test]
     fn footer_round_trips() {
-        let buf = footer().encode();
-        assert_eq!(buf.len(), FOOTER_BYTES);
-        assert_eq!(Footer::decode(&buf, Path::new("t"), 0).unwrap(), footer());
+        for version in [FormatVersion::V1, FormatVersion::V2] {
+            let footer = Footer {
+                version,
+                ..footer()
+            };
+            let buf = footer.encode();
+            assert_eq!(buf.len(), FOOTER_BYTES);
+            assert_eq!(Footer::decode(&buf, Path::new("t"), 0).unwrap(), footer);
+        }
+    }
+
+    /// A version this code does not know, under a good CRC, is refused by name.
+    #[test]
+    fn unknown_format_versions_are_corruption() {
+        for version in [0u32, 3, u32::MAX] {
+            let mut buf = footer().encode();
+            buf[48..52].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32fast::hash(&buf[..FOOTER_CRC_COVERED_BYTES]);
+            buf[52..56].copy_from_slice(&crc.to_le_bytes());
+            let err = Footer::decode(&buf, Path::new("t"), 0).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("unsupported format version {version}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

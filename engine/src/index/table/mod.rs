@@ -26,7 +26,7 @@ mod reader;
 
 pub(crate) use bloom::bloom_hash;
 #[cfg(feature = "benching")]
-pub(crate) use bloom::{BloomBuilder, BloomFilter};
+pub(crate) use bloom::{BloomBuilder, BloomFilter, FilterLayout};
 pub(crate) use builder::{TableBuilder, TableOptions};
 pub(crate) use cache::BlockCache;
 pub(crate) use reader::{ReadMode, Table, TableIter, TableScan};

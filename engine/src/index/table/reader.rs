@@ -116,7 +116,8 @@ impl Table {
             format::read_block(file.as_ref(), &path, handle, block_type, footer_offset)
         };
         let filter = read(footer.filter, BlockType::Filter)?;
-        let filter = BloomFilter::decode(filter, &path, footer.filter.offset)?;
+        let layout = footer.version.filter_layout();
+        let filter = BloomFilter::decode(filter, layout, &path, footer.filter.offset)?;
         let range_del = read(footer.range_del, BlockType::RangeDel)?;
         let range_tombstones =
             format::decode_range_tombstones(&range_del, &path, footer.range_del.offset)?;
@@ -138,15 +139,31 @@ impl Table {
         }))
     }
 
+    /// [`Self::get_hashed`], hashing `user_key` itself.
+    ///
+    /// # Errors
+    /// As [`Self::get_hashed`].
+    #[cfg(any(test, feature = "benching", feature = "fuzzing"))]
+    pub fn get(&self, user_key: &[u8], snapshot: SeqNo, mode: ReadMode) -> Result<Option<Found>> {
+        self.get_hashed(user_key, super::bloom_hash(user_key), snapshot, mode)
+    }
+
     /// The newest version of `user_key` with `seq <= snapshot` (a put or a point tombstone),
-    /// consulting the bloom filter first. Range tombstones are not applied here: the caller
-    /// gets them from [`Table::range_tombstones`].
+    /// consulting the bloom filter first with `hash`, the key's `bloom_hash`: a read that tries
+    /// many tables hashes its key once. Range tombstones are not applied here: the caller gets
+    /// them from [`Table::range_tombstones`].
     ///
     /// # Errors
     /// `WouldBlock` in `CacheOnly` mode if the data block is not cached; `Corruption` if it
     /// is damaged or disagrees with the index; `Io` if the read fails.
-    pub fn get(&self, user_key: &[u8], snapshot: SeqNo, mode: ReadMode) -> Result<Option<Found>> {
-        if !self.filter.may_contain(user_key) {
+    pub fn get_hashed(
+        &self,
+        user_key: &[u8],
+        hash: u64,
+        snapshot: SeqNo,
+        mode: ReadMode,
+    ) -> Result<Option<Found>> {
+        if !self.filter.may_contain_hash(hash) {
             return Ok(None);
         }
         let i = self.block_for(user_key, snapshot);
@@ -780,7 +797,7 @@ mod tests {
         TableOptions {
             block_size_bytes: 64,
             restart_interval: 2,
-            bloom_bits_per_key: 10,
+            ..TableOptions::default()
         }
     }
 
@@ -1383,12 +1400,16 @@ mod tests {
 mod fixture_tests {
     use super::*;
     use crate::fs::{FileSystem, RealFs};
+    use crate::index::table::format::FormatVersion;
     use crate::index::table::{TableBuilder, TableOptions};
     use crate::key::ValueKind;
 
-    /// Writes the worked example of `docs/format/table.md`.
-    fn write_example(path: &Path) {
-        let options = TableOptions::default();
+    /// Writes the worked example of `docs/format/table.md` in `version`.
+    fn write_example(path: &Path, version: FormatVersion) {
+        let options = TableOptions {
+            format_version: version,
+            ..TableOptions::default()
+        };
         let mut b = TableBuilder::new(RealFs.create(path).unwrap(), &options);
         let key =
             |k: &'static [u8], seq, kind| InternalKey::new(Bytes::from_static(k), SeqNo(seq), kind);
@@ -1404,9 +1425,25 @@ mod fixture_tests {
         b.finish().unwrap();
     }
 
-    /// The example's bytes, as annotated in `docs/format/table.md`. A change here is a
-    /// format change: it needs a new format version, not an updated constant.
+    /// The example's bytes in format version 2, as annotated in `docs/format/table.md`. A
+    /// change here is a format change: it needs a new format version, not an updated constant.
     const EXAMPLE_HEX: &str = "\
+        00 0d 03 61 70 70 6c 65 01 02 00 00 00 00 00 00 72 65 64 05 08 00 00 01 00 00 00 00 \
+        00 00 02 0d 05 72 69 63 6f 74 01 03 00 00 00 00 00 00 73 77 65 65 74 00 00 00 00 01 \
+        00 00 00 01 6a 23 12 39 \
+        00 00 80 00 00 00 04 00 00 00 00 00 08 02 00 02 00 00 00 00 40 10 00 00 00 40 04 00 \
+        00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 04 10 00 10 00 00 00 00 00 00 00 00 00 \
+        00 00 01 00 00 00 00 40 07 03 17 0f 13 44 \
+        01 01 62 01 01 63 04 00 00 00 00 00 00 00 04 a5 ef f2 a7 \
+        00 0f 02 61 70 72 69 63 6f 74 01 03 00 00 00 00 00 00 00 3b 00 00 00 00 01 00 00 00 \
+        02 bd 47 f0 69 \
+        99 00 00 00 00 00 00 00 1c 00 00 00 00 00 00 00 40 00 00 00 00 00 00 00 41 00 00 00 \
+        00 00 00 00 86 00 00 00 00 00 00 00 0e 00 00 00 00 00 00 00 02 00 00 00 d2 6b f8 e1 \
+        78 64 62 74 61 62 6c 31";
+
+    /// The same example in format version 1, whose filter is flat: the bytes of tables written
+    /// before version 2, which must still read.
+    const EXAMPLE_V1_HEX: &str = "\
         00 0d 03 61 70 70 6c 65 01 02 00 00 00 00 00 00 72 65 64 05 08 00 00 01 00 00 00 00 \
         00 00 02 0d 05 72 69 63 6f 74 01 03 00 00 00 00 00 00 73 77 65 65 74 00 00 00 00 01 \
         00 00 00 01 6a 23 12 39 \
@@ -1418,18 +1455,16 @@ mod fixture_tests {
         00 00 00 00 4e 00 00 00 00 00 00 00 0e 00 00 00 00 00 00 00 01 00 00 00 f4 55 09 f7 \
         78 64 62 74 61 62 6c 31";
 
-    #[test]
-    fn tiny_table_bytes_match_the_documented_example() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.sst");
-        write_example(&path);
-        let expected: Vec<u8> = EXAMPLE_HEX
-            .split_whitespace()
+    fn bytes_of(hex: &str) -> Vec<u8> {
+        hex.split_whitespace()
             .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect();
-        assert_eq!(RealFs.read_all(&path).unwrap(), expected);
+            .collect()
+    }
+
+    /// Opens the table at `path` and reads the example's keys back through its filter.
+    fn check_example(path: &Path) {
         let table = Table::open(
-            RealFs.open(&path).unwrap(),
+            RealFs.open(path).unwrap(),
             7,
             Arc::new(BlockCache::new(1 << 20)),
         );
@@ -1445,5 +1480,30 @@ mod fixture_tests {
             .unwrap();
         assert_eq!(got.value, "sweet");
         assert_eq!(table.verify().unwrap(), 3);
+    }
+
+    #[test]
+    fn tiny_table_bytes_match_the_documented_example() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sst");
+        write_example(&path, FormatVersion::CURRENT);
+        let written = RealFs.read_all(&path).unwrap();
+        let hex: Vec<String> = written.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(written, bytes_of(EXAMPLE_HEX), "{}", hex.join(" "));
+        check_example(&path);
+    }
+
+    /// A table written in format version 1, byte for byte as before version 2, still opens
+    /// and reads through its flat filter; and asked for version 1, the builder still writes
+    /// those bytes.
+    #[test]
+    fn version_1_tables_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.sst");
+        std::fs::write(&old, bytes_of(EXAMPLE_V1_HEX)).unwrap();
+        check_example(&old);
+        let new = dir.path().join("new.sst");
+        write_example(&new, FormatVersion::V1);
+        assert_eq!(RealFs.read_all(&new).unwrap(), bytes_of(EXAMPLE_V1_HEX));
     }
 }
