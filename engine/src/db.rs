@@ -969,8 +969,8 @@ impl DbInner {
     /// write after it (memtables fill in sequence order): the read sees exactly the state at
     /// the pin, a prefix of the history.
     pub fn pin(&self) -> (Arc<SuperVersion>, SeqNo) {
-        let sv = self.super_version();
-        (sv, self.visible())
+        let (sv, seq) = self.pin_briefly();
+        (Guard::into_inner(sv), seq)
     }
 
     /// As [`Self::pin`], for a read that ends before the caller's next one (a get): see
