@@ -34,6 +34,10 @@ const RESTART_BYTES: usize = 4;
 /// Entries per restart point that tables are written with (`TableOptions::restart_interval`'s
 /// default), and what a decoder expects when it sizes its buffers for a block.
 pub(crate) const DEFAULT_RESTART_INTERVAL: usize = 16;
+/// Bytes of entries after which data blocks start a restart point however few entries that is
+/// (`TableOptions::restart_bytes`'s default): a seek scans at most about this much past the
+/// restart point it found, eight cache lines, whatever the entries' size.
+pub(crate) const DEFAULT_RESTART_BYTES: usize = 512;
 /// The smallest entry: three one-byte header varints and nothing else.
 const MIN_ENTRY_BYTES: usize = 3;
 
@@ -43,6 +47,7 @@ pub(crate) struct BlockBuilder {
     buf: Vec<u8>,
     restarts: Vec<u32>,
     restart_interval: usize,
+    restart_bytes: usize,
     since_restart: usize,
     last_key: Vec<u8>,
     entries: usize,
@@ -56,17 +61,29 @@ impl BlockBuilder {
             buf: Vec::new(),
             restarts: vec![0],
             restart_interval: restart_interval.max(1),
+            restart_bytes: usize::MAX,
             since_restart: 0,
             last_key: Vec::new(),
             entries: 0,
         }
     }
 
+    /// Also starts a restart point before an entry once `bytes` or more of entries were
+    /// written since the last one, however few entries that is.
+    #[must_use]
+    pub fn with_restart_bytes(mut self, bytes: usize) -> Self {
+        self.restart_bytes = bytes;
+        self
+    }
+
     /// Appends an entry. REQUIRES: `key` sorts after every key added since the last
     /// `finish`, and the block stays under [`MAX_BLOCK_SIZE_BYTES`] (the table builder checks
     /// both).
     pub fn add(&mut self, key: &[u8], value: &[u8]) {
-        let shared = if self.since_restart >= self.restart_interval {
+        let last_restart = self.restarts.last().map_or(0, |&r| r as usize);
+        let due = self.since_restart >= self.restart_interval
+            || (self.since_restart > 0 && self.buf.len() - last_restart >= self.restart_bytes);
+        let shared = if due {
             self.restarts.push(self.offset_u32());
             self.since_restart = 0;
             0
@@ -734,6 +751,41 @@ mod tests {
                 "interval {interval}: {} slots",
                 out.slots.capacity()
             );
+        }
+    }
+
+    /// Restart points come every `restart_bytes` of entries when entries are large, every
+    /// `restart_interval` entries when they are small, and a seek finds every key either way.
+    #[test]
+    fn restart_points_come_by_bytes_or_by_count_whichever_is_first() {
+        let names: Vec<String> = (0..200).map(|i| format!("k{i:04}")).collect();
+        for value_bytes in [100, 1] {
+            let mut b = BlockBuilder::new(16).with_restart_bytes(512);
+            for (i, k) in names.iter().enumerate() {
+                b.add(&ikey(k, 1), &vec![i as u8; value_bytes]);
+            }
+            let block = Block::new(Bytes::from(b.finish()), Path::new("t"), 0).unwrap();
+            let restarts: Vec<usize> = (0..block.num_restarts)
+                .map(|i| block.restart(Path::new("t"), i).unwrap())
+                .collect();
+            if value_bytes == 1 {
+                // 200 entries of about 13 bytes: by count, 13 restart points.
+                assert_eq!(restarts.len(), 13, "{restarts:?}");
+            } else {
+                // Entries of 112 to 116 bytes: a restart once 512 or more bytes follow the last.
+                for pair in restarts.windows(2) {
+                    let gap = pair[1] - pair[0];
+                    assert!(
+                        (512..640).contains(&gap),
+                        "gap of {gap} bytes: {restarts:?}"
+                    );
+                }
+            }
+            for (i, k) in names.iter().enumerate() {
+                let hit = block.seek(Path::new("t"), k.as_bytes(), SeqNo(1)).unwrap();
+                let hit = hit.unwrap();
+                assert!(hit.user_key_matches && hit.value == vec![i as u8; value_bytes]);
+            }
         }
     }
 

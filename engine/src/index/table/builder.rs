@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use super::block::{BlockBuilder, DEFAULT_RESTART_INTERVAL};
+use super::block::{BlockBuilder, DEFAULT_RESTART_BYTES, DEFAULT_RESTART_INTERVAL};
 use super::bloom::BloomBuilder;
 use super::format::{self, BlockHandle, BlockType, Footer, FormatVersion, MAX_BLOCK_SIZE_BYTES};
 use crate::error::{Error, Result};
@@ -33,6 +33,11 @@ pub(crate) struct TableOptions {
     /// A data block starts a restart point (a key stored whole) every this many entries.
     /// Default = 16.
     pub restart_interval: usize,
+    /// A data block also starts a restart point once this many bytes of entries follow the
+    /// last one. Default = 512, so that a point read's scan from its restart point touches a
+    /// few cache lines even when sixteen entries would span two kilobytes; it costs small
+    /// entries some prefix compression (about 2 % more bytes with 100-byte values).
+    pub restart_bytes: usize,
     /// Bloom filter bits per distinct user key; 0 writes a filter that matches everything.
     /// Default = 10 (about 1 % false positives).
     pub bloom_bits_per_key: u32,
@@ -46,6 +51,7 @@ impl Default for TableOptions {
         Self {
             block_size_bytes: 4096,
             restart_interval: DEFAULT_RESTART_INTERVAL,
+            restart_bytes: DEFAULT_RESTART_BYTES,
             bloom_bits_per_key: 10,
             format_version: FormatVersion::CURRENT,
         }
@@ -97,7 +103,8 @@ impl TableBuilder {
         Self {
             file,
             block_size_bytes: options.block_size_bytes.clamp(1, MAX_BLOCK_SIZE_BYTES / 2),
-            data: BlockBuilder::new(options.restart_interval),
+            data: BlockBuilder::new(options.restart_interval)
+                .with_restart_bytes(options.restart_bytes),
             index: BlockBuilder::new(1),
             filter: BloomBuilder::new(options.bloom_bits_per_key),
             version: options.format_version,
