@@ -71,8 +71,33 @@ struct QueueState {
     next_ticket: u64,
     pending: VecDeque<Pending>,
     /// Results of finished writes, taken by their writers.
-    done: HashMap<u64, Result<(), String>>,
+    done: HashMap<u64, Result<(), GroupError>>,
     leader_active: bool,
+}
+
+/// The leader's error, as each other writer of its group gets it.
+#[derive(Debug, Clone)]
+enum GroupError {
+    /// Nothing of the group was written: `Error::Poisoned`.
+    Refused,
+    /// The write may or may not be there: an I/O error with the leader's message.
+    Failed(String),
+}
+
+impl GroupError {
+    fn of(e: &Error) -> Self {
+        match e {
+            Error::Poisoned => Self::Refused,
+            e => Self::Failed(e.to_string()),
+        }
+    }
+
+    fn into_error(self) -> Error {
+        match self {
+            Self::Refused => Error::Poisoned,
+            Self::Failed(msg) => Error::Io(std::io::Error::other(msg)),
+        }
+    }
 }
 
 /// Writers waiting to be committed.
@@ -110,7 +135,7 @@ impl DbInner {
         });
         loop {
             if let Some(result) = state.done.remove(&ticket) {
-                return result.map_err(|msg| Error::Io(std::io::Error::other(msg)));
+                return result.map_err(GroupError::into_error);
             }
             if !state.leader_active {
                 state.leader_active = true;
@@ -135,9 +160,9 @@ impl DbInner {
                         }
                     }
                     Err(e) => {
-                        let msg = e.to_string();
+                        let shared = GroupError::of(&e);
                         for p in group.iter().filter(|p| p.ticket != ticket) {
-                            state.done.insert(p.ticket, Err(msg.clone()));
+                            state.done.insert(p.ticket, Err(shared.clone()));
                         }
                         if mine {
                             queue.changed.notify_all();
@@ -342,6 +367,45 @@ mod tests {
     /// when a later batch's value file needs the manifest. `Poisoned` promises that nothing
     /// was written, which no longer holds: the group gets an I/O error, whose outcome is
     /// unknown, and the batch logged before the failure is there after a reopen.
+    /// A group refused before any of it was logged is refused for every writer in it, not
+    /// only for its leader: the others get `Poisoned` too, and none of it is there after a
+    /// reopen.
+    #[test]
+    fn every_writer_of_a_refused_group_is_told_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::default();
+        let mut options = Options::new().background_compaction(false);
+        options.fs = Some(Arc::new(fs.clone()));
+        let db: Db = options.clone().open(dir.path()).unwrap();
+        let inner = db.inner();
+        fs.arm(Trigger::nth(1).only(&[CallKind::Append]));
+        assert!(inner.versions.lock().log_values(Vec::new()).is_err());
+        fs.disarm();
+        // Another writer's batch, queued first: its value needs the manifest.
+        let other = {
+            let mut state = inner.commit.state.lock();
+            let ticket = state.next_ticket;
+            state.next_ticket += 1;
+            let mut batch = WriteBatch::new();
+            batch.put("queued", vec![7u8; 64 << 10]);
+            state.pending.push_back(pending(ticket, batch));
+            ticket
+        };
+        let mut mine = WriteBatch::new();
+        mine.put("leader", "1");
+        let r = inner.write(mine, Durability::Buffered);
+        assert!(matches!(r, Err(Error::Poisoned)), "{r:?}");
+        let theirs = inner.commit.state.lock().done.remove(&other);
+        assert!(
+            matches!(theirs, Some(Err(GroupError::Refused))),
+            "{theirs:?}"
+        );
+        drop(db);
+        let db = options.open(dir.path()).unwrap();
+        assert_eq!(db.get("leader").unwrap(), None);
+        assert_eq!(db.get("queued").unwrap(), None);
+    }
+
     #[test]
     fn a_group_cut_short_by_a_concurrent_failure_is_not_reported_as_refused() {
         let dir = tempfile::tempdir().unwrap();
