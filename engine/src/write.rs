@@ -362,38 +362,67 @@ mod tests {
         }
     }
 
-    /// A flush or compaction that fails leaves the manifest refusing appends a moment before
-    /// it poisons the database. A leader in that moment may have logged part of its group
-    /// when a later batch's value file needs the manifest. `Poisoned` promises that nothing
-    /// was written, which no longer holds: the group gets an I/O error, whose outcome is
-    /// unknown, and the batch logged before the failure is there after a reopen.
+    fn batch(key: &str, value: &[u8]) -> WriteBatch {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        b
+    }
+
+    /// A database whose manifest refuses every edit while the database is not poisoned yet:
+    /// the moment between a flush or compaction failing to log its edit and that job poisoning
+    /// the database. Returns its options (to reopen it), its directory and the handle.
+    fn open_in_the_moment_after_a_failed_edit() -> (Options, tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::default();
+        let mut options = Options::new().background_compaction(false);
+        options.fs = Some(Arc::new(fs.clone()));
+        let db = options.clone().open(dir.path()).unwrap();
+        fs.arm(Trigger::nth(1).only(&[CallKind::Append]));
+        assert!(db.inner().versions.lock().log_values(Vec::new()).is_err());
+        fs.disarm();
+        assert!(!db.inner().is_poisoned());
+        (options, dir, db)
+    }
+
+    /// A leader in that moment may have logged part of its group when a later batch's value
+    /// file needs the manifest. `Poisoned` promises that nothing was written, which no longer
+    /// holds: the group gets an I/O error, whose outcome is unknown, and the batch logged
+    /// before the failure is there after a reopen.
+    #[test]
+    fn a_group_cut_short_by_a_concurrent_failure_is_not_reported_as_refused() {
+        let (options, dir, db) = open_in_the_moment_after_a_failed_edit();
+        // The second value starts the first value file, which the manifest must record.
+        let mut group = vec![
+            pending(0, batch("logged", b"1")),
+            pending(1, batch("refused", &[7u8; 64 << 10])),
+        ];
+        let r = db.inner().commit_group(&mut group);
+        assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+        assert!(db.inner().is_poisoned());
+        drop(db);
+        let db = options.open(dir.path()).unwrap();
+        assert_eq!(db.get("logged").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(db.get("refused").unwrap(), None);
+    }
+
     /// A group refused before any of it was logged is refused for every writer in it, not
     /// only for its leader: the others get `Poisoned` too, and none of it is there after a
     /// reopen.
     #[test]
     fn every_writer_of_a_refused_group_is_told_so() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = FaultFs::default();
-        let mut options = Options::new().background_compaction(false);
-        options.fs = Some(Arc::new(fs.clone()));
-        let db: Db = options.clone().open(dir.path()).unwrap();
+        let (options, dir, db) = open_in_the_moment_after_a_failed_edit();
         let inner = db.inner();
-        fs.arm(Trigger::nth(1).only(&[CallKind::Append]));
-        assert!(inner.versions.lock().log_values(Vec::new()).is_err());
-        fs.disarm();
         // Another writer's batch, queued first: its value needs the manifest.
         let other = {
             let mut state = inner.commit.state.lock();
             let ticket = state.next_ticket;
             state.next_ticket += 1;
-            let mut batch = WriteBatch::new();
-            batch.put("queued", vec![7u8; 64 << 10]);
-            state.pending.push_back(pending(ticket, batch));
+            state
+                .pending
+                .push_back(pending(ticket, batch("queued", &[7u8; 64 << 10])));
             ticket
         };
-        let mut mine = WriteBatch::new();
-        mine.put("leader", "1");
-        let r = inner.write(mine, Durability::Buffered);
+        let r = inner.write(batch("leader", b"1"), Durability::Buffered);
         assert!(matches!(r, Err(Error::Poisoned)), "{r:?}");
         let theirs = inner.commit.state.lock().done.remove(&other);
         assert!(
@@ -404,34 +433,5 @@ mod tests {
         let db = options.open(dir.path()).unwrap();
         assert_eq!(db.get("leader").unwrap(), None);
         assert_eq!(db.get("queued").unwrap(), None);
-    }
-
-    #[test]
-    fn a_group_cut_short_by_a_concurrent_failure_is_not_reported_as_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = FaultFs::default();
-        let mut options = Options::new().background_compaction(false);
-        options.fs = Some(Arc::new(fs.clone()));
-        let db: Db = options.clone().open(dir.path()).unwrap();
-        let inner = db.inner();
-        // The failing job's append: the manifest now refuses every edit, the database is not
-        // poisoned yet.
-        fs.arm(Trigger::nth(1).only(&[CallKind::Append]));
-        assert!(inner.versions.lock().log_values(Vec::new()).is_err());
-        fs.disarm();
-        assert!(!inner.is_poisoned());
-        let mut logged = WriteBatch::new();
-        logged.put("logged", "1");
-        // Its value starts the first value file, which the manifest must record.
-        let mut refused = WriteBatch::new();
-        refused.put("refused", vec![7u8; 64 << 10]);
-        let mut group = vec![pending(0, logged), pending(1, refused)];
-        let r = inner.commit_group(&mut group);
-        assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
-        assert!(inner.is_poisoned());
-        drop(db);
-        let db = options.open(dir.path()).unwrap();
-        assert_eq!(db.get("logged").unwrap().as_deref(), Some(&b"1"[..]));
-        assert_eq!(db.get("refused").unwrap(), None);
     }
 }

@@ -143,7 +143,7 @@ pub(crate) struct Footer {
     pub filter: BlockHandle,
     /// The range tombstone block.
     pub range_del: BlockHandle,
-    /// The layout of the rest.
+    /// The format version: how the filter block is laid out.
     pub version: FormatVersion,
 }
 
