@@ -28,8 +28,9 @@ pub fn files(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure>
             .iter()
             .map(|t| {
                 format!(
-                    "{{\"level\":{},\"number\":{},\"size_bytes\":{},\"entries\":{}}}",
-                    t.level, t.number, t.size_bytes, t.entries
+                    "{{\"level\":{},\"number\":{},\"size_bytes\":{},\"entries\":{},\
+                     \"format_version\":{}}}",
+                    t.level, t.number, t.size_bytes, t.entries, t.format_version
                 )
             })
             .collect();
@@ -66,17 +67,18 @@ pub fn files(dir: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure>
     writeln!(out, "tables ({})", inv.tables.len())?;
     writeln!(
         out,
-        "  {:>5}  {:>10}  {:>10}  {:>10}",
-        "level", "file", "size", "entries"
+        "  {:>5}  {:>10}  {:>10}  {:>10}  {:>6}",
+        "level", "file", "size", "entries", "format"
     )?;
     for t in &inv.tables {
         let name = format!("{:06}.sst", t.number);
         writeln!(
             out,
-            "  {:>5}  {name:>10}  {:>10}  {:>10}",
+            "  {:>5}  {name:>10}  {:>10}  {:>10}  {:>6}",
             t.level,
             human_bytes(t.size_bytes),
-            t.entries
+            t.entries,
+            t.format_version
         )?;
     }
     writeln!(

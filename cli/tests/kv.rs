@@ -782,7 +782,13 @@ fn files_and_extents_show_the_value_files_and_their_maps() {
     let listing = ok(&db, &["files"]);
     assert!(listing.contains("value files (1)"), "{listing}");
     assert!(listing.contains(".seg"), "{listing}");
+    // Each open flushed the write before it to a table, in the current table format.
+    assert!(listing.contains("entries  format"), "{listing}");
     let json = ok(&db, &["--json", "files"]);
+    assert!(
+        json.contains("\"entries\":1,\"format_version\":2}"),
+        "{json}"
+    );
     let id_at = json.find("\"value_files\":[{\"id\":").unwrap() + "\"value_files\":[{\"id\":".len();
     let id: String = json[id_at..]
         .chars()

@@ -500,6 +500,7 @@ impl Db {
                 number: f.number(),
                 size_bytes: f.meta.size_bytes,
                 entries: f.meta.entries,
+                format_version: f.table.format_version() as u32,
             })
             .collect();
         let (value_files, segments) = self.inner.values.inventory();

@@ -14,6 +14,9 @@ pub struct TableInfo {
     pub size_bytes: u64,
     /// Versions it holds (tombstones included).
     pub entries: u64,
+    /// The table format version it was written in (`docs/format/table.md`). A table keeps
+    /// its version until a compaction rewrites it into the current one.
+    pub format_version: u32,
 }
 
 /// One value file.

@@ -235,6 +235,7 @@ fn the_inventory_lists_tables_value_files_segments_and_extents() {
     assert_eq!(inv.tables.len(), 1);
     assert_eq!(inv.tables[0].level, 0);
     assert_eq!(inv.tables[0].entries, 10);
+    assert_eq!(inv.tables[0].format_version, 2);
     assert_eq!(inv.value_files.len(), 1);
     let file = &inv.value_files[0];
     assert_eq!(file.written_bytes, 30_000);

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use super::block::{Block, BlockEntries, common_prefix_len};
 use super::bloom::BloomFilter;
 use super::cache::BlockCache;
-use super::format::{self, BlockHandle, BlockType, FOOTER_BYTES, Footer};
+use super::format::{self, BlockHandle, BlockType, FOOTER_BYTES, Footer, FormatVersion};
 use crate::coding::Decoder;
 use crate::error::{Error, Result};
 use crate::fs::ReadableFile;
@@ -64,6 +64,7 @@ pub(crate) struct Table {
     search: IndexSearch,
     filter: BloomFilter,
     range_tombstones: Vec<RangeTombstone>,
+    version: FormatVersion,
 }
 
 impl Drop for Table {
@@ -136,6 +137,7 @@ impl Table {
             index,
             filter,
             range_tombstones,
+            version: footer.version,
         }))
     }
 
@@ -249,6 +251,12 @@ impl Table {
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The format version the table was written in.
+    #[must_use]
+    pub fn format_version(&self) -> FormatVersion {
+        self.version
     }
 
     /// Marks the table obsolete: when its last reference is dropped, its file goes to
@@ -1461,14 +1469,16 @@ mod fixture_tests {
             .collect()
     }
 
-    /// Opens the table at `path` and reads the example's keys back through its filter.
-    fn check_example(path: &Path) {
+    /// Opens the table at `path`, checks its version, and reads the example's keys back
+    /// through its filter.
+    fn check_example(path: &Path, version: FormatVersion) {
         let table = Table::open(
             RealFs.open(path).unwrap(),
             7,
             Arc::new(BlockCache::new(1 << 20)),
         );
         let table = table.unwrap();
+        assert_eq!(table.format_version(), version);
         let got = table
             .get(b"apple", SeqNo(1), ReadMode::Blocking)
             .unwrap()
@@ -1490,7 +1500,7 @@ mod fixture_tests {
         let written = RealFs.read_all(&path).unwrap();
         let hex: Vec<String> = written.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(written, bytes_of(EXAMPLE_HEX), "{}", hex.join(" "));
-        check_example(&path);
+        check_example(&path, FormatVersion::CURRENT);
     }
 
     /// A table written in format version 1, byte for byte as before version 2, still opens
@@ -1501,7 +1511,7 @@ mod fixture_tests {
         let dir = tempfile::tempdir().unwrap();
         let old = dir.path().join("old.sst");
         std::fs::write(&old, bytes_of(EXAMPLE_V1_HEX)).unwrap();
-        check_example(&old);
+        check_example(&old, FormatVersion::V1);
         let new = dir.path().join("new.sst");
         write_example(&new, FormatVersion::V1);
         assert_eq!(RealFs.read_all(&new).unwrap(), bytes_of(EXAMPLE_V1_HEX));
