@@ -82,6 +82,10 @@ pub struct Options {
     pub(crate) test_on_release: Option<TestHook>,
     /// The file system to run on; the host's ([`crate::fs::RealFs`]) unless one is given.
     pub(crate) fs: Option<std::sync::Arc<dyn crate::fs::FileSystem>>,
+    /// Test-only: the table format version flushes and compactions write, to make the
+    /// databases an older engine left.
+    #[cfg(test)]
+    pub(crate) test_table_format: crate::index::table::FormatVersion,
 }
 
 impl Default for Options {
@@ -117,6 +121,8 @@ impl Options {
             background_compaction: true,
             read_only: false,
             fs: None,
+            #[cfg(test)]
+            test_table_format: crate::index::table::FormatVersion::CURRENT,
             #[cfg(feature = "test-hooks")]
             test_race_window: None,
             #[cfg(feature = "test-hooks")]

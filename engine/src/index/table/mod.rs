@@ -29,4 +29,6 @@ pub(crate) use bloom::bloom_hash;
 pub(crate) use bloom::{BloomBuilder, BloomFilter, FilterLayout};
 pub(crate) use builder::{TableBuilder, TableOptions};
 pub(crate) use cache::BlockCache;
+#[cfg(test)]
+pub(crate) use format::FormatVersion;
 pub(crate) use reader::{ReadMode, Table, TableIter, TableScan};
