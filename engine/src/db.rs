@@ -1454,34 +1454,28 @@ mod tests {
             }
             db.verify().unwrap();
         };
+        let versions = |db: &Db| -> Vec<u32> {
+            let tables = db.inventory().tables;
+            tables.iter().map(|t| t.format_version).collect()
+        };
         let db = Options::new()
             .background_compaction(false)
             .open(dir.path())
             .unwrap();
-        let versions: Vec<u32> = db
-            .inventory()
-            .tables
-            .iter()
-            .map(|t| t.format_version)
-            .collect();
+        let before = versions(&db);
         assert!(
-            versions.len() >= 4 && versions.iter().all(|&v| v == 1),
-            "{versions:?}"
+            before.len() >= 4 && before.iter().all(|&v| v == 1),
+            "{before:?}"
         );
         check(&db, &|_| 0);
         for i in (0..300u32).step_by(10) {
             db.put(format!("key{i:04}"), upgrade_value(i, 1)).unwrap();
         }
         db.compact().unwrap();
-        let versions: Vec<u32> = db
-            .inventory()
-            .tables
-            .iter()
-            .map(|t| t.format_version)
-            .collect();
+        let after = versions(&db);
         assert!(
-            !versions.is_empty() && versions.iter().all(|&v| v == 2),
-            "{versions:?}"
+            !after.is_empty() && after.iter().all(|&v| v == 2),
+            "{after:?}"
         );
         check(&db, &|i| u32::from(i.is_multiple_of(10)));
     }
