@@ -45,15 +45,18 @@ pub(crate) fn bloom_hash(key: &[u8]) -> u64 {
     const MULTIPLIER: u64 = 0xff51_afd7_ed55_8ccd;
     let mut h = SEED ^ (key.len() as u64).wrapping_mul(MULTIPLIER);
     for chunk in key.chunks(8) {
-        // The word is the chunk read little-endian, zero-padded.
-        let word = chunk
-            .iter()
-            .rev()
-            .fold(0u64, |w, &b| (w << 8) | u64::from(b));
-        h = (h ^ word).wrapping_mul(MULTIPLIER);
+        h = (h ^ le_word(chunk)).wrapping_mul(MULTIPLIER);
         h ^= h >> 29;
     }
     finalize(h)
+}
+
+/// Up to 8 bytes read as a little-endian word, zero-padded.
+fn le_word(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0u64, |w, &b| (w << 8) | u64::from(b))
 }
 
 fn finalize(mut h: u64) -> u64 {
@@ -256,10 +259,7 @@ impl BloomFilter {
                         .map(|chunk| {
                             let mut line = Line::default();
                             for (word, bytes) in line.0.iter_mut().zip(chunk.chunks_exact(8)) {
-                                *word = bytes
-                                    .iter()
-                                    .rev()
-                                    .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+                                *word = le_word(bytes);
                             }
                             line
                         })
