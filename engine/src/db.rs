@@ -740,6 +740,7 @@ fn value_options(options: &Options) -> ValueOptions {
             .clamp(1, blocks_per_segment / 4),
         file_bytes: options.value_file_bytes,
         writeback_bytes: options.writeback_bytes,
+        zero_ahead_bytes: options.zero_ahead_bytes,
         cache_bytes: options.cache_bytes,
         read_path: options.read_path,
         read_only: options.read_only,

@@ -209,10 +209,11 @@ impl DbInner {
         let mut seq = wal.last_seq;
         let mut bytes = 0;
         let threshold = self.options.value_threshold_bytes;
+        let synced = group.iter().any(|p| p.sync);
         for p in group.iter_mut() {
             let separated = p
                 .batch
-                .separate_values(threshold, |v| self.values.append(v, self));
+                .separate_values(threshold, |v| self.values.append(v, synced, self));
             self.poison_on_error(separated)?;
             let first = seq.next();
             seq = SeqNo(seq.0 + p.batch.len() as u64);
@@ -224,7 +225,7 @@ impl DbInner {
         }
         let r = wal.writer().and_then(LogWriter::flush);
         self.poison_on_error(r)?;
-        if group.iter().any(|p| p.sync) {
+        if synced {
             let r = self.sync_log(wal);
             self.poison_on_error(r)?;
             Counters::add(&self.counters.wal_syncs, 1);

@@ -62,6 +62,9 @@ pub(crate) struct ValueOptions {
     pub file_bytes: u64,
     /// A segment's write-back starts each time this many bytes were written to it (0: never).
     pub writeback_bytes: u64,
+    /// Blocks no write has touched are zero-filled this many bytes at a time before a smaller
+    /// value is appended into them (0: never): see `Options::zero_ahead_bytes`.
+    pub zero_ahead_bytes: u64,
     pub cache_bytes: u64,
     pub read_path: ReadPath,
     /// Open the segment files for reads only, and leave empty ones as they are.
@@ -89,6 +92,9 @@ struct Appender {
     next_physical: Option<PhysicalBlock>,
     /// Blocks the file's next reservation maps (0 before its first): see [`RESERVE_GROWTH`].
     next_reserve: u64,
+    /// Logical offset, on a block boundary, below which every block was written or
+    /// zero-filled; the blocks from here on were never touched.
+    touched_end: u64,
 }
 
 /// Each reservation of a file maps twice the blocks of the one before, from
@@ -96,7 +102,8 @@ struct Appender {
 /// A reservation is a synced manifest record on the commit path; a file filled quickly then
 /// costs a few of them rather than one per `reserve_blocks`, while a file written slowly maps
 /// little ahead of its values. Blocks mapped and never written cost no disk space (segments
-/// are sparse) and are trimmed when the file is sealed or the database reopened.
+/// are sparse; at most `zero_ahead_bytes` of them are zero-filled ahead of the values) and are
+/// trimmed when the file is sealed or the database reopened.
 const RESERVE_GROWTH: u64 = 8;
 
 /// Counters of the value store.
@@ -327,13 +334,15 @@ impl ValueStore {
         })
     }
 
-    /// Appends `value` to the active value file and returns its pointer.
+    /// Appends `value` to the active value file and returns its pointer. `synced` says the
+    /// commit syncs the value at once: the append then zero-fills nothing ahead of it, as the
+    /// sync would write those zeros too.
     ///
     /// # Locking
     /// Called by the commit leader (the WAL lock serializes appends); takes the appender,
     /// allocator and extent-map locks, and logs reservations through `log` (the version set).
-    pub fn append(&self, value: &[u8], log: &dyn ValueLog) -> Result<ValuePointer> {
-        self.append_to(&self.appender, value, log)
+    pub fn append(&self, value: &[u8], synced: bool, log: &dyn ValueLog) -> Result<ValuePointer> {
+        self.append_to(&self.appender, value, synced, log)
     }
 
     /// Appends `value` to the file of `appender`, starting a new file when there is none or
@@ -342,6 +351,7 @@ impl ValueStore {
         &self,
         appender: &Mutex<Appender>,
         value: &[u8],
+        synced: bool,
         log: &dyn ValueLog,
     ) -> Result<ValuePointer> {
         let mut app = appender.lock();
@@ -390,8 +400,12 @@ impl ValueStore {
                 .saturating_mul(2)
                 .min(base.saturating_mul(RESERVE_GROWTH));
         }
+        if !synced && (value.len() as u64) < self.options.zero_ahead_bytes {
+            self.zero_ahead(&mut app, &file, end)?;
+        }
         self.write_logical(&file, offset, value)?;
         app.cursor = end;
+        app.touched_end = app.touched_end.max(end.next_multiple_of(self.block_size()));
         file.set_written(end);
         Ok(ValuePointer {
             file: file.id,
@@ -399,6 +413,40 @@ impl ValueStore {
             len: value.len() as u64,
             crc: crc32fast::hash(value),
         })
+    }
+
+    /// Zero-fills the untouched blocks of `file` from the appender's `touched_end` to the
+    /// `zero_ahead_bytes` boundary at or after `end` (clipped to the mapped blocks), one write
+    /// per extent, if a value ending at `end` would write into them. `Options::zero_ahead_bytes`
+    /// says why. Only untouched blocks: the block a value ended in keeps its bytes.
+    fn zero_ahead(&self, app: &mut Appender, file: &ValueFile, end: u64) -> Result<()> {
+        let bs = self.block_size();
+        debug_assert!(
+            app.touched_end >= app.cursor.next_multiple_of(bs),
+            "a written block lies past the touched end"
+        );
+        if end <= app.touched_end {
+            return Ok(());
+        }
+        let stop = end
+            .next_multiple_of(self.options.zero_ahead_bytes)
+            .next_multiple_of(bs)
+            .min(app.mapped_end.0 * bs);
+        let mut block = LogicalBlock(app.touched_end / bs);
+        while block.0 * bs < stop {
+            let (physical, left) = file.extents.read().lookup(block).ok_or_else(|| {
+                Error::corruption(
+                    &self.dir,
+                    block.0 * bs,
+                    format!("value file {} has no block {block}", file.id),
+                )
+            })?;
+            let n = left.min(stop.div_ceil(bs) - block.0);
+            self.blocks.zero_fill(physical, n)?;
+            block = block.add(n);
+        }
+        app.touched_end = stop.max(app.touched_end);
+        Ok(())
     }
 
     /// Maps `n` more blocks at the end of the active file, durably, before anything is written
@@ -1108,7 +1156,7 @@ impl ValueStore {
             self.read_uncached(&file, p.offset, len)?
         };
         let bytes = self.checked(p, bytes)?;
-        let moved = self.append_to(&self.gc_appender, &bytes, log)?;
+        let moved = self.append_to(&self.gc_appender, &bytes, false, log)?;
         self.gc_written_bytes.fetch_add(p.len, Ordering::Relaxed);
         self.evacuated_values.fetch_add(1, Ordering::Relaxed);
         Ok(moved)
@@ -1454,18 +1502,16 @@ mod tests {
         }
     }
 
-    /// Reservations of a file grow geometrically, up to `RESERVE_GROWTH` times the first, never
-    /// map past the file's size, and start again small in the next file.
-    #[test]
-    fn reservations_grow_within_a_file_and_stop_at_its_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let (block, reserve, file_blocks) = (4096u64, 4u64, 128u64);
-        let options = ValueOptions {
-            block_size: block as usize,
+    /// Blocks of 4 KiB, `reserve_blocks` mapped at a time, files of `file_bytes`, zero-filling
+    /// `zero_ahead_bytes` ahead; no write-back, a 1 MiB pool.
+    fn small_options(reserve_blocks: u64, file_bytes: u64, zero_ahead_bytes: u64) -> ValueOptions {
+        ValueOptions {
+            block_size: 4096,
             blocks_per_segment: 1024,
-            reserve_blocks: reserve,
-            file_bytes: file_blocks * block,
+            reserve_blocks,
+            file_bytes,
             writeback_bytes: 0,
+            zero_ahead_bytes,
             cache_bytes: 1 << 20,
             read_path: ReadPath::Pool,
             read_only: false,
@@ -1473,21 +1519,85 @@ mod tests {
             race_window: None,
             #[cfg(feature = "test-hooks")]
             on_release: None,
-        };
-        let (store, _) = ValueStore::open(
+        }
+    }
+
+    fn open_store(dir: &Path, fs: Arc<dyn FileSystem>, options: ValueOptions) -> ValueStore {
+        let (store, _) =
+            ValueStore::open(dir, fs, options, ValueState::default(), &BTreeMap::new()).unwrap();
+        store
+    }
+
+    /// Values of many sizes share blocks; zero-filling ahead of each (by a step that is no
+    /// multiple of the block) must never reach a block a value was written into. Read back
+    /// past the pool, from the files.
+    #[test]
+    fn zero_filling_ahead_never_touches_a_written_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(
             dir.path(),
             Arc::new(crate::fs::RealFs),
-            options,
-            ValueState::default(),
-            &BTreeMap::new(),
-        )
-        .unwrap();
+            small_options(4, 64 * 4096, 3 * 4096 + 100),
+        );
+        let log = RecordingLog::default();
+        let value = |i: usize| -> Vec<u8> {
+            let len = (i * 7919) % 20_000 + 1;
+            (0..len).map(|j| (i * 31 + j) as u8 | 1).collect()
+        };
+        let pointers: Vec<ValuePointer> = (0..300)
+            .map(|i| store.append(&value(i), false, &log).unwrap())
+            .collect();
+        assert!(
+            pointers.last().unwrap().file > pointers[0].file,
+            "several files"
+        );
+        for (i, p) in pointers.iter().enumerate() {
+            assert!(store.reads_back(p).unwrap(), "value {i} at {p:?}");
+        }
+    }
+
+    /// Values smaller than `zero_ahead_bytes` are zero-filled ahead of, in writes of their own;
+    /// a synced commit's are not, since its sync would write those zeros too.
+    #[test]
+    fn a_synced_append_zero_fills_nothing() {
+        let writes = |synced: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let fs = FaultFs::default();
+            let store = open_store(
+                dir.path(),
+                Arc::new(fs.clone()),
+                small_options(1024, 64 << 20, 64 << 10),
+            );
+            let log = RecordingLog::default();
+            for i in 0..32u8 {
+                store.append(&[i; 1000], synced, &log).unwrap();
+            }
+            fs.counts()
+                .get(&crate::fs::CallKind::SegmentWrite)
+                .copied()
+                .unwrap_or(0)
+        };
+        assert_eq!(writes(true), 32);
+        assert_eq!(writes(false), 33, "one write of zeros, then the values");
+    }
+
+    /// Reservations of a file grow geometrically, up to `RESERVE_GROWTH` times the first, never
+    /// map past the file's size, and start again small in the next file.
+    #[test]
+    fn reservations_grow_within_a_file_and_stop_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (block, reserve, file_blocks) = (4096u64, 4u64, 128u64);
+        let store = open_store(
+            dir.path(),
+            Arc::new(crate::fs::RealFs),
+            small_options(reserve, file_blocks * block, 0),
+        );
         let log = RecordingLog::default();
         let value = vec![7u8; block as usize];
         let mut pointers = Vec::new();
         // One file and the first block of the next.
         for _ in 0..=file_blocks {
-            pointers.push(store.append(&value, &log).unwrap());
+            pointers.push(store.append(&value, false, &log).unwrap());
         }
         // Per reservation (one logged record, maybe of several runs): its file and blocks.
         let mapped: Vec<(ValueFileId, u64)> = log

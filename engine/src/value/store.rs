@@ -41,6 +41,9 @@ use crate::fs::{FileSystem, SegmentFile};
 /// The page size hole punching works in: ranges are shrunk to whole pages of it.
 const PUNCH_ALIGN: u64 = 4096;
 
+/// The source of [`BlockStore::zero_fill`]'s writes.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
 /// The physical block space over segment files.
 #[derive(Debug)]
 pub(crate) struct BlockStore {
@@ -344,6 +347,34 @@ impl BlockStore {
                 Some(span) => segment.start_writeback(span.start, span.end - span.start),
                 None => Ok(()),
             }
+        })
+    }
+
+    /// Writes zeros over the `n` blocks from `first`, creating segment files as needed, and
+    /// leaves them out of the write-back this store starts: they are about to be overwritten.
+    /// The point is the page cache: the blocks enter it in one write, in large folios, and
+    /// the small writes that fill them next find their pages there (see
+    /// `ValueOptions::zero_ahead_bytes`).
+    ///
+    /// # Errors
+    /// `InvalidArgument` if the range overflows; any I/O error.
+    pub fn zero_fill(&self, first: PhysicalBlock, n: u64) -> Result<()> {
+        let pos = self.byte_pos(first, 0)?;
+        let len = n
+            .checked_mul(self.block_size as u64)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or_else(|| Error::invalid(format!("block store: cannot zero {n} blocks")))?;
+        self.for_each_piece(pos, len, |index, offset, range| {
+            let segment = self.segment_for_write(index)?;
+            let mut at = offset;
+            let mut left = range.len();
+            while left > 0 {
+                let piece = ZEROS.get(..left.min(ZEROS.len())).unwrap_or_default();
+                segment.write_all_at(at, piece)?;
+                at += piece.len() as u64;
+                left -= piece.len();
+            }
+            Ok(())
         })
     }
 
@@ -844,6 +875,29 @@ mod tests {
         let (store, fs) = counting(dir.path(), 0);
         store.write(PhysicalBlock(0), 0, &[3; 10 * BLOCK]).unwrap();
         assert_eq!(writeback_starts(&fs), 0);
+    }
+
+    /// Zero-filled blocks read as zeros, may span segments, and neither start a write-back
+    /// nor count toward the next one: only what is written does.
+    #[test]
+    fn zero_fill_writes_zeros_and_leaves_write_back_to_what_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, fs) = counting(dir.path(), 1000);
+        store.write(PhysicalBlock(50), 0, &[9; 8 * BLOCK]).unwrap();
+        assert_eq!(writeback_starts(&fs), 1);
+        // Over what was written, and on into the next segment (64 blocks each).
+        store.zero_fill(PhysicalBlock(50), 20).unwrap();
+        let mut back = vec![1u8; 20 * BLOCK];
+        store.read(PhysicalBlock(50), &mut back).unwrap();
+        assert!(back.iter().all(|&b| b == 0));
+        assert_eq!(store.segment_count(), 2);
+        store.zero_fill(PhysicalBlock(0), 40).unwrap();
+        assert_eq!(writeback_starts(&fs), 1, "zeros start no write-back");
+        // 600 written bytes are all the unstarted bytes there are: no start yet.
+        store.write(PhysicalBlock(10), 0, &[1; 600]).unwrap();
+        assert_eq!(writeback_starts(&fs), 1, "zeros count toward no write-back");
+        store.write(PhysicalBlock(12), 0, &[1; 400]).unwrap();
+        assert_eq!(writeback_starts(&fs), 2);
     }
 
     #[test]
