@@ -22,6 +22,7 @@ fn config() -> EngineConfig {
         cache_bytes: 8 << 20,
         value_bytes: 100,
         extentdb_writeback_bytes: None,
+        extentdb_zero_ahead_bytes: None,
     }
 }
 
@@ -257,6 +258,7 @@ fn run_with_lie(lie: Lie, workloads: &[Workload]) -> Result<()> {
         writer_bytes_per_sec: 0,
         seed: 3,
         extentdb_writeback_bytes: None,
+        extentdb_zero_ahead_bytes: None,
     };
     let inner = EngineKind::Extentdb.open(dir.path(), &config())?;
     let mut session = Session::new(Box::new(Liar { inner, lie }), &values, &settings);
@@ -308,6 +310,7 @@ fn workloads_reject_an_engine_that_returns_wrong_data() -> Result<()> {
         writer_bytes_per_sec: 0,
         seed: 3,
         extentdb_writeback_bytes: None,
+        extentdb_zero_ahead_bytes: None,
     };
     let mut session = Session::new(
         EngineKind::Extentdb.open(dir.path(), &config())?,
@@ -438,4 +441,46 @@ fn bad_flags_get_a_clear_error() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("--features rocksdb"), "{stderr}");
     }
+}
+
+/// The extentdb-only flags reach the engine's options: an out-of-range value comes back as
+/// the engine's own refusal, and an in-range one runs.
+#[test]
+fn extentdb_flags_reach_its_options() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let dir_arg = dir.path().display().to_string();
+    let out_arg = dir.path().join("out").display().to_string();
+    let run = |zero_ahead: &str| {
+        kvbench(&[
+            "--engines",
+            "extentdb",
+            "--workloads",
+            "fillrandom",
+            "--value-sizes",
+            "4k",
+            "--num",
+            "64",
+            "--runs",
+            "1",
+            "--disk-probe-mib",
+            "1",
+            "--extentdb-zero-ahead-bytes",
+            zero_ahead,
+            "--dir",
+            &dir_arg,
+            "--out",
+            &out_arg,
+        ])
+    };
+    let refused = run("1000000000");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "accepted: {stderr}");
+    assert!(stderr.contains("zero_ahead_bytes"), "{stderr}");
+    let ran = run("0");
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    Ok(())
 }

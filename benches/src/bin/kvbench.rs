@@ -98,6 +98,12 @@ struct Args {
     #[arg(long)]
     extentdb_writeback_bytes: Option<u64>,
 
+    /// extentdb only: before a value smaller than this is appended into untouched blocks, they
+    /// are zero-filled up to the next multiple of it, in one write (`Options::zero_ahead_bytes`;
+    /// 0 for none) [default: the engine's default, 64 KiB].
+    #[arg(long)]
+    extentdb_zero_ahead_bytes: Option<u64>,
+
     /// MiB written by the disk bandwidth probe of each run.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     disk_probe_mib: u64,
@@ -290,6 +296,7 @@ fn run(args: Args) -> Result<()> {
                 writer_bytes_per_sec: args.writer_mib_per_sec << 20,
                 seed: args.seed.wrapping_add(run as u64),
                 extentdb_writeback_bytes: args.extentdb_writeback_bytes,
+                extentdb_zero_ahead_bytes: args.extentdb_zero_ahead_bytes,
             };
             let pass = Pass {
                 run,

@@ -112,6 +112,8 @@ pub struct EngineConfig {
     pub value_bytes: usize,
     /// extentdb's `Options::writeback_bytes`, if not its default; no other engine looks at it.
     pub extentdb_writeback_bytes: Option<u64>,
+    /// extentdb's `Options::zero_ahead_bytes`, if not its default; no other engine looks at it.
+    pub extentdb_zero_ahead_bytes: Option<u64>,
 }
 
 /// The engines kvbench can run; a peer is there only when its cargo feature was compiled in.

@@ -60,6 +60,7 @@ pub fn run_engine(
         cache_bytes: pass.cache_bytes,
         value_bytes,
         extentdb_writeback_bytes: pass.settings.extentdb_writeback_bytes,
+        extentdb_zero_ahead_bytes: pass.settings.extentdb_zero_ahead_bytes,
     };
     let mut records = Vec::new();
     let mut open: Option<(Session<'_>, PathBuf)> = None;

@@ -131,6 +131,9 @@ pub struct Settings {
     /// extentdb's `Options::writeback_bytes` (`--extentdb-writeback-bytes`); `None` for its
     /// default.
     pub extentdb_writeback_bytes: Option<u64>,
+    /// extentdb's `Options::zero_ahead_bytes` (`--extentdb-zero-ahead-bytes`); `None` for its
+    /// default.
+    pub extentdb_zero_ahead_bytes: Option<u64>,
 }
 
 /// Percentiles of a latency sample.

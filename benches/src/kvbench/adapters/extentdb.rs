@@ -4,8 +4,9 @@
 //! The cache budget is split between extentdb's two caches by where the values live: values
 //! below the value threshold (1 KiB by default) are stored inline in the index's tables, so
 //! the table cache gets 7/8 of the budget; larger values live in value files, so the buffer
-//! pool gets 7/8. Everything else is `Options::new()`'s default, except `writeback_bytes` when
-//! `--extentdb-writeback-bytes` gives it.
+//! pool gets 7/8. Everything else is `Options::new()`'s default, except `writeback_bytes` and
+//! `zero_ahead_bytes` when `--extentdb-writeback-bytes` and `--extentdb-zero-ahead-bytes` give
+//! them.
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,9 @@ pub fn open(dir: &Path, config: &EngineConfig) -> Result<Box<dyn Engine>> {
         .durability(Durability::Buffered);
     if let Some(bytes) = config.extentdb_writeback_bytes {
         options = options.writeback_bytes(bytes);
+    }
+    if let Some(bytes) = config.extentdb_zero_ahead_bytes {
+        options = options.zero_ahead_bytes(bytes);
     }
     let db = options.open(dir)?;
     Ok(Box::new(Extentdb {
