@@ -419,6 +419,9 @@ impl ValueStore {
     /// `zero_ahead_bytes` boundary at or after `end` (clipped to the mapped blocks), one write
     /// per extent, if a value ending at `end` would write into them. `Options::zero_ahead_bytes`
     /// says why. Only untouched blocks: the block a value ended in keeps its bytes.
+    ///
+    /// # Locking
+    /// REQUIRES: the appender's lock (`app`). Takes the file's extent map shared, per extent.
     fn zero_ahead(&self, app: &mut Appender, file: &ValueFile, end: u64) -> Result<()> {
         let bs = self.block_size();
         debug_assert!(
