@@ -435,6 +435,10 @@ impl ValueStore {
             .next_multiple_of(self.options.zero_ahead_bytes)
             .next_multiple_of(bs)
             .min(app.mapped_end.0 * bs);
+        if stop <= end.next_multiple_of(bs) {
+            // Nothing past the value's own blocks: its write makes their pages as well.
+            return Ok(());
+        }
         let mut block = LogicalBlock(app.touched_end / bs);
         while block.0 * bs < stop {
             let (physical, left) = file.extents.read().lookup(block).ok_or_else(|| {
@@ -1582,6 +1586,26 @@ mod tests {
         };
         assert_eq!(writes(true), 32);
         assert_eq!(writes(false), 33, "one write of zeros, then the values");
+    }
+
+    /// A zero-fill that could reach no block past the value's own (here the file maps one
+    /// block at a time) is not made: the value's write makes those pages itself.
+    #[test]
+    fn no_zero_fill_covers_only_the_value_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultFs::default();
+        let store = open_store(
+            dir.path(),
+            Arc::new(fs.clone()),
+            small_options(1, 1 << 20, 8192),
+        );
+        let log = RecordingLog::default();
+        let p = store.append(&[5; 4000], false, &log).unwrap();
+        assert_eq!(
+            fs.counts().get(&crate::fs::CallKind::SegmentWrite),
+            Some(&1)
+        );
+        assert!(store.reads_back(&p).unwrap());
     }
 
     /// Reservations of a file grow geometrically, up to `RESERVE_GROWTH` times the first, never
