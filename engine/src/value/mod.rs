@@ -416,9 +416,10 @@ impl ValueStore {
     }
 
     /// Zero-fills the untouched blocks of `file` from the appender's `touched_end` to the
-    /// `zero_ahead_bytes` boundary at or after `end` (clipped to the mapped blocks), one write
-    /// per extent, if a value ending at `end` would write into them. `Options::zero_ahead_bytes`
-    /// says why. Only untouched blocks: the block a value ended in keeps its bytes.
+    /// `zero_ahead_bytes` boundary at or after `end` (clipped to the mapped blocks), a write
+    /// per extent (per 64 KiB of it), if a value ending at `end` would write into them.
+    /// `Options::zero_ahead_bytes` says why. Only untouched blocks: the block a value ended in
+    /// keeps its bytes.
     ///
     /// # Locking
     /// REQUIRES: the appender's lock (`app`). Takes the file's extent map shared, per extent.
@@ -439,20 +440,11 @@ impl ValueStore {
             // Nothing past the value's own blocks: its write makes their pages as well.
             return Ok(());
         }
-        let mut block = LogicalBlock(app.touched_end / bs);
-        while block.0 * bs < stop {
-            let (physical, left) = file.extents.read().lookup(block).ok_or_else(|| {
-                Error::corruption(
-                    &self.dir,
-                    block.0 * bs,
-                    format!("value file {} has no block {block}", file.id),
-                )
-            })?;
-            let n = left.min(stop.div_ceil(bs) - block.0);
-            self.blocks.zero_fill(physical, n)?;
-            block = block.add(n);
-        }
-        app.touched_end = stop.max(app.touched_end);
+        let first = LogicalBlock(app.touched_end / bs);
+        self.for_each_run(file, first, stop / bs - first.0, |physical, n| {
+            self.blocks.zero_fill(physical, n)
+        })?;
+        app.touched_end = stop;
         Ok(())
     }
 
@@ -675,30 +667,51 @@ impl ValueStore {
     /// REQUIRES: the file's invalidate lock held shared by the caller.
     fn read_blocks(&self, file: &ValueFile, first: LogicalBlock, buf: &mut [u8]) -> Result<()> {
         let bs = self.options.block_size;
-        let mut block = first;
         let mut rest = buf;
-        while !rest.is_empty() {
-            let (physical, left) = file.extents.read().lookup(block).ok_or_else(|| {
-                Error::corruption(
-                    &self.dir,
-                    block.0 * bs as u64,
-                    format!("value file {} has no block {block}", file.id),
-                )
-            })?;
+        self.for_each_run(file, first, (rest.len() / bs) as u64, |physical, n| {
             #[cfg(feature = "test-hooks")]
             if let Some(delay) = self.options.race_window {
                 std::thread::sleep(delay);
             }
-            let n = usize::try_from(left)
-                .unwrap_or(usize::MAX)
-                .min(rest.len() / bs);
-            let (now, later) = rest.split_at_mut(n * bs);
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            let (now, later) = std::mem::take(&mut rest).split_at_mut(n * bs);
             match self.options.read_path {
                 ReadPath::Pool => self.blocks.read(physical, now)?,
                 ReadPath::Mmap => self.blocks.read_mapped(physical, now)?,
             }
-            block = block.add(n as u64);
             rest = later;
+            Ok(())
+        })
+    }
+
+    /// Calls `f(physical, n)` for each run of the `blocks` blocks of `file` from logical
+    /// `first` on, in order, as its extent map places them: `n` blocks from `physical`.
+    ///
+    /// # Errors
+    /// `Corruption` if a block is not mapped; the first error of `f`.
+    ///
+    /// # Locking
+    /// Takes the file's extent map shared for each lookup, not across `f`.
+    fn for_each_run(
+        &self,
+        file: &ValueFile,
+        first: LogicalBlock,
+        blocks: u64,
+        mut f: impl FnMut(PhysicalBlock, u64) -> Result<()>,
+    ) -> Result<()> {
+        let end = first.add(blocks);
+        let mut block = first;
+        while block < end {
+            let (physical, left) = file.extents.read().lookup(block).ok_or_else(|| {
+                Error::corruption(
+                    &self.dir,
+                    block.0 * self.block_size(),
+                    format!("value file {} has no block {block}", file.id),
+                )
+            })?;
+            let n = left.min(end.0 - block.0);
+            f(physical, n)?;
+            block = block.add(n);
         }
         Ok(())
     }
