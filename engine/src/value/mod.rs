@@ -480,29 +480,23 @@ impl ValueStore {
 
     /// Writes `data` at logical `offset` of `file`, through its extent map.
     fn write_logical(&self, file: &ValueFile, offset: u64, data: &[u8]) -> Result<()> {
-        let bs = self.block_size();
-        let mut done = 0usize;
-        while done < data.len() {
-            let at = offset + done as u64;
-            let (physical, left) = file
-                .extents
-                .read()
-                .lookup(LogicalBlock(at / bs))
-                .ok_or_else(|| {
-                    Error::corruption(
-                        &self.dir,
-                        at,
-                        format!("value file {} has no block for offset {at}", file.id),
-                    )
-                })?;
-            let in_block = (at % bs) as usize;
-            let room = usize::try_from(left * bs).unwrap_or(usize::MAX) - in_block;
-            let piece = data.get(done..).unwrap_or_default();
-            let piece = piece.get(..piece.len().min(room)).unwrap_or_default();
-            self.blocks.write(physical, in_block, piece)?;
-            done += piece.len();
+        if data.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let bs = self.block_size();
+        let first = LogicalBlock(offset / bs);
+        let blocks = (offset + data.len() as u64).div_ceil(bs) - first.0;
+        // Only the first run starts inside a block.
+        let mut in_block = (offset % bs) as usize;
+        let mut rest = data;
+        self.for_each_run(file, first, blocks, |physical, n| {
+            let room = usize::try_from(n * bs).unwrap_or(usize::MAX) - in_block;
+            let (now, later) = rest.split_at(rest.len().min(room));
+            self.blocks.write(physical, in_block, now)?;
+            in_block = 0;
+            rest = later;
+            Ok(())
+        })
     }
 
     /// The largest readahead worth doing: a readahead run must fit the pool's probation queue
